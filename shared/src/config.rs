@@ -1,0 +1,279 @@
+//! Typed settings of a service: defaults in code, then an optional file, then
+//! `TRADEWATCH__SECTION__KEY` environment variables. A bad value stops start-up
+//! with a message that names its key.
+
+use std::{fmt, net::IpAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+/// The fixed facts of one service: its name and default port.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceInfo {
+    /// Short name: `tariff`, `dispute`, `dialogue`.
+    pub name: &'static str,
+    pub default_port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub peers: PeerSettings,
+    pub telemetry: TelemetrySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// How long in-flight calls may take to finish after SIGTERM.
+    pub drain_timeout_secs: u64,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl ServerSettings {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user:password@host/db`.
+    pub url: String,
+    /// Pool size; unset means 4 on SQLite (one writer at a time anyway) and
+    /// 10 on PostgreSQL.
+    pub max_connections: Option<u32>,
+    /// Run migrations when `serve` starts (the default); Kubernetes turns it
+    /// off and runs `migrate` as a Job instead.
+    pub migrate_on_start: bool,
+    /// How long a call waits for a pooled connection before UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerSettings {
+    pub tariff_url: String,
+    pub dispute_url: String,
+    /// Deadline of one call to a peer, unless the caller's own is shorter.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC collector, for example `http://otel-collector:4317`; unset
+    /// means no export.
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` overrides them.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads the settings of `service`: defaults, then `file` if given, then
+    /// the environment.
+    pub fn load(service: ServiceInfo, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = config::Environment::with_prefix("TRADEWATCH")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        Self::load_from(service, file, env)
+    }
+
+    fn load_from(
+        service: ServiceInfo,
+        file: Option<&Path>,
+        env: config::Environment,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in defaults(service) {
+            builder = builder
+                .set_default(key, value)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        if self.server.host.parse::<IpAddr>().is_err() {
+            return bad("server.host", format!("{:?} is not an IP address", self.server.host));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_message_bytes) {
+            return bad("server.max_message_bytes", "must be between 1 KiB and 64 MiB".into());
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return bad(
+                "database.url",
+                format!("{:?} is neither sqlite:… nor postgres://…", redact_url(url)),
+            );
+        }
+        if self.database.max_connections == Some(0) {
+            return bad("database.max_connections", "must be at least 1".into());
+        }
+        for (key, value) in [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)] {
+            if !(value.starts_with("http://") || value.starts_with("https://")) || value.parse::<tonic::transport::Uri>().is_err() {
+                return bad(key, format!("{value:?} is not an http:// or https:// URL"));
+            }
+        }
+        if self.peers.timeout_ms == 0 {
+            return bad("peers.timeout_ms", "must be greater than zero".into());
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && endpoint.parse::<tonic::transport::Uri>().is_err()
+        {
+            return bad("telemetry.otlp_endpoint", format!("{endpoint:?} is not a URL"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return bad("log.filter", format!("{:?} is not a tracing filter", self.log.filter));
+        }
+        Ok(())
+    }
+}
+
+fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
+    vec![
+        ("server.host", "127.0.0.1".into()),
+        ("server.port", i64::from(service.default_port).into()),
+        ("server.drain_timeout_secs", 20_i64.into()),
+        ("server.max_message_bytes", (4_i64 * 1024 * 1024).into()),
+        ("database.url", format!("sqlite://var/{}.db?mode=rwc", service.name).into()),
+        ("database.migrate_on_start", true.into()),
+        ("database.acquire_timeout_ms", 5_000_i64.into()),
+        ("peers.tariff_url", "http://127.0.0.1:50052".into()),
+        ("peers.dispute_url", "http://127.0.0.1:50051".into()),
+        ("peers.timeout_ms", 5_000_i64.into()),
+        ("log.format", "pretty".into()),
+        ("log.filter", "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn".into()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const SERVICE: ServiceInfo = ServiceInfo { name: "tariff", default_port: 50052 };
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env = config::Environment::with_prefix("TRADEWATCH")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(map));
+        Settings::load_from(SERVICE, None, env)
+    }
+
+    #[test]
+    fn defaults_follow_the_service() -> Result<(), ConfigError> {
+        let s = load(&[])?;
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.server.port, 50052);
+        assert_eq!(s.database.url, "sqlite://var/tariff.db?mode=rwc");
+        assert_eq!(s.peers.dispute_url, "http://127.0.0.1:50051");
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert!(s.telemetry.otlp_endpoint.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn environment_overrides_defaults() -> Result<(), ConfigError> {
+        let s = load(&[
+            ("TRADEWATCH__SERVER__HOST", "0.0.0.0"),
+            ("TRADEWATCH__SERVER__PORT", "6000"),
+            ("TRADEWATCH__DATABASE__URL", "postgres://u:p@db/tariff"),
+            ("TRADEWATCH__LOG__FORMAT", "json"),
+            ("TRADEWATCH__TELEMETRY__OTLP_ENDPOINT", "http://collector:4317"),
+            ("TRADEWATCH__PEERS__TARIFF_URL", "http://tariff:50052"),
+        ])?;
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 6000);
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.peers.tariff_url, "http://tariff:50052");
+        assert_eq!(s.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("TRADEWATCH__SERVER__PORT", "not-a-port", "server.port"),
+            ("TRADEWATCH__SERVER__PORT", "70000", "server.port"),
+            ("TRADEWATCH__SERVER__HOST", "localhost:80", "server.host"),
+            ("TRADEWATCH__DATABASE__URL", "mysql://db", "database.url"),
+            ("TRADEWATCH__LOG__FORMAT", "xml", "log.format"),
+            ("TRADEWATCH__PEERS__DISPUTE_URL", "dispute:50051", "peers.dispute_url"),
+            ("TRADEWATCH__DATABASE__MAX_CONNECTIONS", "0", "database.max_connections"),
+        ];
+        for (var, value, key) in cases {
+            let err = load(&[(var, value)]).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(key), "{var}={value}: {err:?} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn database_password_is_never_printed() -> Result<(), ConfigError> {
+        let s = load(&[("TRADEWATCH__DATABASE__URL", "postgres://app:s3cret@db:5432/tariff")])?;
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("app:***@db:5432"), "{printed}");
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! Connecting to the service's database, SQLite or PostgreSQL, with the
+//! settings each needs, and beginning write transactions that are safe on
+//! both.
+
+use std::{path::Path, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::DatabaseSettings;
+
+/// Opens the pool. A SQLite file's folder is made if missing.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let url = settings.url.as_str();
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite {
+        make_sqlite_folder(url);
+    }
+    let mut opt = ConnectOptions::new(url.to_owned());
+    opt.acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .connect_timeout(Duration::from_secs(5))
+        // sqlx logs every statement at INFO: keep them for debugging only.
+        .sqlx_logging_level(tracing::log::LevelFilter::Debug)
+        .sqlx_slow_statements_logging_settings(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    if sqlite {
+        // WAL lets readers run beside the one writer; write transactions
+        // begin IMMEDIATE (see `begin_write`), so busy_timeout covers waits.
+        opt.max_connections(settings.max_connections.unwrap_or(4)).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    } else {
+        opt.max_connections(settings.max_connections.unwrap_or(10)).min_connections(1);
+    }
+    Database::connect(opt).await
+}
+
+fn make_sqlite_folder(url: &str) {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return;
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+        && let Err(err) = std::fs::create_dir_all(parent)
+    {
+        tracing::warn!(folder = %parent.display(), %err, "cannot create the database folder");
+    }
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect_and_migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(settings).await?;
+    M::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at
+/// once (BEGIN IMMEDIATE): a deferred read-then-write transaction can fail
+/// with SQLITE_BUSY_SNAPSHOT, which busy_timeout does not cure.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Whether `err` is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// A query that answers when the database is reachable.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.ping().await
+}
+
+/// The backend of a connection, for the few statements that differ.
+pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
+    db.get_database_backend()
+}

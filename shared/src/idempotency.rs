@@ -1,0 +1,176 @@
+//! `request_id` idempotency (AIP-155), done in the database.
+//!
+//! A create or state-changing call that carries a `request_id` stores its
+//! response in the same transaction as its write. A retry with the same id
+//! returns that stored response and writes nothing; reusing an id for a
+//! different request is INVALID_ARGUMENT. Two concurrent calls with one id
+//! race on the key's primary key: the loser rolls back and answers with the
+//! winner's response.
+
+use futures::future::BoxFuture;
+use prost::Message;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    db,
+    error::{Error, Result},
+};
+
+pub mod entity {
+    //! One stored response per `request_id`.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: Uuid,
+        pub method: String,
+        pub fingerprint: Vec<u8>,
+        pub response: Vec<u8>,
+        pub create_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod migration {
+    //! Creates `idempotency_keys`; every service's migrator lists it first.
+    use sea_orm_migration::{prelude::*, schema::*};
+
+    #[derive(DeriveMigrationName)]
+    pub struct Migration;
+
+    #[derive(DeriveIden)]
+    enum IdempotencyKeys {
+        Table,
+        RequestId,
+        Method,
+        Fingerprint,
+        Response,
+        CreateTime,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(IdempotencyKeys::Table)
+                        .if_not_exists()
+                        .col(uuid(IdempotencyKeys::RequestId).primary_key())
+                        .col(string(IdempotencyKeys::Method))
+                        .col(binary(IdempotencyKeys::Fingerprint))
+                        .col(binary(IdempotencyKeys::Response))
+                        .col(timestamp_with_time_zone(IdempotencyKeys::CreateTime))
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager.drop_table(Table::drop().table(IdempotencyKeys::Table).to_owned()).await
+        }
+    }
+}
+
+/// The identity of one idempotent call.
+#[derive(Debug, Clone)]
+pub struct Key {
+    request_id: Uuid,
+    method: &'static str,
+    fingerprint: Vec<u8>,
+}
+
+impl Key {
+    /// The key of `method` called with `request_id`; `request` is the request
+    /// with its `request_id` cleared, so a retry must send the same request.
+    pub fn new<M: Message>(method: &'static str, request_id: Option<Uuid>, request: &M) -> Option<Self> {
+        request_id.map(|request_id| Self {
+            request_id,
+            method,
+            fingerprint: Sha256::digest(request.encode_to_vec()).to_vec(),
+        })
+    }
+
+    /// The request id, for an idempotency key passed on to another service.
+    pub fn request_id(&self) -> Uuid {
+        self.request_id
+    }
+}
+
+async fn lookup<R: Message + Default>(conn: &impl ConnectionTrait, key: &Key) -> Result<Option<R>> {
+    let Some(row) = entity::Entity::find_by_id(key.request_id).one(conn).await? else {
+        return Ok(None);
+    };
+    if row.method != key.method || row.fingerprint != key.fingerprint {
+        return Err(Error::invalid_field(
+            "request_id",
+            format!("{} was already used for a different request", key.request_id),
+        ));
+    }
+    R::decode(row.response.as_slice()).map(Some).map_err(Error::internal)
+}
+
+async fn save<R: Message>(conn: &impl ConnectionTrait, key: &Key, response: &R) -> Result<(), sea_orm::DbErr> {
+    entity::ActiveModel {
+        request_id: Set(key.request_id),
+        method: Set(key.method.to_owned()),
+        fingerprint: Set(key.fingerprint.clone()),
+        response: Set(response.encode_to_vec()),
+        create_time: Set(chrono::Utc::now()),
+    }
+    .insert(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Runs `write` in one write transaction and commits it, at most once per
+/// `key`: a repeated key returns the first response and writes nothing. If
+/// `write` fails, nothing it did is kept.
+pub async fn write<R, F>(conn: &DatabaseConnection, key: Option<Key>, write: F) -> Result<R>
+where
+    R: Message + Default,
+    F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<R>> + Send,
+{
+    if let Some(key) = &key
+        && let Some(done) = lookup(conn, key).await?
+    {
+        return Ok(done);
+    }
+    let txn = db::begin_write(conn).await?;
+    if let Some(key) = &key
+        && let Some(done) = lookup(&txn, key).await?
+    {
+        return Ok(done);
+    }
+    let response = write(&txn).await?;
+    let saved = match &key {
+        Some(key) => save(&txn, key, &response).await,
+        None => Ok(()),
+    };
+    let committed = match saved {
+        Ok(()) => txn.commit().await,
+        Err(err) => {
+            // Best effort: dropping the transaction rolls it back as well.
+            let _ = txn.rollback().await;
+            Err(err)
+        }
+    };
+    match (committed, &key) {
+        (Ok(()), _) => Ok(response),
+        // A concurrent call with the same key committed first: answer as it did.
+        (Err(err), Some(key)) if db::is_unique_violation(&err) => lookup(conn, key)
+            .await?
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key vanished after a conflict"))),
+        (Err(err), _) => Err(err.into()),
+    }
+}

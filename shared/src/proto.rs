@@ -1,0 +1,32 @@
+//! Code generated from `proto/`, and the descriptor set reflection serves.
+
+#![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod tradewatch {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("tradewatch.common.v1");
+        }
+    }
+    pub mod tariff {
+        pub mod v1 {
+            tonic::include_proto!("tradewatch.tariff.v1");
+        }
+    }
+    pub mod dispute {
+        pub mod v1 {
+            tonic::include_proto!("tradewatch.dispute.v1");
+        }
+    }
+    pub mod dialogue {
+        pub mod v1 {
+            tonic::include_proto!("tradewatch.dialogue.v1");
+        }
+    }
+}
+
+pub use tradewatch::{common::v1 as common, dialogue::v1 as dialogue, dispute::v1 as dispute, tariff::v1 as tariff};
+
+/// Every Tradewatch proto file, encoded as a `FileDescriptorSet`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tradewatch_descriptor.bin"));

@@ -1,0 +1,133 @@
+//! The one gRPC server every service runs: its API beside
+//! `grpc.health.v1.Health` and server reflection v1 and v1alpha, on one port,
+//! with message-size limits, a span per RPC and a graceful shutdown.
+//!
+//! Health: `""` is SERVING while the process serves; the service's own name is
+//! SERVING only while its database answers (checked every few seconds), so a
+//! readiness probe on the service name takes a replica out of rotation when
+//! its database is gone while the liveness probe on `""` leaves it running.
+//! On shutdown both go NOT_SERVING first, new connections are refused,
+//! in-flight calls finish within `drain_timeout_secs`, then `serve` returns.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{config::ServerSettings, db, proto, telemetry};
+
+const DB_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// A server bound to its port, not yet serving.
+pub struct GrpcServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: ServerSettings,
+}
+
+impl GrpcServer {
+    /// Binds `server.host:server.port`; port 0 takes a free port (tests).
+    pub async fn bind(settings: &ServerSettings) -> anyhow::Result<Self> {
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (server.host, server.port): {err}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self { listener, local_addr, settings: settings.clone() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves `routes` (the service's API, registered under `service_name`)
+    /// until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        service_name: &'static str,
+        routes: Routes,
+        db: DatabaseConnection,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        // health_reporter() marks "" SERVING at once: not before we are ready.
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter.set_service_status(service_name, ServingStatus::NotServing).await;
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(service_name)
+                .with_service_name("grpc.health.v1.Health")
+        };
+        let routes = routes
+            .add_service(health)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+
+        let stopping = Arc::new(Notify::new());
+        let signal = {
+            let (reporter, stopping) = (reporter.clone(), stopping.clone());
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+                reporter.set_service_status(service_name, ServingStatus::NotServing).await;
+                stopping.notify_one();
+            }
+        };
+
+        let max = self.settings.max_message_bytes;
+        tracing::info!(address = %self.local_addr, service = service_name, max_message_bytes = max, "serving");
+        let serve = tonic::transport::Server::builder()
+            .trace_fn(telemetry::rpc_span)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_nodelay(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        tokio::pin!(serve);
+
+        reporter.set_service_status("", ServingStatus::Serving).await;
+        let watcher = tokio::spawn(watch_database(reporter, service_name, db));
+
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = stopping.notified() => {
+                match tokio::time::timeout(self.settings.drain_timeout(), &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(timeout = ?self.settings.drain_timeout(), "drain timed out; closing the remaining calls");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        watcher.abort();
+        tracing::info!("stopped");
+        Ok(result?)
+    }
+}
+
+/// Keeps the service's health in step with its database.
+async fn watch_database(reporter: HealthReporter, service_name: &'static str, db: DatabaseConnection) {
+    let mut serving = None;
+    loop {
+        let ok = db::ping(&db).await.is_ok();
+        if serving != Some(ok) {
+            if ok {
+                tracing::info!(service = service_name, "database reachable: SERVING");
+            } else {
+                tracing::warn!(service = service_name, "database unreachable: NOT_SERVING");
+            }
+            let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+            reporter.set_service_status(service_name, status).await;
+            serving = Some(ok);
+        }
+        tokio::time::sleep(DB_CHECK_EVERY).await;
+    }
+}

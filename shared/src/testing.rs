@@ -1,0 +1,105 @@
+//! Test support: a fresh, empty database per test, dropped afterwards.
+//!
+//! SQLite by default (a file in a temporary folder). When
+//! `TRADEWATCH_TEST_DATABASE_URL` names a PostgreSQL server, each test gets a
+//! database of its own on it, created empty and dropped (`WITH (FORCE)`) when
+//! the test ends, so tests never share state.
+
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::config::{
+    DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo, Settings, TelemetrySettings,
+};
+
+/// The variable that selects PostgreSQL for the test suite.
+pub const TEST_DATABASE_URL: &str = "TRADEWATCH_TEST_DATABASE_URL";
+
+pub struct TestDatabase {
+    pub url: String,
+    backing: Backing,
+}
+
+enum Backing {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub async fn new() -> anyhow::Result<Self> {
+        match std::env::var(TEST_DATABASE_URL) {
+            Ok(admin_url) if !admin_url.is_empty() => Self::postgres(admin_url).await,
+            _ => {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Ok(Self { url, backing: Backing::Sqlite(dir) })
+            }
+        }
+    }
+
+    async fn postgres(admin_url: String) -> anyhow::Result<Self> {
+        let name = format!("tradewatch_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(&admin_url).await?;
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin.close().await?;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = format!("{server}/{name}{query}");
+        Ok(Self { url, backing: Backing::Postgres { admin_url, name } })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backing, Backing::Postgres { .. })
+    }
+
+    /// Settings for a service under test: this database, port 0, short
+    /// timeouts, peers as given.
+    pub fn settings(&self, _service: ServiceInfo) -> Settings {
+        Settings {
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: 0,
+                drain_timeout_secs: 5,
+                max_message_bytes: 4 * 1024 * 1024,
+            },
+            database: DatabaseSettings {
+                url: self.url.clone(),
+                max_connections: None,
+                migrate_on_start: true,
+                acquire_timeout_ms: 5_000,
+            },
+            peers: PeerSettings {
+                tariff_url: "http://127.0.0.1:1".into(),
+                dispute_url: "http://127.0.0.1:1".into(),
+                timeout_ms: 2_000,
+            },
+            telemetry: TelemetrySettings { otlp_endpoint: None },
+            log: LogSettings { format: LogFormat::Pretty, filter: "warn".into() },
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Backing::Postgres { admin_url, name } = &self.backing else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let admin = Database::connect(&admin_url).await?;
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+                admin.close().await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database");
+        }
+    }
+}

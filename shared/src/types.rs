@@ -1,0 +1,325 @@
+//! Value types every service's domain uses. Each is parsed once at the API
+//! edge ("parse, don't validate"); a value of the type is valid by
+//! construction. Parse errors are plain descriptions; the caller names the
+//! field (see [`crate::validate`]).
+
+use std::{fmt, str::FromStr};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+/// An economy: an ISO 3166-1 alpha-3 country code, or `EUN` for the European
+/// Union as a customs union.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Economy(String);
+
+impl Economy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("is required".into());
+        }
+        if s == "EUN" || (s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) && isocountry::CountryCode::for_alpha3(s).is_ok()) {
+            return Ok(Self(s.to_owned()));
+        }
+        Err(format!("{s:?} is not an upper-case ISO 3166-1 alpha-3 code (such as CAN, CHN, USA) or EUN"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Economy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Harmonized System code or prefix: 2 to 10 digits, even length.
+/// `8703.80` is accepted and stored as `870380`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HsCode(String);
+
+impl HsCode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let digits: String = s.chars().filter(|c| *c != '.').collect();
+        if digits.is_empty() {
+            return Err("is required".into());
+        }
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{s:?} is not an HS code: digits only, with optional dots"));
+        }
+        if digits.len() < 2 || digits.len() > 10 || digits.len() % 2 != 0 {
+            return Err(format!("{s:?} is not an HS code: 2, 4, 6, 8 or 10 digits"));
+        }
+        Ok(Self(digits))
+    }
+
+    /// A full tariff line for duty resolution: 6 to 10 digits.
+    pub fn parse_line(s: &str) -> Result<Self, String> {
+        let code = Self::parse(s)?;
+        if code.0.len() < 6 {
+            return Err(format!("{s:?} is too short to resolve a duty: give 6 to 10 digits"));
+        }
+        Ok(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `self` is a prefix of `code` (a code is a prefix of itself).
+    pub fn covers(&self, code: &HsCode) -> bool {
+        code.0.starts_with(&self.0)
+    }
+
+    /// Every prefix of this code at even lengths, shortest first: 2, 4, … , itself.
+    pub fn prefixes(&self) -> Vec<HsCode> {
+        (2..=self.0.len()).step_by(2).map(|n| Self(self.0[..n].to_owned())).collect()
+    }
+}
+
+impl fmt::Display for HsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A calendar date written `YYYY-MM-DD`, exactly.
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    if s.is_empty() {
+        return Err("is required (YYYY-MM-DD)".into());
+    }
+    let well_formed = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) if well_formed => Ok(d),
+        _ => Err(format!("{s:?} is not a date written YYYY-MM-DD")),
+    }
+}
+
+/// The wire form of a date.
+pub fn format_date(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// A decimal string such as `"6.1"`, `"-3"`, `"1250000.00"`: no exponent, no
+/// thousands separators, at most 28 significant digits.
+pub fn parse_decimal(s: &str) -> Result<Decimal, String> {
+    if s.is_empty() {
+        return Err("is required (a decimal string such as \"6.1\")".into());
+    }
+    let plain = s.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
+    if !plain || s.matches('.').count() > 1 || s.ends_with('.') || s.starts_with('.') || s == "-" {
+        return Err(format!("{s:?} is not a decimal string such as \"6.1\""));
+    }
+    Decimal::from_str(s).map_err(|_| format!("{s:?} is out of range for a decimal"))
+}
+
+/// A decimal that is zero or more.
+pub fn parse_non_negative(s: &str) -> Result<Decimal, String> {
+    let d = parse_decimal(s)?;
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(format!("{s:?} must not be negative"));
+    }
+    Ok(d)
+}
+
+/// A decimal greater than zero.
+pub fn parse_positive(s: &str) -> Result<Decimal, String> {
+    let d = parse_decimal(s)?;
+    if d <= Decimal::ZERO {
+        return Err(format!("{s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// The canonical wire form of a decimal: no trailing zeros after the point.
+pub fn format_decimal(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+/// An ISO 4217 currency code: three upper-case letters.
+pub fn parse_currency(s: &str) -> Result<String, String> {
+    if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(s.to_owned())
+    } else if s.is_empty() {
+        Err("is required (an ISO 4217 code such as CAD)".into())
+    } else {
+        Err(format!("{s:?} is not an ISO 4217 currency code such as CAD"))
+    }
+}
+
+/// An amount of money in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub currency: String,
+    pub amount: Decimal,
+}
+
+impl Money {
+    pub fn new(currency: impl Into<String>, amount: Decimal) -> Self {
+        Self { currency: currency.into(), amount }
+    }
+
+    /// Rounded to cents, half away from zero, as customs authorities do.
+    pub fn rounded(&self) -> Self {
+        Self {
+            currency: self.currency.clone(),
+            amount: self.amount.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+        }
+    }
+}
+
+impl From<&Money> for crate::proto::common::Money {
+    fn from(m: &Money) -> Self {
+        Self { currency_code: m.currency.clone(), amount: format_money_amount(m.amount) }
+    }
+}
+
+/// Money amounts keep two decimals on the wire ("2440.00").
+fn format_money_amount(d: Decimal) -> String {
+    let mut d = d.normalize();
+    if d.scale() < 2 {
+        d.rescale(2);
+    }
+    d.to_string()
+}
+
+/// A resource id: a UUID.
+pub fn parse_id(s: &str) -> Result<Uuid, String> {
+    if s.is_empty() {
+        return Err("is required".into());
+    }
+    Uuid::try_parse(s).map_err(|_| format!("{s:?} is not a UUID"))
+}
+
+/// An optional `request_id`: empty, or a UUID.
+pub fn parse_request_id(s: &str) -> Result<Option<Uuid>, String> {
+    if s.is_empty() { Ok(None) } else { parse_id(s).map(Some) }
+}
+
+/// A new server-made id: UUIDv7, so that ids sort by creation time.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn economies() {
+        for good in ["CAN", "CHN", "USA", "EUN", "JPN", "DEU"] {
+            assert!(Economy::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "can", "CA", "CANA", "XXX", "EU", "E1N", " CAN", "ZZZ"] {
+            assert!(Economy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hs_codes() {
+        let good = [("87", "87"), ("8703", "8703"), ("8703.80", "870380"), ("8703.80.00.10", "8703800010"), ("870380", "870380")];
+        for (input, stored) in good {
+            assert_eq!(HsCode::parse(input).map(|c| c.0), Ok(stored.to_owned()), "{input}");
+        }
+        for bad in ["", "8", "870", "87033", "87a3", "87 03", "870380001011", "-87", ".", "8703,80"] {
+            assert!(HsCode::parse(bad).is_err(), "{bad}");
+        }
+        assert!(HsCode::parse_line("8703").is_err());
+        assert!(HsCode::parse_line("870380").is_ok());
+    }
+
+    #[test]
+    fn hs_prefixes_run_shortest_first() -> Result<(), String> {
+        let code = HsCode::parse("8703800010")?;
+        let got: Vec<_> = code.prefixes().into_iter().map(|c| c.0).collect();
+        assert_eq!(got, ["87", "8703", "870380", "87038000", "8703800010"]);
+        assert!(HsCode::parse("8703")?.covers(&code));
+        assert!(!HsCode::parse("8704")?.covers(&code));
+        Ok(())
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("2025-01-31").map(format_date), Ok("2025-01-31".into()));
+        assert!(parse_date("2024-02-29").is_ok());
+        for bad in ["", "2025-1-31", "2025-02-30", "2023-02-29", "31/01/2025", "2025-01-31T00:00:00Z", "20250131", "+2025-01-31"] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        for (input, canonical) in [("6.1", "6.1"), ("100", "100"), ("1250000.00", "1250000"), ("-3", "-3"), ("0.050", "0.05"), ("0", "0")] {
+            assert_eq!(parse_decimal(input).map(format_decimal), Ok(canonical.to_owned()), "{input}");
+        }
+        for bad in ["", "6,1", "1e5", "abc", "1.2.3", ".5", "5.", "-", "+5", " 5", "NaN", "99999999999999999999999999999999"] {
+            assert!(parse_decimal(bad).is_err(), "{bad}");
+        }
+        assert!(parse_non_negative("-0.01").is_err());
+        assert!(parse_non_negative("0").is_ok());
+        assert!(parse_positive("0").is_err());
+        assert!(parse_positive("0.001").is_ok());
+    }
+
+    #[test]
+    fn money() {
+        assert!(parse_currency("CAD").is_ok());
+        for bad in ["", "cad", "CA", "CADD", "C4D"] {
+            assert!(parse_currency(bad).is_err(), "{bad}");
+        }
+        let m = Money::new("CAD", Decimal::new(24400005, 4)).rounded();
+        assert_eq!(crate::proto::common::Money::from(&m).amount, "2440.00");
+        let half = Money::new("CAD", Decimal::new(5, 3)).rounded();
+        assert_eq!(half.amount, Decimal::new(1, 2));
+    }
+
+    #[test]
+    fn ids() {
+        assert!(parse_id(&new_id().to_string()).is_ok());
+        assert!(parse_id("not-a-uuid").is_err());
+        assert!(parse_id("").is_err());
+        assert_eq!(parse_request_id(""), Ok(None));
+        assert!(parse_request_id("x").is_err());
+        assert!(new_id() < new_id(), "UUIDv7 ids sort by creation");
+    }
+
+    proptest! {
+        #[test]
+        fn hs_code_normalisation_drops_dots_and_keeps_digits(
+            digits in "[0-9]{1,5}".prop_map(|s| s.chars().flat_map(|c| [c, c]).collect::<String>()),
+            dots in proptest::collection::vec(any::<bool>(), 10)
+        ) {
+            let mut dotted = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && dots[i % dots.len()] { dotted.push('.'); }
+                dotted.push(c);
+            }
+            let parsed = HsCode::parse(&dotted).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(parsed.as_str(), digits.as_str());
+            // Normalising is idempotent, and every prefix covers the code.
+            prop_assert_eq!(HsCode::parse(parsed.as_str()).map_err(TestCaseError::fail)?, parsed.clone());
+            for p in parsed.prefixes() { prop_assert!(p.covers(&parsed)); }
+        }
+
+        #[test]
+        fn odd_or_non_digit_codes_are_refused(s in "[0-9a-z.]{0,12}") {
+            let digits: String = s.chars().filter(|c| *c != '.').collect();
+            let valid = digits.bytes().all(|b| b.is_ascii_digit()) && (2..=10).contains(&digits.len()) && digits.len() % 2 == 0;
+            prop_assert_eq!(HsCode::parse(&s).is_ok(), valid);
+        }
+
+        #[test]
+        fn decimals_round_trip(mantissa in any::<i64>(), scale in 0u32..10) {
+            let d = Decimal::new(mantissa, scale);
+            let parsed = parse_decimal(&d.to_string()).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(parsed, d);
+            prop_assert_eq!(parse_decimal(&format_decimal(d)).map_err(TestCaseError::fail)?, d);
+        }
+    }
+}
