@@ -19,6 +19,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub peers: PeerSettings,
+    #[serde(default)]
     pub telemetry: TelemetrySettings,
     pub log: LogSettings,
 }
@@ -87,7 +88,7 @@ pub struct PeerSettings {
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct TelemetrySettings {
     /// OTLP/gRPC collector, for example `http://otel-collector:4317`; unset
     /// means no export.

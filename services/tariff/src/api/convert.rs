@@ -1,0 +1,241 @@
+//! Proto messages to domain types and back. Every bad field is named by its
+//! path in the request.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tradewatch_common::{
+    proto::{common as cpb, tariff as pb},
+    types::{
+        Economy, HsCode, Money, format_date, format_decimal, parse_currency, parse_date, parse_non_negative,
+        parse_positive,
+    },
+    validate::Violations,
+};
+
+use crate::domain::{
+    DutyLine, Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, SpecificDuty, StatusChange,
+};
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+}
+
+pub fn kind_to_proto(k: MeasureKind) -> pb::MeasureKind {
+    match k {
+        MeasureKind::Mfn => pb::MeasureKind::Mfn,
+        MeasureKind::Preferential => pb::MeasureKind::Preferential,
+        MeasureKind::Surtax => pb::MeasureKind::Surtax,
+        MeasureKind::Retaliatory => pb::MeasureKind::Retaliatory,
+        MeasureKind::AntiDumping => pb::MeasureKind::AntiDumping,
+        MeasureKind::Countervailing => pb::MeasureKind::Countervailing,
+        MeasureKind::Safeguard => pb::MeasureKind::Safeguard,
+        MeasureKind::TariffRateQuota => pb::MeasureKind::TariffRateQuota,
+    }
+}
+
+/// A kind the client must give: UNSPECIFIED or an unknown number is refused.
+pub fn kind_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureKind> {
+    let kind = match pb::MeasureKind::try_from(raw) {
+        Ok(pb::MeasureKind::Unspecified) => Err("is required".to_owned()),
+        Ok(k) => MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_")).ok_or_else(|| format!("{raw} is not a measure kind")),
+        Err(_) => Err(format!("{raw} is not a measure kind")),
+    };
+    v.check(field, kind)
+}
+
+/// An optional kind filter: UNSPECIFIED means any.
+pub fn kind_filter(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureKind> {
+    if raw == 0 { None } else { kind_from_proto(v, field, raw) }
+}
+
+pub fn status_to_proto(s: MeasureStatus) -> pb::MeasureStatus {
+    match s {
+        MeasureStatus::Announced => pb::MeasureStatus::Announced,
+        MeasureStatus::InForce => pb::MeasureStatus::InForce,
+        MeasureStatus::Suspended => pb::MeasureStatus::Suspended,
+        MeasureStatus::Expired => pb::MeasureStatus::Expired,
+        MeasureStatus::Revoked => pb::MeasureStatus::Revoked,
+    }
+}
+
+pub fn status_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureStatus> {
+    let status = match pb::MeasureStatus::try_from(raw) {
+        Ok(pb::MeasureStatus::Unspecified) => Err("is required".to_owned()),
+        Ok(s) => MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_")).ok_or_else(|| format!("{raw} is not a measure status")),
+        Err(_) => Err(format!("{raw} is not a measure status")),
+    };
+    v.check(field, status)
+}
+
+pub fn status_filter(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureStatus> {
+    if raw == 0 { None } else { status_from_proto(v, field, raw) }
+}
+
+fn optional_date(v: &mut Violations, field: &str, s: &str) -> Option<Option<NaiveDate>> {
+    if s.is_empty() { Some(None) } else { v.check(field, parse_date(s)).map(Some) }
+}
+
+/// Money whose amount is zero or more.
+pub fn money(v: &mut Violations, field: &str, m: Option<&cpb::Money>) -> Option<Money> {
+    let Some(m) = m else {
+        v.add(field, "is required");
+        return None;
+    };
+    let currency = v.check(format!("{field}.currency_code"), parse_currency(&m.currency_code));
+    let amount = v.check(format!("{field}.amount"), parse_non_negative(&m.amount));
+    Some(Money::new(currency?, amount?))
+}
+
+/// The client-set fields of a measure, validated, with the rules between
+/// fields applied; violations are named `{prefix}.{field}`.
+pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> Option<MeasureSpec> {
+    let f = |name: &str| format!("{prefix}.{name}");
+    let reference = v.text(&f("reference"), &m.reference, 200);
+    let title = v.text(&f("title"), &m.title, 500);
+    let imposing_economy = v.check(f("imposing_economy"), Economy::parse(&m.imposing_economy));
+    let target_economies = v.check_each(&f("target_economies"), &m.target_economies, Economy::parse);
+    let kind = kind_from_proto(v, &f("kind"), m.kind);
+    let hs_codes = v.check_each(&f("hs_codes"), &m.hs_codes, HsCode::parse);
+    let excluded_hs_codes = v.check_each(&f("excluded_hs_codes"), &m.excluded_hs_codes, HsCode::parse);
+    let ad_valorem_percent = v.check(f("ad_valorem_percent"), parse_non_negative(&m.ad_valorem_percent));
+    let specific_duty = match &m.specific_duty {
+        None => Some(None),
+        Some(d) => {
+            let amount = money(v, &f("specific_duty.amount"), d.amount.as_ref());
+            let unit = v.text(&f("specific_duty.unit"), &d.unit, 50);
+            amount.zip(unit).map(|(amount, unit)| Some(SpecificDuty { amount, unit }))
+        }
+    };
+    let announced_on = optional_date(v, &f("announced_on"), &m.announced_on);
+    let effective_from = v.check(f("effective_from"), parse_date(&m.effective_from));
+    let effective_to = optional_date(v, &f("effective_to"), &m.effective_to);
+    let quota = match &m.quota {
+        None => Some(None),
+        Some(q) => {
+            let quantity = v.check(f("quota.quantity"), parse_positive(&q.quantity));
+            let unit = v.text(&f("quota.unit"), &q.unit, 50);
+            let start = v.check(f("quota.period_start"), parse_date(&q.period_start));
+            let end = v.check(f("quota.period_end"), parse_date(&q.period_end));
+            match (quantity, unit, start, end) {
+                (Some(quantity), Some(unit), Some(period_start), Some(period_end)) => {
+                    Some(Some(QuotaTerms { quantity, unit, period_start, period_end }))
+                }
+                _ => None,
+            }
+        }
+    };
+    let source_url = v.url(&f("source_url"), &m.source_url);
+    let notes = v.optional_text(&f("notes"), &m.notes, 10_000);
+    let spec = MeasureSpec {
+        reference: reference?,
+        title: title?,
+        imposing_economy: imposing_economy?,
+        target_economies,
+        kind: kind?,
+        hs_codes,
+        excluded_hs_codes,
+        ad_valorem_percent: ad_valorem_percent?,
+        specific_duty: specific_duty?,
+        announced_on: announced_on?,
+        effective_from: effective_from?,
+        effective_to: effective_to?,
+        quota: quota?,
+        source_url: source_url?,
+        notes: notes?,
+    };
+    if !v.is_empty() {
+        // A list with a bad element parsed short: its rules would mislead.
+        return None;
+    }
+    for violation in spec.violations() {
+        v.add(f(&violation.field), violation.description);
+    }
+    Some(spec)
+}
+
+pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
+    let s = &m.spec;
+    pb::TariffMeasure {
+        id: m.id.to_string(),
+        reference: s.reference.clone(),
+        title: s.title.clone(),
+        imposing_economy: s.imposing_economy.to_string(),
+        target_economies: s.target_economies.iter().map(ToString::to_string).collect(),
+        kind: kind_to_proto(s.kind).into(),
+        hs_codes: s.hs_codes.iter().map(ToString::to_string).collect(),
+        excluded_hs_codes: s.excluded_hs_codes.iter().map(ToString::to_string).collect(),
+        ad_valorem_percent: format_decimal(s.ad_valorem_percent),
+        specific_duty: s.specific_duty.as_ref().map(|d| pb::SpecificDuty {
+            amount: Some(cpb::Money { currency_code: d.amount.currency.clone(), amount: format_decimal(d.amount.amount) }),
+            unit: d.unit.clone(),
+        }),
+        announced_on: s.announced_on.map(format_date).unwrap_or_default(),
+        effective_from: format_date(s.effective_from),
+        effective_to: s.effective_to.map(format_date).unwrap_or_default(),
+        status: status_to_proto(m.status_on(today)).into(),
+        quota: s.quota.as_ref().map(|q| pb::Quota {
+            quantity: format_decimal(q.quantity),
+            unit: q.unit.clone(),
+            period_start: format_date(q.period_start),
+            period_end: format_date(q.period_end),
+            used: format_decimal(m.quota_used),
+        }),
+        source_url: s.source_url.clone(),
+        notes: s.notes.clone(),
+        etag: tradewatch_common::etag::of(m.version),
+        create_time: Some(timestamp(m.create_time)),
+        update_time: Some(timestamp(m.update_time)),
+    }
+}
+
+pub fn change_to_proto(c: &StatusChange) -> pb::MeasureStatusChange {
+    pb::MeasureStatusChange {
+        measure_id: c.measure_id.to_string(),
+        status: status_to_proto(c.status).into(),
+        effective_on: format_date(c.effective_on),
+        reason: c.reason.clone(),
+        change_time: Some(timestamp(c.change_time)),
+    }
+}
+
+fn line_to_proto(l: &DutyLine) -> pb::AppliedDuty {
+    pb::AppliedDuty {
+        measure_id: l.measure_id.to_string(),
+        kind: kind_to_proto(l.kind).into(),
+        matched_hs_code: l.matched_hs_code.to_string(),
+        ad_valorem_percent: format_decimal(l.ad_valorem_percent),
+        amount: Some((&l.amount).into()),
+        reference: l.reference.clone(),
+        title: l.title.clone(),
+    }
+}
+
+pub fn resolution_to_proto(r: &Resolution) -> pb::ResolveDutyResponse {
+    pb::ResolveDutyResponse {
+        lines: r.lines.iter().map(line_to_proto).collect(),
+        total_duty: Some((&r.total_duty).into()),
+        effective_rate_percent: format_decimal(r.effective_rate_percent),
+        quota_full: r.quota_full,
+        notes: r.notes.clone(),
+    }
+}
+
+/// Copies the field named by an update-mask `path` from `from` into `into`;
+/// false when the path is not updatable.
+pub fn copy_updatable(path: &str, from: &pb::TariffMeasure, into: &mut pb::TariffMeasure) -> bool {
+    match path {
+        "title" => into.title.clone_from(&from.title),
+        "target_economies" => into.target_economies.clone_from(&from.target_economies),
+        "hs_codes" => into.hs_codes.clone_from(&from.hs_codes),
+        "excluded_hs_codes" => into.excluded_hs_codes.clone_from(&from.excluded_hs_codes),
+        "ad_valorem_percent" => into.ad_valorem_percent.clone_from(&from.ad_valorem_percent),
+        "specific_duty" => into.specific_duty.clone_from(&from.specific_duty),
+        "announced_on" => into.announced_on.clone_from(&from.announced_on),
+        "effective_from" => into.effective_from.clone_from(&from.effective_from),
+        "effective_to" => into.effective_to.clone_from(&from.effective_to),
+        "quota" => into.quota.clone_from(&from.quota),
+        "source_url" => into.source_url.clone_from(&from.source_url),
+        "notes" => into.notes.clone_from(&from.notes),
+        _ => return false,
+    }
+    true
+}

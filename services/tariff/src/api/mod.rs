@@ -1,0 +1,269 @@
+//! The gRPC API of the tariff service: turns requests into domain values,
+//! runs them against the store in one transaction per write, and answers.
+
+pub mod convert;
+
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+use tradewatch_common::{
+    Error, etag,
+    idempotency::{self, Key},
+    paging::Page,
+    proto::tariff::{self as pb, tariff_service_server::TariffService},
+    today,
+    types::{Economy, HsCode, new_id, parse_date, parse_id, parse_positive, parse_request_id},
+    validate::Violations,
+};
+
+use self::convert::*;
+use crate::{
+    domain::{self, Shipment, StatusChange},
+    store::{self, MeasureFilter},
+};
+
+/// Most ids one `BatchGetMeasures` takes.
+pub const BATCH_LIMIT: usize = 100;
+
+#[derive(Clone)]
+pub struct TariffApi {
+    db: DatabaseConnection,
+}
+
+impl TariffApi {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<uuid::Uuid> {
+    v.check(field, parse_id(raw))
+}
+
+#[tonic::async_trait]
+impl TariffService for TariffApi {
+    async fn create_measure(&self, request: Request<pb::CreateMeasureRequest>) -> Reply<pb::CreateMeasureResponse> {
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let spec = match &req.measure {
+            Some(m) => measure_spec(&mut v, "measure", m),
+            None => {
+                v.add("measure", "is required");
+                None
+            }
+        };
+        let spec = v.finish_with(spec)?;
+        req.request_id.clear();
+        let key = Key::new("CreateMeasure", request_id.flatten(), &req);
+        let today = today();
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let m = store::insert_measure(txn, spec, today).await?;
+                Ok(pb::CreateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_measure(&self, request: Request<pb::GetMeasureRequest>) -> Reply<pb::GetMeasureResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "id", &req.id);
+        let id = v.finish_with(id)?;
+        let m = store::get(&self.db, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+        Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
+    }
+
+    async fn batch_get_measures(&self, request: Request<pb::BatchGetMeasuresRequest>) -> Reply<pb::BatchGetMeasuresResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        if req.ids.is_empty() {
+            v.add("ids", "is required: 1 to 100 ids");
+        } else if req.ids.len() > BATCH_LIMIT {
+            v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", req.ids.len()));
+        }
+        let ids: Vec<_> = req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
+        v.finish()?;
+        let found = store::get_many(&self.db, &ids).await?;
+        let missing: Vec<String> = ids.iter().filter(|id| !found.iter().any(|m| m.id == **id)).map(ToString::to_string).collect();
+        if !missing.is_empty() {
+            return Err(Error::not_found_many("measure", &missing).into());
+        }
+        let today = today();
+        let measures = ids
+            .iter()
+            .filter_map(|id| found.iter().find(|m| m.id == *id))
+            .map(|m| measure_to_proto(m, today))
+            .collect();
+        Ok(Response::new(pb::BatchGetMeasuresResponse { measures }))
+    }
+
+    async fn list_measures(&self, request: Request<pb::ListMeasuresRequest>) -> Reply<pb::ListMeasuresResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let optional = |v: &mut Violations, field: &str, raw: &str, parse: fn(&str) -> Result<_, String>| {
+            if raw.is_empty() { None } else { v.check(field, parse(raw)) }
+        };
+        let today = today();
+        let filter = MeasureFilter {
+            imposing_economy: optional(&mut v, "imposing_economy", &req.imposing_economy, Economy::parse),
+            target_economy: optional(&mut v, "target_economy", &req.target_economy, Economy::parse),
+            kind: kind_filter(&mut v, "kind", req.kind),
+            status: status_filter(&mut v, "status", req.status).map(|s| (s, today)),
+            hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
+            in_force_on: if req.in_force_on.is_empty() { None } else { v.check("in_force_on", parse_date(&req.in_force_on)) },
+        };
+        let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+        v.finish()?;
+        let (measures, next_page_token) = store::list(&self.db, &filter, &page).await?;
+        Ok(Response::new(pb::ListMeasuresResponse {
+            measures: measures.iter().map(|m| measure_to_proto(m, today)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_measure(&self, request: Request<pb::UpdateMeasureRequest>) -> Reply<pb::UpdateMeasureResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let Some(patch) = req.measure else {
+            return Err(Error::invalid_field("measure", "is required").into());
+        };
+        let id = id_field(&mut v, "measure.id", &patch.id);
+        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "names no field: list the fields to update");
+        }
+        let mut probe = pb::TariffMeasure::default();
+        for (i, path) in paths.iter().enumerate() {
+            if !copy_updatable(path, &patch, &mut probe) {
+                v.add(format!("update_mask.paths[{i}]"), format!("{path:?} is not an updatable field of a measure"));
+            }
+        }
+        let id = v.finish_with(id)?;
+        let today = today();
+        let response = idempotency::write(&self.db, None, move |txn| {
+            Box::pin(async move {
+                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                etag::check(&patch.etag, m.version, "measure", id)?;
+                let mut merged = measure_to_proto(&m, today);
+                for path in &paths {
+                    copy_updatable(path, &patch, &mut merged);
+                }
+                let mut v = Violations::new();
+                let spec = measure_spec(&mut v, "measure", &merged);
+                if let Some(q) = spec.as_ref().and_then(|s| s.quota.as_ref())
+                    && q.quantity < m.quota_used
+                {
+                    v.add("measure.quota.quantity", format!("is less than the {} already used", m.quota_used));
+                }
+                m.spec = v.finish_with(spec)?;
+                let expected = m.version;
+                store::update(txn, &mut m, expected, true).await?;
+                Ok(pb::UpdateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn set_measure_status(&self, request: Request<pb::SetMeasureStatusRequest>) -> Reply<pb::SetMeasureStatusResponse> {
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "id", &req.id);
+        let status = status_from_proto(&mut v, "status", req.status);
+        let today = today();
+        let effective_on = if req.effective_on.is_empty() { Some(today) } else { v.check("effective_on", parse_date(&req.effective_on)) };
+        let reason = v.optional_text("reason", &req.reason, 2_000);
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let (id, status, effective_on, reason) = v.finish_with(id.zip(status).zip(effective_on).zip(reason).map(|(((a, b), c), d)| (a, b, c, d)))?;
+        req.request_id.clear();
+        let key = Key::new("SetMeasureStatus", request_id.flatten(), &req);
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                etag::check(&req.etag, m.version, "measure", id)?;
+                m.check_status_change(status, effective_on)?;
+                let change = StatusChange {
+                    id: new_id(),
+                    measure_id: id,
+                    status,
+                    effective_on,
+                    reason,
+                    change_time: chrono::Utc::now(),
+                };
+                let reply_change = change_to_proto(&change);
+                store::add_status_change(txn, &mut m, change).await?;
+                Ok(pb::SetMeasureStatusResponse { measure: Some(measure_to_proto(&m, today)), change: Some(reply_change) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_measure_history(&self, request: Request<pb::ListMeasureHistoryRequest>) -> Reply<pb::ListMeasureHistoryResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "measure_id", &req.measure_id);
+        let filters = pb::ListMeasureHistoryRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+        let id = v.finish_with(id)?;
+        if !store::exists(&self.db, id).await? {
+            return Err(Error::not_found("measure", id).into());
+        }
+        let (changes, next_page_token) = store::history(&self.db, id, &page).await?;
+        Ok(Response::new(pb::ListMeasureHistoryResponse { changes: changes.iter().map(change_to_proto).collect(), next_page_token }))
+    }
+
+    async fn record_quota_usage(&self, request: Request<pb::RecordQuotaUsageRequest>) -> Reply<pb::RecordQuotaUsageResponse> {
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "measure_id", &req.measure_id);
+        let quantity = v.check("quantity", parse_positive(&req.quantity));
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let (id, quantity) = v.finish_with(id.zip(quantity))?;
+        req.request_id.clear();
+        let key = Key::new("RecordQuotaUsage", request_id.flatten(), &req);
+        let today = today();
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                m.record_quota_usage(quantity)?;
+                let expected = m.version;
+                store::update(txn, &mut m, expected, false).await?;
+                Ok(pb::RecordQuotaUsageResponse { measure: Some(measure_to_proto(&m, today)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let importing = v.check("importing_economy", Economy::parse(&req.importing_economy));
+        let origin = v.check("origin_economy", Economy::parse(&req.origin_economy));
+        let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
+        let date = v.check("date", parse_date(&req.date));
+        let value = money(&mut v, "customs_value", req.customs_value.as_ref());
+        let quantity = if req.quantity.is_empty() { Some(None) } else { v.check("quantity", parse_positive(&req.quantity)).map(Some) };
+        let shipment = (|| {
+            Some(Shipment {
+                importing_economy: importing?,
+                origin_economy: origin?,
+                hs_code: code?,
+                date: date?,
+                customs_value: value?,
+                quantity: quantity?,
+            })
+        })();
+        let shipment = v.finish_with(shipment)?;
+        let candidates =
+            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.date).await?;
+        let resolution = domain::resolve(&shipment, &candidates)?;
+        Ok(Response::new(resolution_to_proto(&resolution)))
+    }
+}

@@ -1,0 +1,57 @@
+//! Builds the tariff server from settings and runs it until shutdown.
+
+use std::{future::Future, net::SocketAddr};
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tonic::service::Routes;
+use tradewatch_common::{
+    config::Settings,
+    db,
+    proto::tariff::tariff_service_server::{SERVICE_NAME, TariffServiceServer},
+    server::GrpcServer,
+};
+
+use crate::{api::TariffApi, store::Migrator};
+
+/// A tariff server bound to its port, its database open and migrated.
+pub struct Application {
+    server: GrpcServer,
+    db: DatabaseConnection,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            Migrator::up(&db, None).await?;
+        }
+        let server = GrpcServer::bind(&settings.server).await?;
+        Ok(Self { server, db, settings })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let limit = self.settings.server.max_message_bytes;
+        let api = TariffServiceServer::new(TariffApi::new(self.db.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await
+    }
+}
+
+/// `tariff-service migrate`: brings the schema up to date and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = db::connect(&settings.database).await?;
+    Migrator::up(&db, None).await?;
+    tracing::info!("tariff database migrated");
+    Ok(())
+}

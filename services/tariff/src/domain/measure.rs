@@ -1,0 +1,487 @@
+//! Tariff measures and their status timeline.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use tradewatch_common::{
+    Error, Result,
+    error::FieldViolation,
+    types::{Economy, HsCode, Money, format_date, format_decimal},
+};
+use uuid::Uuid;
+
+/// What a measure is, which decides how it takes part in duty resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeasureKind {
+    Mfn,
+    Preferential,
+    Surtax,
+    Retaliatory,
+    AntiDumping,
+    Countervailing,
+    Safeguard,
+    TariffRateQuota,
+}
+
+impl MeasureKind {
+    pub const ALL: [Self; 8] = [
+        Self::Mfn,
+        Self::Preferential,
+        Self::Surtax,
+        Self::Retaliatory,
+        Self::AntiDumping,
+        Self::Countervailing,
+        Self::Safeguard,
+        Self::TariffRateQuota,
+    ];
+
+    /// The stored name, the proto enum value without its prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mfn => "MFN",
+            Self::Preferential => "PREFERENTIAL",
+            Self::Surtax => "SURTAX",
+            Self::Retaliatory => "RETALIATORY",
+            Self::AntiDumping => "ANTI_DUMPING",
+            Self::Countervailing => "COUNTERVAILING",
+            Self::Safeguard => "SAFEGUARD",
+            Self::TariffRateQuota => "TARIFF_RATE_QUOTA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// MFN and preferential rates form the base (rule 1).
+    pub fn is_base(self) -> bool {
+        matches!(self, Self::Mfn | Self::Preferential)
+    }
+
+    /// Duties that stack on top of the base (rule 2).
+    pub fn is_additional(self) -> bool {
+        matches!(self, Self::Surtax | Self::Retaliatory | Self::AntiDumping | Self::Countervailing | Self::Safeguard)
+    }
+}
+
+/// A measure's status on a given day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeasureStatus {
+    Announced,
+    InForce,
+    Suspended,
+    Expired,
+    Revoked,
+}
+
+impl MeasureStatus {
+    pub const ALL: [Self; 5] = [Self::Announced, Self::InForce, Self::Suspended, Self::Expired, Self::Revoked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Announced => "ANNOUNCED",
+            Self::InForce => "IN_FORCE",
+            Self::Suspended => "SUSPENDED",
+            Self::Expired => "EXPIRED",
+            Self::Revoked => "REVOKED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A duty of a fixed amount per unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecificDuty {
+    pub amount: Money,
+    pub unit: String,
+}
+
+/// The quota of a tariff-rate quota, without its fill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaTerms {
+    pub quantity: Decimal,
+    pub unit: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+}
+
+impl QuotaTerms {
+    pub fn holds(&self, day: NaiveDate) -> bool {
+        self.period_start <= day && day <= self.period_end
+    }
+}
+
+/// Everything a client sets on a measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasureSpec {
+    pub reference: String,
+    pub title: String,
+    pub imposing_economy: Economy,
+    /// Empty: every origin.
+    pub target_economies: Vec<Economy>,
+    pub kind: MeasureKind,
+    pub hs_codes: Vec<HsCode>,
+    pub excluded_hs_codes: Vec<HsCode>,
+    pub ad_valorem_percent: Decimal,
+    pub specific_duty: Option<SpecificDuty>,
+    pub announced_on: Option<NaiveDate>,
+    pub effective_from: NaiveDate,
+    pub effective_to: Option<NaiveDate>,
+    pub quota: Option<QuotaTerms>,
+    pub source_url: String,
+    pub notes: String,
+}
+
+impl MeasureSpec {
+    /// The rules between fields, each violation named relative to the
+    /// measure (`effective_to`, `quota`, `excluded_hs_codes[0]`).
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        let mut out = Vec::new();
+        let mut bad = |field: String, why: String| out.push(FieldViolation::new(field, why));
+        if self.hs_codes.is_empty() {
+            bad("hs_codes".into(), "is required: at least one HS prefix".into());
+        }
+        for (i, excluded) in self.excluded_hs_codes.iter().enumerate() {
+            if !self.hs_codes.iter().any(|c| c.covers(excluded) && c != excluded) {
+                bad(format!("excluded_hs_codes[{i}]"), format!("{excluded} lies inside none of hs_codes"));
+            }
+        }
+        for (i, target) in self.target_economies.iter().enumerate() {
+            if *target == self.imposing_economy {
+                bad(format!("target_economies[{i}]"), "is the imposing economy itself".into());
+            }
+        }
+        if let Some(to) = self.effective_to
+            && to < self.effective_from
+        {
+            bad("effective_to".into(), format!("{} is before effective_from", format_date(to)));
+        }
+        match (&self.quota, self.kind) {
+            (None, MeasureKind::TariffRateQuota) => {
+                bad("quota".into(), "is required on a TARIFF_RATE_QUOTA measure".into());
+            }
+            (Some(_), kind) if kind != MeasureKind::TariffRateQuota => {
+                bad("quota".into(), format!("is only allowed on TARIFF_RATE_QUOTA measures, not {}", kind.as_str()));
+            }
+            (Some(q), _) if q.period_end < q.period_start => {
+                bad("quota.period_end".into(), "is before quota.period_start".into());
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether goods from `origin` fall under the measure.
+    pub fn covers_origin(&self, origin: &Economy) -> bool {
+        self.target_economies.is_empty() || self.target_economies.contains(origin)
+    }
+
+    /// The longest of the measure's prefixes that covers `code`, unless an
+    /// excluded prefix covers it.
+    pub fn matched_prefix(&self, code: &HsCode) -> Option<&HsCode> {
+        if self.excluded_hs_codes.iter().any(|x| x.covers(code)) {
+            return None;
+        }
+        self.hs_codes.iter().filter(|c| c.covers(code)).max_by_key(|c| c.as_str().len())
+    }
+
+    /// The status the dates alone give: ANNOUNCED before `effective_from`,
+    /// EXPIRED after `effective_to`, IN_FORCE between.
+    fn status_by_dates(&self, day: NaiveDate) -> MeasureStatus {
+        if day < self.effective_from {
+            MeasureStatus::Announced
+        } else if self.effective_to.is_some_and(|to| day > to) {
+            MeasureStatus::Expired
+        } else {
+            MeasureStatus::InForce
+        }
+    }
+}
+
+/// One entry of the status timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub id: Uuid,
+    pub measure_id: Uuid,
+    pub status: MeasureStatus,
+    pub effective_on: NaiveDate,
+    pub reason: String,
+    pub change_time: DateTime<Utc>,
+}
+
+/// A stored measure with its quota fill and status timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measure {
+    pub id: Uuid,
+    pub spec: MeasureSpec,
+    /// Quota used so far; zero for measures without a quota.
+    pub quota_used: Decimal,
+    /// Every status change, in the order they take hold (effective_on, then
+    /// the order they were recorded).
+    pub changes: Vec<StatusChange>,
+    pub version: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Measure {
+    /// The status on `day`: the latest change effective on or before it,
+    /// where a reinstatement (IN_FORCE) or an announcement defers to the
+    /// dates, and the dates' EXPIRED wins over a suspension.
+    pub fn status_on(&self, day: NaiveDate) -> MeasureStatus {
+        let by_dates = self.spec.status_by_dates(day);
+        let latest = self.changes.iter().filter(|c| c.effective_on <= day).next_back();
+        match latest.map(|c| c.status) {
+            Some(MeasureStatus::Revoked) => MeasureStatus::Revoked,
+            Some(MeasureStatus::Expired) => MeasureStatus::Expired,
+            Some(MeasureStatus::Suspended) if by_dates != MeasureStatus::Expired => MeasureStatus::Suspended,
+            _ => by_dates,
+        }
+    }
+
+    /// Whether the measure applies on `day` (its status that day is IN_FORCE).
+    pub fn applies_on(&self, day: NaiveDate) -> bool {
+        self.status_on(day) == MeasureStatus::InForce
+    }
+
+    /// Room left in the quota, if the measure has one.
+    pub fn quota_room(&self) -> Option<Decimal> {
+        self.spec.quota.as_ref().map(|q| q.quantity - self.quota_used)
+    }
+
+    /// Adds `quantity` to the quota fill, or says why it cannot.
+    pub fn record_quota_usage(&mut self, quantity: Decimal) -> Result<()> {
+        let Some(room) = self.quota_room() else {
+            return Err(Error::failed_precondition(
+                "NOT_A_QUOTA",
+                format!("measure {} is a {} measure and has no quota", self.id, self.spec.kind.as_str()),
+            ));
+        };
+        if quantity > room {
+            return Err(Error::resource_exhausted(
+                "QUOTA_EXHAUSTED",
+                format!(
+                    "the quota of measure {} has {} left; {} does not fit",
+                    self.id,
+                    format_decimal(room),
+                    format_decimal(quantity)
+                ),
+            )
+            .with_metadata("remaining", format_decimal(room)));
+        }
+        self.quota_used += quantity;
+        Ok(())
+    }
+
+    /// Checks a status change before it is recorded.
+    pub fn check_status_change(&self, to: MeasureStatus, effective_on: NaiveDate) -> Result<()> {
+        let current = self.status_on(effective_on);
+        let on = format_date(effective_on);
+        let refuse = |reason: &'static str, message: String| {
+            Err(Error::failed_precondition(reason, message)
+                .with_metadata("current_status", current.as_str())
+                .with_metadata("effective_on", on.clone()))
+        };
+        match (current, to) {
+            (_, MeasureStatus::Announced) => Err(Error::invalid_field(
+                "status",
+                "ANNOUNCED follows from effective_from and cannot be set",
+            )),
+            (MeasureStatus::Revoked | MeasureStatus::Expired, _) => refuse(
+                "MEASURE_STATUS_FINAL",
+                format!("measure {} is {} on {on}: its status can no longer change", self.id, current.as_str()),
+            ),
+            (c, t) if c == t => refuse(
+                "MEASURE_STATUS_UNCHANGED",
+                format!("measure {} is already {} on {on}", self.id, c.as_str()),
+            ),
+            (c, MeasureStatus::InForce) if c != MeasureStatus::Suspended => refuse(
+                "MEASURE_NOT_SUSPENDED",
+                format!("only a suspended measure can be reinstated; measure {} is {} on {on}", self.id, c.as_str()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The status recorded when a measure is created on `today`.
+    pub fn initial_status(spec: &MeasureSpec, today: NaiveDate) -> (MeasureStatus, NaiveDate) {
+        if today < spec.effective_from {
+            (MeasureStatus::Announced, spec.announced_on.unwrap_or(today).min(spec.effective_from))
+        } else {
+            (MeasureStatus::InForce, spec.effective_from)
+        }
+    }
+
+    /// Inserts `change` keeping the timeline ordered.
+    pub fn push_change(&mut self, change: StatusChange) {
+        let at = self.changes.partition_point(|c| c.effective_on <= change.effective_on);
+        self.changes.insert(at, change);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn date(s: &str) -> NaiveDate {
+        tradewatch_common::types::parse_date(s).unwrap_or_default()
+    }
+
+    pub fn eco(s: &str) -> Economy {
+        Economy::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn hs(s: &str) -> HsCode {
+        HsCode::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn dec(s: &str) -> Decimal {
+        tradewatch_common::types::parse_decimal(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn spec(kind: MeasureKind, codes: &[&str], rate: &str) -> MeasureSpec {
+        MeasureSpec {
+            reference: format!("REF-{}-{}", kind.as_str(), codes.join("-")),
+            title: "test".into(),
+            imposing_economy: eco("CAN"),
+            target_economies: vec![],
+            kind,
+            hs_codes: codes.iter().map(|c| hs(c)).collect(),
+            excluded_hs_codes: vec![],
+            ad_valorem_percent: dec(rate),
+            specific_duty: None,
+            announced_on: None,
+            effective_from: date("2024-01-01"),
+            effective_to: None,
+            quota: None,
+            source_url: String::new(),
+            notes: String::new(),
+        }
+    }
+
+    pub fn measure(spec: MeasureSpec) -> Measure {
+        Measure {
+            id: Uuid::now_v7(),
+            spec,
+            quota_used: Decimal::ZERO,
+            changes: vec![],
+            version: 1,
+            create_time: Utc::now(),
+            update_time: Utc::now(),
+        }
+    }
+
+    pub fn change(m: &Measure, status: MeasureStatus, on: &str) -> StatusChange {
+        StatusChange {
+            id: Uuid::now_v7(),
+            measure_id: m.id,
+            status,
+            effective_on: date(on),
+            reason: "test".into(),
+            change_time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn kinds_and_statuses_round_trip_their_names() {
+        for k in MeasureKind::ALL {
+            assert_eq!(MeasureKind::parse(k.as_str()), Some(k));
+        }
+        for s in MeasureStatus::ALL {
+            assert_eq!(MeasureStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(MeasureKind::parse("UNSPECIFIED"), None);
+    }
+
+    #[test]
+    fn status_follows_dates_and_the_latest_change() {
+        let mut s = spec(MeasureKind::Surtax, &["1205"], "100");
+        s.effective_from = date("2025-03-20");
+        s.effective_to = Some(date("2026-12-31"));
+        let mut m = measure(s);
+        assert_eq!(m.status_on(date("2025-03-19")), MeasureStatus::Announced);
+        assert_eq!(m.status_on(date("2025-03-20")), MeasureStatus::InForce);
+        assert_eq!(m.status_on(date("2027-01-01")), MeasureStatus::Expired);
+        let suspended = change(&m, MeasureStatus::Suspended, "2026-03-01");
+        m.push_change(suspended);
+        assert_eq!(m.status_on(date("2026-02-28")), MeasureStatus::InForce, "before the suspension");
+        assert_eq!(m.status_on(date("2026-03-01")), MeasureStatus::Suspended, "dated suspension");
+        assert!(!m.applies_on(date("2026-06-01")));
+        assert_eq!(m.status_on(date("2027-01-01")), MeasureStatus::Expired, "expiry wins over suspension");
+        let reinstated = change(&m, MeasureStatus::InForce, "2026-06-01");
+        m.push_change(reinstated);
+        assert_eq!(m.status_on(date("2026-06-01")), MeasureStatus::InForce);
+        let revoked = change(&m, MeasureStatus::Revoked, "2026-09-01");
+        m.push_change(revoked);
+        assert_eq!(m.status_on(date("2027-01-01")), MeasureStatus::Revoked);
+    }
+
+    #[test]
+    fn status_changes_are_checked() {
+        let mut m = measure(spec(MeasureKind::Surtax, &["72"], "25"));
+        let d = date("2025-01-01");
+        assert!(m.check_status_change(MeasureStatus::Suspended, d).is_ok());
+        let code = |r: Result<()>| r.err().map(|e| (e.code(), e.reason()));
+        assert_eq!(code(m.check_status_change(MeasureStatus::InForce, d)), Some((tonic::Code::FailedPrecondition, "MEASURE_NOT_SUSPENDED")));
+        assert_eq!(code(m.check_status_change(MeasureStatus::Announced, d)), Some((tonic::Code::InvalidArgument, "INVALID_ARGUMENT")));
+        let c = change(&m, MeasureStatus::Suspended, "2025-01-01");
+        m.push_change(c);
+        assert_eq!(code(m.check_status_change(MeasureStatus::Suspended, d)), Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED")));
+        assert!(m.check_status_change(MeasureStatus::InForce, d).is_ok());
+        let c = change(&m, MeasureStatus::Revoked, "2025-02-01");
+        m.push_change(c);
+        assert_eq!(code(m.check_status_change(MeasureStatus::InForce, date("2025-03-01"))), Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_FINAL")));
+    }
+
+    #[test]
+    fn new_measures_are_announced_until_effective() {
+        let mut s = spec(MeasureKind::Surtax, &["72"], "25");
+        s.effective_from = date("2030-01-01");
+        s.announced_on = Some(date("2029-06-01"));
+        assert_eq!(Measure::initial_status(&s, date("2029-07-01")), (MeasureStatus::Announced, date("2029-06-01")));
+        assert_eq!(Measure::initial_status(&s, date("2030-01-02")), (MeasureStatus::InForce, date("2030-01-01")));
+    }
+
+    #[test]
+    fn quota_usage_never_passes_the_quantity() {
+        let mut s = spec(MeasureKind::TariffRateQuota, &["870380"], "6.1");
+        s.quota = Some(QuotaTerms { quantity: dec("20"), unit: "vehicle".into(), period_start: date("2026-01-01"), period_end: date("2026-12-31") });
+        let mut m = measure(s);
+        assert!(m.record_quota_usage(dec("19.5")).is_ok());
+        let err = m.record_quota_usage(dec("1")).err();
+        assert_eq!(err.as_ref().map(|e| e.code()), Some(tonic::Code::ResourceExhausted));
+        assert_eq!(err.as_ref().and_then(|e| e.metadata().get("remaining").cloned()), Some("0.5".into()));
+        assert_eq!(m.quota_used, dec("19.5"), "a refused usage records nothing");
+        assert!(m.record_quota_usage(dec("0.5")).is_ok());
+        assert_eq!(m.quota_room(), Some(Decimal::ZERO));
+        let mut plain = measure(spec(MeasureKind::Mfn, &["87"], "6.1"));
+        assert_eq!(plain.record_quota_usage(dec("1")).err().map(|e| e.reason()), Some("NOT_A_QUOTA"));
+    }
+
+    #[test]
+    fn cross_field_rules_name_their_field() {
+        let mut s = spec(MeasureKind::Mfn, &["8703"], "6.1");
+        s.excluded_hs_codes = vec![hs("870380"), hs("7208")];
+        s.target_economies = vec![eco("CAN")];
+        s.effective_to = Some(date("2023-01-01"));
+        s.quota = Some(QuotaTerms { quantity: dec("1"), unit: "u".into(), period_start: date("2026-01-01"), period_end: date("2026-12-31") });
+        let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["excluded_hs_codes[1]", "target_economies[0]", "effective_to", "quota"]);
+        let mut trq = spec(MeasureKind::TariffRateQuota, &[], "0");
+        trq.quota = None;
+        let fields: Vec<_> = trq.violations().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["hs_codes", "quota"]);
+    }
+
+    #[test]
+    fn exclusions_carve_codes_out() {
+        let mut s = spec(MeasureKind::Surtax, &["72", "7308"], "25");
+        s.excluded_hs_codes = vec![hs("7208")];
+        assert_eq!(s.matched_prefix(&hs("72101100")).map(HsCode::as_str), Some("72"));
+        assert_eq!(s.matched_prefix(&hs("72085100")), None);
+        assert_eq!(s.matched_prefix(&hs("73089000")).map(HsCode::as_str), Some("7308"));
+        assert_eq!(s.matched_prefix(&hs("76011000")), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The tariff domain: measures, their dated status, quota room and the rules
+//! of duty resolution. Pure: no I/O, no proto types.
+
+pub mod measure;
+pub mod resolve;
+
+pub use measure::*;
+pub use resolve::*;

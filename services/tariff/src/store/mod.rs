@@ -1,0 +1,387 @@
+//! The tariff database: SeaORM entities, migrations and the queries the API
+//! runs. Functions take any connection, so the API decides which run inside
+//! one transaction. Domain types in, domain types out.
+
+pub mod entity;
+pub mod migration;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Query,
+};
+use tradewatch_common::{
+    Error, Result, db,
+    paging::Page,
+    types::{Economy, HsCode, Money, format_decimal, parse_decimal},
+};
+use uuid::Uuid;
+
+pub use self::migration::Migrator;
+use self::entity::{measure, measure_code, measure_target, status_change};
+use crate::domain::{Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, SpecificDuty, StatusChange};
+
+/// The typed filters of `ListMeasures`.
+#[derive(Debug, Clone, Default)]
+pub struct MeasureFilter {
+    pub imposing_economy: Option<Economy>,
+    pub target_economy: Option<Economy>,
+    pub kind: Option<MeasureKind>,
+    /// With `today`: the status that day.
+    pub status: Option<(MeasureStatus, NaiveDate)>,
+    pub hs_code: Option<HsCode>,
+    pub in_force_on: Option<NaiveDate>,
+}
+
+/// Inserts a new measure with its initial status. A duplicate reference is
+/// ALREADY_EXISTS.
+pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, today: NaiveDate) -> Result<Measure> {
+    let now = Utc::now();
+    let id = tradewatch_common::types::new_id();
+    let (status, effective_on) = Measure::initial_status(&spec, today);
+    let mut m = Measure { id, spec, quota_used: Decimal::ZERO, changes: vec![], version: 1, create_time: now, update_time: now };
+    if let Err(err) = measure::Entity::insert(active(&m)).exec_without_returning(conn).await {
+        return Err(if db::is_unique_violation(&err) {
+            Error::already_exists("measure", "reference", &m.spec.reference)
+        } else {
+            err.into()
+        });
+    }
+    write_codes_and_targets(conn, &m).await?;
+    let change = StatusChange { id: tradewatch_common::types::new_id(), measure_id: id, status, effective_on, reason: "created".into(), change_time: now };
+    insert_change(conn, &change).await?;
+    m.changes.push(change);
+    Ok(m)
+}
+
+async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Result<()> {
+    measure_code::Entity::delete_many().filter(measure_code::Column::MeasureId.eq(m.id)).exec(conn).await?;
+    measure_target::Entity::delete_many().filter(measure_target::Column::MeasureId.eq(m.id)).exec(conn).await?;
+    let codes = m.spec.hs_codes.iter().map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) });
+    measure_code::Entity::insert_many(codes).exec_without_returning(conn).await?;
+    if !m.spec.target_economies.is_empty() {
+        let targets = m.spec.target_economies.iter().map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) });
+        measure_target::Entity::insert_many(targets).exec_without_returning(conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<()> {
+    status_change::Entity::insert(status_change::ActiveModel {
+        id: Set(c.id),
+        measure_id: Set(c.measure_id),
+        status: Set(c.status.as_str().to_owned()),
+        effective_on: Set(c.effective_on),
+        reason: Set(c.reason.clone()),
+        change_time: Set(c.change_time),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// One measure, or None.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
+    let Some(row) = measure::Entity::find_by_id(id).one(conn).await? else {
+        return Ok(None);
+    };
+    Ok(with_changes(conn, vec![row]).await?.pop())
+}
+
+/// One measure, locked for the rest of the transaction (`FOR UPDATE` on
+/// PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write
+/// lock).
+pub async fn get_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
+    let Some(row) = measure::Entity::find_by_id(id).lock_exclusive().one(conn).await? else {
+        return Ok(None);
+    };
+    Ok(with_changes(conn, vec![row]).await?.pop())
+}
+
+/// The measures with these ids that exist, in no particular order.
+pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Measure>> {
+    let rows = measure::Entity::find().filter(measure::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
+    with_changes(conn, rows).await
+}
+
+/// The importer's measures that cover a prefix of `code` and whose
+/// effective period holds `day`: the candidates of `ResolveDuty`, in two
+/// indexed queries.
+pub async fn resolution_candidates(conn: &impl ConnectionTrait, importer: &Economy, code: &HsCode, day: NaiveDate) -> Result<Vec<Measure>> {
+    let prefixes: Vec<String> = code.prefixes().iter().map(ToString::to_string).collect();
+    let rows = measure::Entity::find()
+        .filter(
+            measure::Column::Id.in_subquery(
+                Query::select()
+                    .column(measure_code::Column::MeasureId)
+                    .from(measure_code::Entity)
+                    .and_where(measure_code::Column::HsCode.is_in(prefixes))
+                    .to_owned(),
+            ),
+        )
+        .filter(measure::Column::ImposingEconomy.eq(importer.as_str()))
+        .filter(measure::Column::EffectiveFrom.lte(day))
+        .filter(Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)))
+        .all(conn)
+        .await?;
+    with_changes(conn, rows).await
+}
+
+/// One page of measures in id order (creation order).
+pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Page) -> Result<(Vec<Measure>, String)> {
+    let mut query = measure::Entity::find().order_by_asc(measure::Column::Id);
+    if let Some(e) = &filter.imposing_economy {
+        query = query.filter(measure::Column::ImposingEconomy.eq(e.as_str()));
+    }
+    if let Some(k) = filter.kind {
+        query = query.filter(measure::Column::Kind.eq(k.as_str()));
+    }
+    if let Some(e) = &filter.target_economy {
+        query = query.filter(
+            Condition::any().add(measure::Column::TargetEconomies.eq("")).add(
+                measure::Column::Id.in_subquery(
+                    Query::select()
+                        .column(measure_target::Column::MeasureId)
+                        .from(measure_target::Entity)
+                        .and_where(measure_target::Column::Economy.eq(e.as_str()))
+                        .to_owned(),
+                ),
+            ),
+        );
+    }
+    if let Some(code) = &filter.hs_code {
+        // One of the measure's prefixes is a prefix of the code, or the code
+        // is a prefix of one of them (a range: ':' sorts right after '9').
+        let shorter: Vec<String> = code.prefixes().iter().map(ToString::to_string).collect();
+        let longer_end = format!("{code}:");
+        query = query.filter(
+            measure::Column::Id.in_subquery(
+                Query::select()
+                    .column(measure_code::Column::MeasureId)
+                    .from(measure_code::Entity)
+                    .cond_where(
+                        Condition::any().add(measure_code::Column::HsCode.is_in(shorter)).add(
+                            Condition::all()
+                                .add(measure_code::Column::HsCode.gte(code.as_str()))
+                                .add(measure_code::Column::HsCode.lt(longer_end)),
+                        ),
+                    )
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(day) = filter.in_force_on {
+        query = query
+            .filter(measure::Column::EffectiveFrom.lte(day))
+            .filter(Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)));
+    }
+
+    // Status depends on the timeline, so it is checked here, reading on in
+    // batches until the page is full: the page stays exact, with no gaps.
+    let mut after = match &page.after {
+        Some(cursor) => Some(Uuid::try_parse(cursor).map_err(|_| Error::invalid_field("page_token", "is not a page token this service issued"))?),
+        None => None,
+    };
+    let wanted = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    loop {
+        let mut q = query.clone();
+        if let Some(a) = after {
+            q = q.filter(measure::Column::Id.gt(a));
+        }
+        let rows = q.limit(page.fetch_limit()).all(conn).await?;
+        let exhausted = u64::try_from(rows.len()).unwrap_or(u64::MAX) < page.fetch_limit();
+        after = rows.last().map(|r| r.id);
+        for m in with_changes(conn, rows).await? {
+            let status_ok = filter.status.is_none_or(|(s, today)| m.status_on(today) == s);
+            let in_force_ok = filter.in_force_on.is_none_or(|d| m.applies_on(d));
+            if status_ok && in_force_ok {
+                out.push(m);
+            }
+        }
+        if out.len() >= wanted || exhausted || after.is_none() {
+            break;
+        }
+    }
+    out.sort_by_key(|m| m.id);
+    out.truncate(wanted);
+    Ok(page.finish(out, |m| m.id.to_string()))
+}
+
+/// Writes the measure's new state if its version is still `expected`, and
+/// bumps the version; another writer in between is ABORTED.
+pub async fn update(conn: &impl ConnectionTrait, m: &mut Measure, expected: i64, codes_changed: bool) -> Result<()> {
+    m.version = expected + 1;
+    m.update_time = Utc::now();
+    let mut row = active(m);
+    row.id = NotSet;
+    row.create_time = NotSet;
+    let result = measure::Entity::update_many()
+        .set(row)
+        .filter(measure::Column::Id.eq(m.id))
+        .filter(measure::Column::Version.eq(expected))
+        .exec(conn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(Error::etag_mismatch("measure", m.id));
+    }
+    if codes_changed {
+        write_codes_and_targets(conn, m).await?;
+    }
+    Ok(())
+}
+
+/// Records a status change and bumps the measure's version.
+pub async fn add_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
+    let expected = m.version;
+    insert_change(conn, &change).await?;
+    m.push_change(change);
+    update(conn, m, expected, false).await
+}
+
+/// One page of a measure's status timeline, in the order the changes take
+/// hold.
+pub async fn history(conn: &impl ConnectionTrait, measure_id: Uuid, page: &Page) -> Result<(Vec<StatusChange>, String)> {
+    let mut query = status_change::Entity::find()
+        .filter(status_change::Column::MeasureId.eq(measure_id))
+        .order_by_asc(status_change::Column::EffectiveOn)
+        .order_by_asc(status_change::Column::Id);
+    if let Some(cursor) = &page.after {
+        let bad = || Error::invalid_field("page_token", "is not a page token this service issued");
+        let (day, id) = cursor.split_once('|').ok_or_else(bad)?;
+        let day = tradewatch_common::types::parse_date(day).map_err(|_| bad())?;
+        let id = Uuid::try_parse(id).map_err(|_| bad())?;
+        query = query.filter(
+            Condition::any()
+                .add(status_change::Column::EffectiveOn.gt(day))
+                .add(Condition::all().add(status_change::Column::EffectiveOn.eq(day)).add(status_change::Column::Id.gt(id))),
+        );
+    }
+    let rows = query.limit(page.fetch_limit()).all(conn).await?;
+    let changes = rows.into_iter().map(change_from_row).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(changes, |c| format!("{}|{}", c.effective_on, c.id)))
+}
+
+/// Whether a measure exists, without loading it.
+pub async fn exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    Ok(measure::Entity::find_by_id(id).select_only().column(measure::Column::Id).into_tuple::<Uuid>().one(conn).await?.is_some())
+}
+
+async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) -> Result<Vec<Measure>> {
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let changes = status_change::Entity::find()
+        .filter(status_change::Column::MeasureId.is_in(ids))
+        .order_by_asc(status_change::Column::EffectiveOn)
+        .order_by_asc(status_change::Column::Id)
+        .all(conn)
+        .await?;
+    let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    for c in changes {
+        by_measure.entry(c.measure_id).or_default().push(change_from_row(c)?);
+    }
+    rows.into_iter().map(|r| {
+        let changes = by_measure.remove(&r.id).unwrap_or_default();
+        measure_from_row(r, changes)
+    }).collect()
+}
+
+fn corrupt(what: &str, id: Uuid, why: impl std::fmt::Display) -> Error {
+    Error::internal(anyhow::anyhow!("stored measure {id} has a bad {what}: {why}"))
+}
+
+fn split<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    if s.is_empty() { Ok(vec![]) } else { s.split(',').map(parse).collect() }
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Measure> {
+    let id = r.id;
+    let dec = |what: &str, s: &str| parse_decimal(s).map_err(|e| corrupt(what, id, e));
+    let kind = MeasureKind::parse(&r.kind).ok_or_else(|| corrupt("kind", id, &r.kind))?;
+    let specific_duty = match (r.specific_amount, r.specific_currency, r.specific_unit) {
+        (Some(a), Some(c), Some(u)) => Some(SpecificDuty { amount: Money::new(c, dec("specific duty", &a)?), unit: u }),
+        _ => None,
+    };
+    let quota = match (r.quota_quantity, r.quota_unit, r.quota_period_start, r.quota_period_end) {
+        (Some(q), Some(unit), Some(period_start), Some(period_end)) => {
+            Some(QuotaTerms { quantity: dec("quota", &q)?, unit, period_start, period_end })
+        }
+        _ => None,
+    };
+    let quota_used = match &r.quota_used {
+        Some(u) => dec("quota used", u)?,
+        None => Decimal::ZERO,
+    };
+    let spec = MeasureSpec {
+        reference: r.reference,
+        title: r.title,
+        imposing_economy: Economy::parse(&r.imposing_economy).map_err(|e| corrupt("economy", id, e))?,
+        target_economies: split(&r.target_economies, Economy::parse).map_err(|e| corrupt("targets", id, e))?,
+        kind,
+        hs_codes: split(&r.hs_codes, HsCode::parse).map_err(|e| corrupt("hs codes", id, e))?,
+        excluded_hs_codes: split(&r.excluded_hs_codes, HsCode::parse).map_err(|e| corrupt("excluded codes", id, e))?,
+        ad_valorem_percent: dec("rate", &r.ad_valorem_percent)?,
+        specific_duty,
+        announced_on: r.announced_on,
+        effective_from: r.effective_from,
+        effective_to: r.effective_to,
+        quota,
+        source_url: r.source_url,
+        notes: r.notes,
+    };
+    Ok(Measure { id, spec, quota_used, changes, version: r.version, create_time: r.create_time, update_time: r.update_time })
+}
+
+fn change_from_row(c: status_change::Model) -> Result<StatusChange> {
+    Ok(StatusChange {
+        id: c.id,
+        measure_id: c.measure_id,
+        status: MeasureStatus::parse(&c.status).ok_or_else(|| corrupt("status", c.measure_id, &c.status))?,
+        effective_on: c.effective_on,
+        reason: c.reason,
+        change_time: c.change_time,
+    })
+}
+
+fn active(m: &Measure) -> measure::ActiveModel {
+    let s = &m.spec;
+    let time = |t: DateTime<Utc>| Set(t);
+    measure::ActiveModel {
+        id: Set(m.id),
+        reference: Set(s.reference.clone()),
+        title: Set(s.title.clone()),
+        imposing_economy: Set(s.imposing_economy.to_string()),
+        target_economies: Set(join(&s.target_economies)),
+        kind: Set(s.kind.as_str().to_owned()),
+        hs_codes: Set(join(&s.hs_codes)),
+        excluded_hs_codes: Set(join(&s.excluded_hs_codes)),
+        ad_valorem_percent: Set(format_decimal(s.ad_valorem_percent)),
+        specific_amount: Set(s.specific_duty.as_ref().map(|d| format_decimal(d.amount.amount))),
+        specific_currency: Set(s.specific_duty.as_ref().map(|d| d.amount.currency.clone())),
+        specific_unit: Set(s.specific_duty.as_ref().map(|d| d.unit.clone())),
+        announced_on: Set(s.announced_on),
+        effective_from: Set(s.effective_from),
+        effective_to: Set(s.effective_to),
+        quota_quantity: Set(s.quota.as_ref().map(|q| format_decimal(q.quantity))),
+        quota_unit: Set(s.quota.as_ref().map(|q| q.unit.clone())),
+        quota_period_start: Set(s.quota.as_ref().map(|q| q.period_start)),
+        quota_period_end: Set(s.quota.as_ref().map(|q| q.period_end)),
+        quota_used: Set(s.quota.as_ref().map(|_| format_decimal(m.quota_used))),
+        source_url: Set(s.source_url.clone()),
+        notes: Set(s.notes.clone()),
+        version: Set(m.version),
+        create_time: time(m.create_time),
+        update_time: time(m.update_time),
+    }
+}
+
