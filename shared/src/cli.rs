@@ -130,10 +130,7 @@ mod tests {
     fn commands_and_config() {
         assert_eq!(parse(&[]), Ok(Args { command: Command::Serve, config: None }));
         assert_eq!(parse(&["migrate"]).map(|a| a.command), Ok(Command::Migrate));
-        assert_eq!(
-            parse(&["serve", "--config", "t.toml"]).map(|a| a.config),
-            Ok(Some(PathBuf::from("t.toml")))
-        );
+        assert_eq!(parse(&["serve", "--config", "t.toml"]).map(|a| a.config), Ok(Some(PathBuf::from("t.toml"))));
         assert_eq!(parse(&["--config=t.toml"]).map(|a| a.config), Ok(Some(PathBuf::from("t.toml"))));
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["deploy"]).is_err());

@@ -118,23 +118,15 @@ impl Settings {
     /// Reads the settings of `service`: defaults, then `file` if given, then
     /// the environment.
     pub fn load(service: ServiceInfo, file: Option<&Path>) -> Result<Self, ConfigError> {
-        let env = config::Environment::with_prefix("TRADEWATCH")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true);
+        let env =
+            config::Environment::with_prefix("TRADEWATCH").prefix_separator("__").separator("__").try_parsing(true);
         Self::load_from(service, file, env)
     }
 
-    fn load_from(
-        service: ServiceInfo,
-        file: Option<&Path>,
-        env: config::Environment,
-    ) -> Result<Self, ConfigError> {
+    fn load_from(service: ServiceInfo, file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         for (key, value) in defaults(service) {
-            builder = builder
-                .set_default(key, value)
-                .map_err(|e| ConfigError(e.to_string()))?;
+            builder = builder.set_default(key, value).map_err(|e| ConfigError(e.to_string()))?;
         }
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
@@ -158,16 +150,17 @@ impl Settings {
         }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return bad(
-                "database.url",
-                format!("{:?} is neither sqlite:… nor postgres://…", redact_url(url)),
-            );
+            return bad("database.url", format!("{:?} is neither sqlite:… nor postgres://…", redact_url(url)));
         }
         if self.database.max_connections == Some(0) {
             return bad("database.max_connections", "must be at least 1".into());
         }
-        for (key, value) in [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)] {
-            if !(value.starts_with("http://") || value.starts_with("https://")) || value.parse::<tonic::transport::Uri>().is_err() {
+        for (key, value) in
+            [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)]
+        {
+            if !(value.starts_with("http://") || value.starts_with("https://"))
+                || value.parse::<tonic::transport::Uri>().is_err()
+            {
                 return bad(key, format!("{value:?} is not an http:// or https:// URL"));
             }
         }
@@ -212,8 +205,7 @@ mod tests {
     const SERVICE: ServiceInfo = ServiceInfo { name: "tariff", default_port: 50052 };
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let env = config::Environment::with_prefix("TRADEWATCH")
             .prefix_separator("__")
             .separator("__")

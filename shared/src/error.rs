@@ -28,9 +28,14 @@ impl FieldViolation {
     }
 }
 
+/// An API error. Boxed, so that `Result`s stay small on the happy path.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(Box<Inner>);
+
 #[derive(Debug, thiserror::Error)]
 #[error("{code:?} {reason}: {message}")]
-pub struct Error {
+struct Inner {
     code: Code,
     reason: &'static str,
     message: String,
@@ -42,14 +47,14 @@ pub struct Error {
 
 impl Error {
     fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             code,
             reason,
             message: message.into(),
             metadata: HashMap::new(),
             violations: Vec::new(),
             source: None,
-        }
+        }))
     }
 
     /// INVALID_ARGUMENT naming every bad field.
@@ -62,7 +67,9 @@ impl Error {
                 many.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
             ),
         };
-        Self { violations, ..Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message) }
+        let mut err = Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message);
+        err.0.violations = violations;
+        err
     }
 
     /// INVALID_ARGUMENT naming one field.
@@ -86,13 +93,9 @@ impl Error {
 
     /// ALREADY_EXISTS: another `resource` already has this `field`.
     pub fn already_exists(resource: &'static str, field: &str, value: &str) -> Self {
-        Self::new(
-            Code::AlreadyExists,
-            "ALREADY_EXISTS",
-            format!("a {resource} with {field} {value:?} already exists"),
-        )
-        .with_metadata("resource", resource)
-        .with_metadata("field", field)
+        Self::new(Code::AlreadyExists, "ALREADY_EXISTS", format!("a {resource} with {field} {value:?} already exists"))
+            .with_metadata("resource", resource)
+            .with_metadata("field", field)
     }
 
     /// FAILED_PRECONDITION with a stable reason such as `ILLEGAL_STAGE_TRANSITION`.
@@ -121,7 +124,12 @@ impl Error {
 
     /// INTERNAL: logged with its cause, answered with an opaque message.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        Self { source: Some(source.into()), ..Self::new(Code::Internal, "INTERNAL", "internal error") }
+        Self::new(Code::Internal, "INTERNAL", "internal error").with_source(source.into())
+    }
+
+    fn with_source(mut self, source: anyhow::Error) -> Self {
+        self.0.source = Some(source);
+        self
     }
 
     /// A code and reason passed on from another service.
@@ -130,28 +138,28 @@ impl Error {
     }
 
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
+        self.0.metadata.insert(key.into(), value.into());
         self
     }
 
     pub fn code(&self) -> Code {
-        self.code
+        self.0.code
     }
 
     pub fn reason(&self) -> &'static str {
-        self.reason
+        self.0.reason
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     pub fn metadata(&self) -> &HashMap<String, String> {
-        &self.metadata
+        &self.0.metadata
     }
 
     pub fn violations(&self) -> &[FieldViolation] {
-        &self.violations
+        &self.0.violations
     }
 }
 
@@ -161,10 +169,8 @@ impl From<sea_orm::DbErr> for Error {
         match &err {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
                 tracing::warn!(error = %err, "database unavailable");
-                Self {
-                    source: Some(err.into()),
-                    ..Self::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
-                }
+                Self::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
+                    .with_source(err.into())
             }
             _ => Self::internal(err),
         }
@@ -182,6 +188,7 @@ impl From<sea_orm::TransactionError<Error>> for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
+        let err = *err.0;
         match err.code {
             Code::Internal | Code::Unknown | Code::DataLoss => {
                 tracing::error!(error = ?err.source, reason = err.reason, "internal error");
@@ -240,9 +247,8 @@ mod tests {
 
     #[test]
     fn failed_precondition_keeps_reason_and_metadata() {
-        let status: Status = Error::failed_precondition("ILLEGAL_STAGE_TRANSITION", "no")
-            .with_metadata("allowed_stages", "A,B")
-            .into();
+        let status: Status =
+            Error::failed_precondition("ILLEGAL_STAGE_TRANSITION", "no").with_metadata("allowed_stages", "A,B").into();
         let details = status.get_error_details();
         let info = details.error_info();
         assert_eq!(info.map(|i| i.reason.as_str()), Some("ILLEGAL_STAGE_TRANSITION"));

@@ -12,11 +12,7 @@ pub fn of(version: i64) -> String {
 /// ABORTED when the caller sent an etag that is not the current one. An
 /// empty etag means "whatever the current version is".
 pub fn check(sent: &str, version: i64, resource: &'static str, id: impl std::fmt::Display) -> Result<()> {
-    if sent.is_empty() || sent == of(version) {
-        Ok(())
-    } else {
-        Err(Error::etag_mismatch(resource, id))
-    }
+    if sent.is_empty() || sent == of(version) { Ok(()) } else { Err(Error::etag_mismatch(resource, id)) }
 }
 
 #[cfg(test)]

@@ -9,9 +9,7 @@
 
 use futures::future::BoxFuture;
 use prost::Message;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -126,7 +124,7 @@ async fn save<R: Message>(conn: &impl ConnectionTrait, key: &Key, response: &R) 
         method: Set(key.method.to_owned()),
         fingerprint: Set(key.fingerprint.clone()),
         response: Set(response.encode_to_vec()),
-        create_time: Set(chrono::Utc::now()),
+        create_time: Set(crate::now()),
     }
     .insert(conn)
     .await

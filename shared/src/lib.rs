@@ -21,6 +21,13 @@ pub mod testing;
 
 pub use error::{Error, Result};
 
+/// The current instant at the precision both databases keep (microseconds),
+/// so a resource answered from a write equals the same resource read back.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound as _;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// Today's date, UTC: the day "today" means in every service.
 pub fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()

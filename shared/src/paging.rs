@@ -26,12 +26,7 @@ pub struct Page {
 impl Page {
     /// Reads `page_size` and `page_token`. `filters` is the request with its
     /// page fields cleared, so a token only serves the query that made it.
-    pub fn parse<M: prost::Message>(
-        v: &mut Violations,
-        page_size: i32,
-        page_token: &str,
-        filters: &M,
-    ) -> Self {
+    pub fn parse<M: prost::Message>(v: &mut Violations, page_size: i32, page_token: &str, filters: &M) -> Self {
         let fingerprint = fingerprint(filters);
         let size = validate::page_size(v, page_size);
         let after = if page_token.is_empty() {
@@ -103,7 +98,9 @@ fn decode(token: &str, fingerprint: &[u8; FINGERPRINT_LEN]) -> Result<String, &'
         return Err(INVALID);
     }
     if body[1..=FINGERPRINT_LEN] != fingerprint[..] {
-        return Err("was issued for other filters: send the same filters with each page, or start again without a token");
+        return Err(
+            "was issued for other filters: send the same filters with each page, or start again without a token",
+        );
     }
     String::from_utf8(body[1 + FINGERPRINT_LEN..].to_vec()).map_err(|_| INVALID)
 }

@@ -28,5 +28,4 @@ pub mod tradewatch {
 pub use tradewatch::{common::v1 as common, dialogue::v1 as dialogue, dispute::v1 as dispute, tariff::v1 as tariff};
 
 /// Every Tradewatch proto file, encoded as a `FileDescriptorSet`.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/tradewatch_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tradewatch_descriptor.bin"));

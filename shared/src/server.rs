@@ -64,10 +64,8 @@ impl GrpcServer {
                 .with_service_name(service_name)
                 .with_service_name("grpc.health.v1.Health")
         };
-        let routes = routes
-            .add_service(health)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?);
+        let routes =
+            routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
 
         let stopping = Arc::new(Notify::new());
         let signal = {

@@ -19,7 +19,11 @@ impl Economy {
         if s.is_empty() {
             return Err("is required".into());
         }
-        if s == "EUN" || (s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) && isocountry::CountryCode::for_alpha3(s).is_ok()) {
+        if s == "EUN"
+            || (s.len() == 3
+                && s.bytes().all(|b| b.is_ascii_uppercase())
+                && isocountry::CountryCode::for_alpha3(s).is_ok())
+        {
             return Ok(Self(s.to_owned()));
         }
         Err(format!("{s:?} is not an upper-case ISO 3166-1 alpha-3 code (such as CAN, CHN, USA) or EUN"))
@@ -50,7 +54,7 @@ impl HsCode {
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("{s:?} is not an HS code: digits only, with optional dots"));
         }
-        if digits.len() < 2 || digits.len() > 10 || digits.len() % 2 != 0 {
+        if digits.len() < 2 || digits.len() > 10 || !digits.len().is_multiple_of(2) {
             return Err(format!("{s:?} is not an HS code: 2, 4, 6, 8 or 10 digits"));
         }
         Ok(Self(digits))
@@ -223,7 +227,13 @@ mod tests {
 
     #[test]
     fn hs_codes() {
-        let good = [("87", "87"), ("8703", "8703"), ("8703.80", "870380"), ("8703.80.00.10", "8703800010"), ("870380", "870380")];
+        let good = [
+            ("87", "87"),
+            ("8703", "8703"),
+            ("8703.80", "870380"),
+            ("8703.80.00.10", "8703800010"),
+            ("870380", "870380"),
+        ];
         for (input, stored) in good {
             assert_eq!(HsCode::parse(input).map(|c| c.0), Ok(stored.to_owned()), "{input}");
         }
@@ -248,17 +258,30 @@ mod tests {
     fn dates() {
         assert_eq!(parse_date("2025-01-31").map(format_date), Ok("2025-01-31".into()));
         assert!(parse_date("2024-02-29").is_ok());
-        for bad in ["", "2025-1-31", "2025-02-30", "2023-02-29", "31/01/2025", "2025-01-31T00:00:00Z", "20250131", "+2025-01-31"] {
+        for bad in [
+            "",
+            "2025-1-31",
+            "2025-02-30",
+            "2023-02-29",
+            "31/01/2025",
+            "2025-01-31T00:00:00Z",
+            "20250131",
+            "+2025-01-31",
+        ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn decimals() {
-        for (input, canonical) in [("6.1", "6.1"), ("100", "100"), ("1250000.00", "1250000"), ("-3", "-3"), ("0.050", "0.05"), ("0", "0")] {
+        for (input, canonical) in
+            [("6.1", "6.1"), ("100", "100"), ("1250000.00", "1250000"), ("-3", "-3"), ("0.050", "0.05"), ("0", "0")]
+        {
             assert_eq!(parse_decimal(input).map(format_decimal), Ok(canonical.to_owned()), "{input}");
         }
-        for bad in ["", "6,1", "1e5", "abc", "1.2.3", ".5", "5.", "-", "+5", " 5", "NaN", "99999999999999999999999999999999"] {
+        for bad in
+            ["", "6,1", "1e5", "abc", "1.2.3", ".5", "5.", "-", "+5", " 5", "NaN", "99999999999999999999999999999999"]
+        {
             assert!(parse_decimal(bad).is_err(), "{bad}");
         }
         assert!(parse_non_negative("-0.01").is_err());
@@ -310,7 +333,7 @@ mod tests {
         #[test]
         fn odd_or_non_digit_codes_are_refused(s in "[0-9a-z.]{0,12}") {
             let digits: String = s.chars().filter(|c| *c != '.').collect();
-            let valid = digits.bytes().all(|b| b.is_ascii_digit()) && (2..=10).contains(&digits.len()) && digits.len() % 2 == 0;
+            let valid = digits.bytes().all(|b| b.is_ascii_digit()) && (2..=10).contains(&digits.len()) && digits.len().is_multiple_of(2);
             prop_assert_eq!(HsCode::parse(&s).is_ok(), valid);
         }
 

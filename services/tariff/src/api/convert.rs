@@ -36,7 +36,8 @@ pub fn kind_to_proto(k: MeasureKind) -> pb::MeasureKind {
 pub fn kind_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureKind> {
     let kind = match pb::MeasureKind::try_from(raw) {
         Ok(pb::MeasureKind::Unspecified) => Err("is required".to_owned()),
-        Ok(k) => MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_")).ok_or_else(|| format!("{raw} is not a measure kind")),
+        Ok(k) => MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_"))
+            .ok_or_else(|| format!("{raw} is not a measure kind")),
         Err(_) => Err(format!("{raw} is not a measure kind")),
     };
     v.check(field, kind)
@@ -60,7 +61,8 @@ pub fn status_to_proto(s: MeasureStatus) -> pb::MeasureStatus {
 pub fn status_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureStatus> {
     let status = match pb::MeasureStatus::try_from(raw) {
         Ok(pb::MeasureStatus::Unspecified) => Err("is required".to_owned()),
-        Ok(s) => MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_")).ok_or_else(|| format!("{raw} is not a measure status")),
+        Ok(s) => MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_"))
+            .ok_or_else(|| format!("{raw} is not a measure status")),
         Err(_) => Err(format!("{raw} is not a measure status")),
     };
     v.check(field, status)
@@ -165,7 +167,10 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
         excluded_hs_codes: s.excluded_hs_codes.iter().map(ToString::to_string).collect(),
         ad_valorem_percent: format_decimal(s.ad_valorem_percent),
         specific_duty: s.specific_duty.as_ref().map(|d| pb::SpecificDuty {
-            amount: Some(cpb::Money { currency_code: d.amount.currency.clone(), amount: format_decimal(d.amount.amount) }),
+            amount: Some(cpb::Money {
+                currency_code: d.amount.currency.clone(),
+                amount: format_decimal(d.amount.amount),
+            }),
             unit: d.unit.clone(),
         }),
         announced_on: s.announced_on.map(format_date).unwrap_or_default(),

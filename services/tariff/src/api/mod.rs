@@ -77,7 +77,10 @@ impl TariffService for TariffApi {
         Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
     }
 
-    async fn batch_get_measures(&self, request: Request<pb::BatchGetMeasuresRequest>) -> Reply<pb::BatchGetMeasuresResponse> {
+    async fn batch_get_measures(
+        &self,
+        request: Request<pb::BatchGetMeasuresRequest>,
+    ) -> Reply<pb::BatchGetMeasuresResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
         if req.ids.is_empty() {
@@ -85,10 +88,12 @@ impl TariffService for TariffApi {
         } else if req.ids.len() > BATCH_LIMIT {
             v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", req.ids.len()));
         }
-        let ids: Vec<_> = req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
+        let ids: Vec<_> =
+            req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
         v.finish()?;
         let found = store::get_many(&self.db, &ids).await?;
-        let missing: Vec<String> = ids.iter().filter(|id| !found.iter().any(|m| m.id == **id)).map(ToString::to_string).collect();
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !found.iter().any(|m| m.id == **id)).map(ToString::to_string).collect();
         if !missing.is_empty() {
             return Err(Error::not_found_many("measure", &missing).into());
         }
@@ -114,7 +119,11 @@ impl TariffService for TariffApi {
             kind: kind_filter(&mut v, "kind", req.kind),
             status: status_filter(&mut v, "status", req.status).map(|s| (s, today)),
             hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
-            in_force_on: if req.in_force_on.is_empty() { None } else { v.check("in_force_on", parse_date(&req.in_force_on)) },
+            in_force_on: if req.in_force_on.is_empty() {
+                None
+            } else {
+                v.check("in_force_on", parse_date(&req.in_force_on))
+            },
         };
         let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
@@ -170,16 +179,24 @@ impl TariffService for TariffApi {
         Ok(Response::new(response))
     }
 
-    async fn set_measure_status(&self, request: Request<pb::SetMeasureStatusRequest>) -> Reply<pb::SetMeasureStatusResponse> {
+    async fn set_measure_status(
+        &self,
+        request: Request<pb::SetMeasureStatusRequest>,
+    ) -> Reply<pb::SetMeasureStatusResponse> {
         let mut req = request.into_inner();
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
         let status = status_from_proto(&mut v, "status", req.status);
         let today = today();
-        let effective_on = if req.effective_on.is_empty() { Some(today) } else { v.check("effective_on", parse_date(&req.effective_on)) };
+        let effective_on = if req.effective_on.is_empty() {
+            Some(today)
+        } else {
+            v.check("effective_on", parse_date(&req.effective_on))
+        };
         let reason = v.optional_text("reason", &req.reason, 2_000);
         let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let (id, status, effective_on, reason) = v.finish_with(id.zip(status).zip(effective_on).zip(reason).map(|(((a, b), c), d)| (a, b, c, d)))?;
+        let (id, status, effective_on, reason) =
+            v.finish_with(id.zip(status).zip(effective_on).zip(reason).map(|(((a, b), c), d)| (a, b, c, d)))?;
         req.request_id.clear();
         let key = Key::new("SetMeasureStatus", request_id.flatten(), &req);
         let response = idempotency::write(&self.db, key, move |txn| {
@@ -193,18 +210,24 @@ impl TariffService for TariffApi {
                     status,
                     effective_on,
                     reason,
-                    change_time: chrono::Utc::now(),
+                    change_time: tradewatch_common::now(),
                 };
                 let reply_change = change_to_proto(&change);
                 store::add_status_change(txn, &mut m, change).await?;
-                Ok(pb::SetMeasureStatusResponse { measure: Some(measure_to_proto(&m, today)), change: Some(reply_change) })
+                Ok(pb::SetMeasureStatusResponse {
+                    measure: Some(measure_to_proto(&m, today)),
+                    change: Some(reply_change),
+                })
             })
         })
         .await?;
         Ok(Response::new(response))
     }
 
-    async fn list_measure_history(&self, request: Request<pb::ListMeasureHistoryRequest>) -> Reply<pb::ListMeasureHistoryResponse> {
+    async fn list_measure_history(
+        &self,
+        request: Request<pb::ListMeasureHistoryRequest>,
+    ) -> Reply<pb::ListMeasureHistoryResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = id_field(&mut v, "measure_id", &req.measure_id);
@@ -215,10 +238,16 @@ impl TariffService for TariffApi {
             return Err(Error::not_found("measure", id).into());
         }
         let (changes, next_page_token) = store::history(&self.db, id, &page).await?;
-        Ok(Response::new(pb::ListMeasureHistoryResponse { changes: changes.iter().map(change_to_proto).collect(), next_page_token }))
+        Ok(Response::new(pb::ListMeasureHistoryResponse {
+            changes: changes.iter().map(change_to_proto).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn record_quota_usage(&self, request: Request<pb::RecordQuotaUsageRequest>) -> Reply<pb::RecordQuotaUsageResponse> {
+    async fn record_quota_usage(
+        &self,
+        request: Request<pb::RecordQuotaUsageRequest>,
+    ) -> Reply<pb::RecordQuotaUsageResponse> {
         let mut req = request.into_inner();
         let mut v = Violations::new();
         let id = id_field(&mut v, "measure_id", &req.measure_id);
@@ -249,7 +278,11 @@ impl TariffService for TariffApi {
         let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
         let date = v.check("date", parse_date(&req.date));
         let value = money(&mut v, "customs_value", req.customs_value.as_ref());
-        let quantity = if req.quantity.is_empty() { Some(None) } else { v.check("quantity", parse_positive(&req.quantity)).map(Some) };
+        let quantity = if req.quantity.is_empty() {
+            Some(None)
+        } else {
+            v.check("quantity", parse_positive(&req.quantity)).map(Some)
+        };
         let shipment = (|| {
             Some(Shipment {
                 importing_economy: importing?,
@@ -262,7 +295,8 @@ impl TariffService for TariffApi {
         })();
         let shipment = v.finish_with(shipment)?;
         let candidates =
-            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.date).await?;
+            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.date)
+                .await?;
         let resolution = domain::resolve(&shipment, &candidates)?;
         Ok(Response::new(resolution_to_proto(&resolution)))
     }

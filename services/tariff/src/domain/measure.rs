@@ -232,7 +232,7 @@ impl Measure {
     /// dates, and the dates' EXPIRED wins over a suspension.
     pub fn status_on(&self, day: NaiveDate) -> MeasureStatus {
         let by_dates = self.spec.status_by_dates(day);
-        let latest = self.changes.iter().filter(|c| c.effective_on <= day).next_back();
+        let latest = self.changes.iter().rfind(|c| c.effective_on <= day);
         match latest.map(|c| c.status) {
             Some(MeasureStatus::Revoked) => MeasureStatus::Revoked,
             Some(MeasureStatus::Expired) => MeasureStatus::Expired,
@@ -285,18 +285,16 @@ impl Measure {
                 .with_metadata("effective_on", on.clone()))
         };
         match (current, to) {
-            (_, MeasureStatus::Announced) => Err(Error::invalid_field(
-                "status",
-                "ANNOUNCED follows from effective_from and cannot be set",
-            )),
+            (_, MeasureStatus::Announced) => {
+                Err(Error::invalid_field("status", "ANNOUNCED follows from effective_from and cannot be set"))
+            }
             (MeasureStatus::Revoked | MeasureStatus::Expired, _) => refuse(
                 "MEASURE_STATUS_FINAL",
                 format!("measure {} is {} on {on}: its status can no longer change", self.id, current.as_str()),
             ),
-            (c, t) if c == t => refuse(
-                "MEASURE_STATUS_UNCHANGED",
-                format!("measure {} is already {} on {on}", self.id, c.as_str()),
-            ),
+            (c, t) if c == t => {
+                refuse("MEASURE_STATUS_UNCHANGED", format!("measure {} is already {} on {on}", self.id, c.as_str()))
+            }
             (c, MeasureStatus::InForce) if c != MeasureStatus::Suspended => refuse(
                 "MEASURE_NOT_SUSPENDED",
                 format!("only a suspended measure can be reinstated; measure {} is {} on {on}", self.id, c.as_str()),
@@ -424,15 +422,31 @@ pub(crate) mod tests {
         let d = date("2025-01-01");
         assert!(m.check_status_change(MeasureStatus::Suspended, d).is_ok());
         let code = |r: Result<()>| r.err().map(|e| (e.code(), e.reason()));
-        assert_eq!(code(m.check_status_change(MeasureStatus::InForce, d)), Some((tonic::Code::FailedPrecondition, "MEASURE_NOT_SUSPENDED")));
-        assert_eq!(code(m.check_status_change(MeasureStatus::Announced, d)), Some((tonic::Code::InvalidArgument, "INVALID_ARGUMENT")));
+        assert_eq!(
+            code(m.check_status_change(MeasureStatus::InForce, d)),
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED"))
+        );
+        assert_eq!(
+            code(m.check_status_change(MeasureStatus::InForce, date("2023-06-01"))),
+            Some((tonic::Code::FailedPrecondition, "MEASURE_NOT_SUSPENDED"))
+        );
+        assert_eq!(
+            code(m.check_status_change(MeasureStatus::Announced, d)),
+            Some((tonic::Code::InvalidArgument, "INVALID_ARGUMENT"))
+        );
         let c = change(&m, MeasureStatus::Suspended, "2025-01-01");
         m.push_change(c);
-        assert_eq!(code(m.check_status_change(MeasureStatus::Suspended, d)), Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED")));
+        assert_eq!(
+            code(m.check_status_change(MeasureStatus::Suspended, d)),
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED"))
+        );
         assert!(m.check_status_change(MeasureStatus::InForce, d).is_ok());
         let c = change(&m, MeasureStatus::Revoked, "2025-02-01");
         m.push_change(c);
-        assert_eq!(code(m.check_status_change(MeasureStatus::InForce, date("2025-03-01"))), Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_FINAL")));
+        assert_eq!(
+            code(m.check_status_change(MeasureStatus::InForce, date("2025-03-01"))),
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_FINAL"))
+        );
     }
 
     #[test]
@@ -447,7 +461,12 @@ pub(crate) mod tests {
     #[test]
     fn quota_usage_never_passes_the_quantity() {
         let mut s = spec(MeasureKind::TariffRateQuota, &["870380"], "6.1");
-        s.quota = Some(QuotaTerms { quantity: dec("20"), unit: "vehicle".into(), period_start: date("2026-01-01"), period_end: date("2026-12-31") });
+        s.quota = Some(QuotaTerms {
+            quantity: dec("20"),
+            unit: "vehicle".into(),
+            period_start: date("2026-01-01"),
+            period_end: date("2026-12-31"),
+        });
         let mut m = measure(s);
         assert!(m.record_quota_usage(dec("19.5")).is_ok());
         let err = m.record_quota_usage(dec("1")).err();
@@ -466,7 +485,12 @@ pub(crate) mod tests {
         s.excluded_hs_codes = vec![hs("870380"), hs("7208")];
         s.target_economies = vec![eco("CAN")];
         s.effective_to = Some(date("2023-01-01"));
-        s.quota = Some(QuotaTerms { quantity: dec("1"), unit: "u".into(), period_start: date("2026-01-01"), period_end: date("2026-12-31") });
+        s.quota = Some(QuotaTerms {
+            quantity: dec("1"),
+            unit: "u".into(),
+            period_start: date("2026-01-01"),
+            period_end: date("2026-12-31"),
+        });
         let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["excluded_hs_codes[1]", "target_economies[0]", "effective_to", "quota"]);
         let mut trq = spec(MeasureKind::TariffRateQuota, &[], "0");

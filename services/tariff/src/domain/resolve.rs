@@ -91,8 +91,16 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     // Rule 1: the base rate.
     let most_specific = |kind: MeasureKind| {
         covering.iter().filter(|c| c.measure.spec.kind == kind).max_by(|a, b| {
-            (a.prefix.as_str().len(), a.measure.spec.effective_from, std::cmp::Reverse(a.measure.spec.ad_valorem_percent))
-                .cmp(&(b.prefix.as_str().len(), b.measure.spec.effective_from, std::cmp::Reverse(b.measure.spec.ad_valorem_percent)))
+            (
+                a.prefix.as_str().len(),
+                a.measure.spec.effective_from,
+                std::cmp::Reverse(a.measure.spec.ad_valorem_percent),
+            )
+                .cmp(&(
+                    b.prefix.as_str().len(),
+                    b.measure.spec.effective_from,
+                    std::cmp::Reverse(b.measure.spec.ad_valorem_percent),
+                ))
         })
     };
     let mfn = most_specific(MeasureKind::Mfn).map(|c| line(shipment, c)).transpose()?;
@@ -110,11 +118,21 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
             ));
         }
         (Some(m), None) => {
-            notes.push(format!("base: MFN {}% ({}, prefix {})", format_decimal(m.ad_valorem_percent), m.reference, m.matched_hs_code));
+            notes.push(format!(
+                "base: MFN {}% ({}, prefix {})",
+                format_decimal(m.ad_valorem_percent),
+                m.reference,
+                m.matched_hs_code
+            ));
             m
         }
         (None, Some(p)) => {
-            notes.push(format!("base: preferential {}% ({}, prefix {})", format_decimal(p.ad_valorem_percent), p.reference, p.matched_hs_code));
+            notes.push(format!(
+                "base: preferential {}% ({}, prefix {})",
+                format_decimal(p.ad_valorem_percent),
+                p.reference,
+                p.matched_hs_code
+            ));
             p
         }
         (Some(m), Some(p)) => {
@@ -144,7 +162,13 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let mut stack = vec![base];
     for c in covering.iter().filter(|c| c.measure.spec.kind.is_additional()) {
         let l = line(shipment, c)?;
-        notes.push(format!("{} {}% stacks ({}, prefix {})", l.kind.as_str(), format_decimal(l.ad_valorem_percent), l.reference, l.matched_hs_code));
+        notes.push(format!(
+            "{} {}% stacks ({}, prefix {})",
+            l.kind.as_str(),
+            format_decimal(l.ad_valorem_percent),
+            l.reference,
+            l.matched_hs_code
+        ));
         stack.push(l);
     }
 
@@ -177,7 +201,11 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let lines = match in_quota {
         Some(l) => {
             quota_full = false;
-            notes.push(format!("in quota {}: the in-quota rate {}% replaces the duties above", l.reference, format_decimal(l.ad_valorem_percent)));
+            notes.push(format!(
+                "in quota {}: the in-quota rate {}% replaces the duties above",
+                l.reference,
+                format_decimal(l.ad_valorem_percent)
+            ));
             vec![l]
         }
         None => stack,
@@ -202,7 +230,13 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
         let Some(quantity) = shipment.quantity else {
             return Err(Error::invalid_field(
                 "quantity",
-                format!("is required: {} levies {} {} per {}", spec.reference, format_decimal(specific.amount.amount), specific.amount.currency, specific.unit),
+                format!(
+                    "is required: {} levies {} {} per {}",
+                    spec.reference,
+                    format_decimal(specific.amount.amount),
+                    specific.amount.currency,
+                    specific.unit
+                ),
             ));
         };
         if specific.amount.currency != value.currency {
@@ -256,7 +290,12 @@ mod tests {
 
     fn trq(code: &str, rate: &str, quantity: &str) -> MeasureSpec {
         let mut s = targeted(spec(MeasureKind::TariffRateQuota, &[code], rate), "CHN");
-        s.quota = Some(QuotaTerms { quantity: dec(quantity), unit: "vehicle".into(), period_start: date("2026-01-16"), period_end: date("2027-01-15") });
+        s.quota = Some(QuotaTerms {
+            quantity: dec(quantity),
+            unit: "vehicle".into(),
+            period_start: date("2026-01-16"),
+            period_end: date("2027-01-15"),
+        });
         s
     }
 
@@ -266,7 +305,11 @@ mod tests {
 
     #[test]
     fn most_specific_prefix_sets_the_base() -> Result<()> {
-        let measures = [measure(spec(MeasureKind::Mfn, &["87"], "10")), measure(spec(MeasureKind::Mfn, &["8703"], "6.1")), measure(spec(MeasureKind::Mfn, &["8704"], "1"))];
+        let measures = [
+            measure(spec(MeasureKind::Mfn, &["87"], "10")),
+            measure(spec(MeasureKind::Mfn, &["8703"], "6.1")),
+            measure(spec(MeasureKind::Mfn, &["8704"], "1")),
+        ];
         let r = resolve(&shipment("87038000", "2025-01-15", "40000"), &measures)?;
         assert_eq!(amounts(&r), [(MeasureKind::Mfn, "2440".into())]);
         assert_eq!(r.lines[0].matched_hs_code.as_str(), "8703");
@@ -281,7 +324,11 @@ mod tests {
         let r = resolve(&shipment("87038000", "2025-01-15", "1000"), &[mfn.clone(), low.clone()])?;
         assert_eq!(amounts(&r), [(MeasureKind::Preferential, "0".into())]);
         let r = resolve(&shipment("87038000", "2025-01-15", "1000"), &[mfn.clone(), high])?;
-        assert_eq!(amounts(&r), [(MeasureKind::Mfn, "61".into())], "the more specific preferential is higher: MFN stays");
+        assert_eq!(
+            amounts(&r),
+            [(MeasureKind::Mfn, "61".into())],
+            "the more specific preferential is higher: MFN stays"
+        );
         let mut elsewhere = shipment("87038000", "2025-01-15", "1000");
         elsewhere.origin_economy = eco("USA");
         let r = resolve(&elsewhere, &[mfn, low])?;
@@ -300,7 +347,11 @@ mod tests {
         let r = resolve(&shipment("8703800010", "2025-01-15", "40000"), &measures)?;
         assert_eq!(
             amounts(&r),
-            [(MeasureKind::Mfn, "2440".into()), (MeasureKind::Surtax, "40000".into()), (MeasureKind::Safeguard, "2000".into())]
+            [
+                (MeasureKind::Mfn, "2440".into()),
+                (MeasureKind::Surtax, "40000".into()),
+                (MeasureKind::Safeguard, "2000".into())
+            ]
         );
         assert_eq!(format_decimal(r.total_duty.amount), "44440");
         assert_eq!(format_decimal(r.effective_rate_percent), "111.1");
@@ -315,7 +366,10 @@ mod tests {
         let measures = [measure(spec(MeasureKind::Mfn, &["02"], "0")), measure(s)];
         let mut ship = shipment("020329", "2025-01-15", "10000");
         let err = resolve(&ship, &measures).err();
-        assert_eq!(err.map(|e| (e.code(), e.violations()[0].field.clone())), Some((Code::InvalidArgument, "quantity".to_owned())));
+        assert_eq!(
+            err.map(|e| (e.code(), e.violations()[0].field.clone())),
+            Some((Code::InvalidArgument, "quantity".to_owned()))
+        );
         ship.quantity = Some(dec("1200"));
         let r = resolve(&ship, &measures)?;
         assert_eq!(format_decimal(r.total_duty.amount), "420");
@@ -343,7 +397,11 @@ mod tests {
     fn a_full_quota_leaves_the_stack_and_says_so() -> Result<()> {
         let mut full = measure(trq("870380", "6.1", "10"));
         full.quota_used = dec("9.5");
-        let measures = [measure(spec(MeasureKind::Mfn, &["8703"], "6.1")), measure(targeted(spec(MeasureKind::Surtax, &["870380"], "100"), "CHN")), full];
+        let measures = [
+            measure(spec(MeasureKind::Mfn, &["8703"], "6.1")),
+            measure(targeted(spec(MeasureKind::Surtax, &["870380"], "100"), "CHN")),
+            full,
+        ];
         let r = resolve(&shipment("87038000", "2026-02-01", "40000"), &measures)?;
         assert_eq!(amounts(&r), [(MeasureKind::Mfn, "2440".into()), (MeasureKind::Surtax, "40000".into())]);
         assert!(r.quota_full);

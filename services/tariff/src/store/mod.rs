@@ -21,8 +21,8 @@ use tradewatch_common::{
 };
 use uuid::Uuid;
 
-pub use self::migration::Migrator;
 use self::entity::{measure, measure_code, measure_target, status_change};
+pub use self::migration::Migrator;
 use crate::domain::{Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, SpecificDuty, StatusChange};
 
 /// The typed filters of `ListMeasures`.
@@ -40,10 +40,18 @@ pub struct MeasureFilter {
 /// Inserts a new measure with its initial status. A duplicate reference is
 /// ALREADY_EXISTS.
 pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, today: NaiveDate) -> Result<Measure> {
-    let now = Utc::now();
+    let now = tradewatch_common::now();
     let id = tradewatch_common::types::new_id();
     let (status, effective_on) = Measure::initial_status(&spec, today);
-    let mut m = Measure { id, spec, quota_used: Decimal::ZERO, changes: vec![], version: 1, create_time: now, update_time: now };
+    let mut m = Measure {
+        id,
+        spec,
+        quota_used: Decimal::ZERO,
+        changes: vec![],
+        version: 1,
+        create_time: now,
+        update_time: now,
+    };
     if let Err(err) = measure::Entity::insert(active(&m)).exec_without_returning(conn).await {
         return Err(if db::is_unique_violation(&err) {
             Error::already_exists("measure", "reference", &m.spec.reference)
@@ -52,7 +60,14 @@ pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, toda
         });
     }
     write_codes_and_targets(conn, &m).await?;
-    let change = StatusChange { id: tradewatch_common::types::new_id(), measure_id: id, status, effective_on, reason: "created".into(), change_time: now };
+    let change = StatusChange {
+        id: tradewatch_common::types::new_id(),
+        measure_id: id,
+        status,
+        effective_on,
+        reason: "created".into(),
+        change_time: now,
+    };
     insert_change(conn, &change).await?;
     m.changes.push(change);
     Ok(m)
@@ -61,10 +76,18 @@ pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, toda
 async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Result<()> {
     measure_code::Entity::delete_many().filter(measure_code::Column::MeasureId.eq(m.id)).exec(conn).await?;
     measure_target::Entity::delete_many().filter(measure_target::Column::MeasureId.eq(m.id)).exec(conn).await?;
-    let codes = m.spec.hs_codes.iter().map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) });
+    let codes = m
+        .spec
+        .hs_codes
+        .iter()
+        .map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) });
     measure_code::Entity::insert_many(codes).exec_without_returning(conn).await?;
     if !m.spec.target_economies.is_empty() {
-        let targets = m.spec.target_economies.iter().map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) });
+        let targets = m
+            .spec
+            .target_economies
+            .iter()
+            .map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) });
         measure_target::Entity::insert_many(targets).exec_without_returning(conn).await?;
     }
     Ok(())
@@ -111,7 +134,12 @@ pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<M
 /// The importer's measures that cover a prefix of `code` and whose
 /// effective period holds `day`: the candidates of `ResolveDuty`, in two
 /// indexed queries.
-pub async fn resolution_candidates(conn: &impl ConnectionTrait, importer: &Economy, code: &HsCode, day: NaiveDate) -> Result<Vec<Measure>> {
+pub async fn resolution_candidates(
+    conn: &impl ConnectionTrait,
+    importer: &Economy,
+    code: &HsCode,
+    day: NaiveDate,
+) -> Result<Vec<Measure>> {
     let prefixes: Vec<String> = code.prefixes().iter().map(ToString::to_string).collect();
     let rows = measure::Entity::find()
         .filter(
@@ -175,15 +203,18 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
         );
     }
     if let Some(day) = filter.in_force_on {
-        query = query
-            .filter(measure::Column::EffectiveFrom.lte(day))
-            .filter(Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)));
+        query = query.filter(measure::Column::EffectiveFrom.lte(day)).filter(
+            Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)),
+        );
     }
 
     // Status depends on the timeline, so it is checked here, reading on in
     // batches until the page is full: the page stays exact, with no gaps.
     let mut after = match &page.after {
-        Some(cursor) => Some(Uuid::try_parse(cursor).map_err(|_| Error::invalid_field("page_token", "is not a page token this service issued"))?),
+        Some(cursor) => Some(
+            Uuid::try_parse(cursor)
+                .map_err(|_| Error::invalid_field("page_token", "is not a page token this service issued"))?,
+        ),
         None => None,
     };
     let wanted = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
@@ -216,7 +247,7 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
 /// bumps the version; another writer in between is ABORTED.
 pub async fn update(conn: &impl ConnectionTrait, m: &mut Measure, expected: i64, codes_changed: bool) -> Result<()> {
     m.version = expected + 1;
-    m.update_time = Utc::now();
+    m.update_time = tradewatch_common::now();
     let mut row = active(m);
     row.id = NotSet;
     row.create_time = NotSet;
@@ -245,7 +276,11 @@ pub async fn add_status_change(conn: &impl ConnectionTrait, m: &mut Measure, cha
 
 /// One page of a measure's status timeline, in the order the changes take
 /// hold.
-pub async fn history(conn: &impl ConnectionTrait, measure_id: Uuid, page: &Page) -> Result<(Vec<StatusChange>, String)> {
+pub async fn history(
+    conn: &impl ConnectionTrait,
+    measure_id: Uuid,
+    page: &Page,
+) -> Result<(Vec<StatusChange>, String)> {
     let mut query = status_change::Entity::find()
         .filter(status_change::Column::MeasureId.eq(measure_id))
         .order_by_asc(status_change::Column::EffectiveOn)
@@ -255,11 +290,9 @@ pub async fn history(conn: &impl ConnectionTrait, measure_id: Uuid, page: &Page)
         let (day, id) = cursor.split_once('|').ok_or_else(bad)?;
         let day = tradewatch_common::types::parse_date(day).map_err(|_| bad())?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
-        query = query.filter(
-            Condition::any()
-                .add(status_change::Column::EffectiveOn.gt(day))
-                .add(Condition::all().add(status_change::Column::EffectiveOn.eq(day)).add(status_change::Column::Id.gt(id))),
-        );
+        query = query.filter(Condition::any().add(status_change::Column::EffectiveOn.gt(day)).add(
+            Condition::all().add(status_change::Column::EffectiveOn.eq(day)).add(status_change::Column::Id.gt(id)),
+        ));
     }
     let rows = query.limit(page.fetch_limit()).all(conn).await?;
     let changes = rows.into_iter().map(change_from_row).collect::<Result<Vec<_>>>()?;
@@ -268,7 +301,13 @@ pub async fn history(conn: &impl ConnectionTrait, measure_id: Uuid, page: &Page)
 
 /// Whether a measure exists, without loading it.
 pub async fn exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
-    Ok(measure::Entity::find_by_id(id).select_only().column(measure::Column::Id).into_tuple::<Uuid>().one(conn).await?.is_some())
+    Ok(measure::Entity::find_by_id(id)
+        .select_only()
+        .column(measure::Column::Id)
+        .into_tuple::<Uuid>()
+        .one(conn)
+        .await?
+        .is_some())
 }
 
 async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) -> Result<Vec<Measure>> {
@@ -286,10 +325,12 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
     for c in changes {
         by_measure.entry(c.measure_id).or_default().push(change_from_row(c)?);
     }
-    rows.into_iter().map(|r| {
-        let changes = by_measure.remove(&r.id).unwrap_or_default();
-        measure_from_row(r, changes)
-    }).collect()
+    rows.into_iter()
+        .map(|r| {
+            let changes = by_measure.remove(&r.id).unwrap_or_default();
+            measure_from_row(r, changes)
+        })
+        .collect()
 }
 
 fn corrupt(what: &str, id: Uuid, why: impl std::fmt::Display) -> Error {
@@ -339,7 +380,15 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
         source_url: r.source_url,
         notes: r.notes,
     };
-    Ok(Measure { id, spec, quota_used, changes, version: r.version, create_time: r.create_time, update_time: r.update_time })
+    Ok(Measure {
+        id,
+        spec,
+        quota_used,
+        changes,
+        version: r.version,
+        create_time: r.create_time,
+        update_time: r.update_time,
+    })
 }
 
 fn change_from_row(c: status_change::Model) -> Result<StatusChange> {
@@ -384,4 +433,3 @@ fn active(m: &Measure) -> measure::ActiveModel {
         update_time: time(m.update_time),
     }
 }
-
