@@ -132,8 +132,11 @@ pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<M
 }
 
 /// The importer's measures that cover a prefix of `code` and whose
-/// effective period holds `day`: the candidates of `ResolveDuty`, in two
-/// indexed queries.
+/// effective period holds `day`: the candidates of `ResolveDuty`. Three
+/// indexed look-ups and no scan: the ids under the code's prefixes (a
+/// covering index), those measures by primary key, and their timelines.
+/// The ids are fetched first so that no planner can prefer walking all of an
+/// importer's measures.
 pub async fn resolution_candidates(
     conn: &impl ConnectionTrait,
     importer: &Economy,
@@ -141,16 +144,18 @@ pub async fn resolution_candidates(
     day: NaiveDate,
 ) -> Result<Vec<Measure>> {
     let prefixes: Vec<String> = code.prefixes().iter().map(ToString::to_string).collect();
+    let ids: Vec<Uuid> = measure_code::Entity::find()
+        .select_only()
+        .column(measure_code::Column::MeasureId)
+        .filter(measure_code::Column::HsCode.is_in(prefixes))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
     let rows = measure::Entity::find()
-        .filter(
-            measure::Column::Id.in_subquery(
-                Query::select()
-                    .column(measure_code::Column::MeasureId)
-                    .from(measure_code::Entity)
-                    .and_where(measure_code::Column::HsCode.is_in(prefixes))
-                    .to_owned(),
-            ),
-        )
+        .filter(measure::Column::Id.is_in(ids))
         .filter(measure::Column::ImposingEconomy.eq(importer.as_str()))
         .filter(measure::Column::EffectiveFrom.lte(day))
         .filter(Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)))
