@@ -84,6 +84,11 @@ impl Error {
             .with_metadata("id", id.to_string())
     }
 
+    /// NOT_FOUND with a message of its own, for what is not a stored resource.
+    pub fn not_found_because(resource: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, "NOT_FOUND", message).with_metadata("resource", resource)
+    }
+
     /// NOT_FOUND for several ids at once, listed in `missing_ids`.
     pub fn not_found_many(resource: &'static str, ids: &[String]) -> Self {
         Self::new(Code::NotFound, "NOT_FOUND", format!("{resource} not found: {}", ids.join(", ")))

@@ -107,10 +107,10 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let preferential = most_specific(MeasureKind::Preferential).map(|c| line(shipment, c)).transpose()?;
     let base = match (mfn, preferential) {
         (None, None) => {
-            return Err(Error::not_found(
+            return Err(Error::not_found_because(
                 "tariff line",
                 format!(
-                    "{} in {}'s schedule on {}: no MFN or preferential rate covers it",
+                    "no MFN or preferential rate of {1} covers {0} on {2}: the code is not in {1}'s schedule",
                     shipment.hs_code,
                     shipment.importing_economy,
                     format_date(shipment.date)

@@ -103,3 +103,21 @@ async fn messages_over_the_size_limit_are_refused() {
     assert!(status.message().contains("too large"), "{status:?}");
     assert!(app.list_all(pb::ListMeasuresRequest::default()).await.is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_then_drains_open_streams() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(channel(app.addr).await);
+    let mut watch = health.watch(HealthCheckRequest { service: SERVICE.into() }).await.unwrap().into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
+
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(app.stop());
+    // The open Watch stream sees NOT_SERVING before the server goes away.
+    let next =
+        tokio::time::timeout(std::time::Duration::from_secs(3), watch.next()).await.expect("a status after SIGTERM");
+    assert_eq!(next.unwrap().unwrap().status(), ServingStatus::NotServing);
+    // The stream is held open by the client: the drain timeout (5 s in tests) ends it.
+    stopping.await.unwrap().expect("clean stop");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+}
