@@ -87,3 +87,20 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
 pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
     db.get_database_backend()
 }
+
+/// A list stored comma-joined in one column (economies, HS codes, ids: none
+/// holds a comma).
+pub fn join_list<T: ToString>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The inverse of [`join_list`].
+pub fn split_list<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    if s.is_empty() { Ok(vec![]) } else { s.split(',').map(parse).collect() }
+}
+
+/// The error for a stored value that no longer parses: a bug or a manual
+/// edit, never the caller's fault.
+pub fn corrupt(resource: &str, id: impl std::fmt::Display, what: &str, why: impl std::fmt::Display) -> crate::Error {
+    crate::Error::internal(anyhow::anyhow!("stored {resource} {id} has a bad {what}: {why}"))
+}

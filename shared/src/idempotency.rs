@@ -118,17 +118,42 @@ async fn lookup<R: Message + Default>(conn: &impl ConnectionTrait, key: &Key) ->
     R::decode(row.response.as_slice()).map(Some).map_err(Error::internal)
 }
 
-async fn save<R: Message>(conn: &impl ConnectionTrait, key: &Key, response: &R) -> Result<(), sea_orm::DbErr> {
+/// Claims `key` inside the transaction before any other write: on
+/// PostgreSQL a concurrent call with the same key then waits on this row
+/// until the first commits, and fails on it rather than on whatever else the
+/// write touches (a unique reference, say).
+async fn claim(conn: &impl ConnectionTrait, key: &Key) -> Result<(), sea_orm::DbErr> {
     entity::ActiveModel {
         request_id: Set(key.request_id),
         method: Set(key.method.to_owned()),
         fingerprint: Set(key.fingerprint.clone()),
-        response: Set(response.encode_to_vec()),
+        response: Set(Vec::new()),
         create_time: Set(crate::now()),
     }
     .insert(conn)
     .await
     .map(|_| ())
+}
+
+async fn save<R: Message>(conn: &impl ConnectionTrait, key: &Key, response: &R) -> Result<(), sea_orm::DbErr> {
+    entity::ActiveModel {
+        request_id: Set(key.request_id),
+        response: Set(response.encode_to_vec()),
+        ..Default::default()
+    }
+    .update(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The stored response of an earlier call with `key`, if there was one: lets
+/// a retry answer before any work that must not be repeated (calls to other
+/// services, for instance).
+pub async fn replay<R: Message + Default>(conn: &DatabaseConnection, key: Option<&Key>) -> Result<Option<R>> {
+    match key {
+        Some(key) => lookup(conn, key).await,
+        None => Ok(None),
+    }
 }
 
 /// Runs `write` in one write transaction and commits it, at most once per
@@ -145,30 +170,26 @@ where
         return Ok(done);
     }
     let txn = db::begin_write(conn).await?;
-    if let Some(key) = &key
-        && let Some(done) = lookup(&txn, key).await?
-    {
-        return Ok(done);
+    if let Some(key) = &key {
+        if let Some(done) = lookup(&txn, key).await? {
+            return Ok(done);
+        }
+        if let Err(err) = claim(&txn, key).await {
+            let _ = txn.rollback().await;
+            // A concurrent call with the same key committed first: answer as it did.
+            return if db::is_unique_violation(&err) {
+                lookup(conn, key)
+                    .await?
+                    .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key vanished after a conflict")))
+            } else {
+                Err(err.into())
+            };
+        }
     }
     let response = write(&txn).await?;
-    let saved = match &key {
-        Some(key) => save(&txn, key, &response).await,
-        None => Ok(()),
-    };
-    let committed = match saved {
-        Ok(()) => txn.commit().await,
-        Err(err) => {
-            // Best effort: dropping the transaction rolls it back as well.
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    };
-    match (committed, &key) {
-        (Ok(()), _) => Ok(response),
-        // A concurrent call with the same key committed first: answer as it did.
-        (Err(err), Some(key)) if db::is_unique_violation(&err) => lookup(conn, key)
-            .await?
-            .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key vanished after a conflict"))),
-        (Err(err), _) => Err(err.into()),
+    if let Some(key) = &key {
+        save(&txn, key, &response).await?;
     }
+    txn.commit().await?;
+    Ok(response)
 }

@@ -4,6 +4,7 @@
 //! validators, page tokens, idempotency keys and etags every API uses.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -8,7 +8,13 @@
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use crate::validate::{self, Violations};
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Result},
+    validate::{self, Violations},
+};
 
 const VERSION: u8 = 1;
 const SEAL: &[u8] = b"tradewatch page token v1";
@@ -61,6 +67,30 @@ impl Page {
             (rows, String::new())
         }
     }
+}
+
+fn bad_cursor() -> Error {
+    Error::invalid_field("page_token", "is not a page token this service issued")
+}
+
+/// The cursor of a list in id order (ids are UUIDv7: creation order).
+pub fn id_cursor(id: Uuid) -> String {
+    id.to_string()
+}
+
+pub fn parse_id_cursor(cursor: &str) -> Result<Uuid> {
+    Uuid::try_parse(cursor).map_err(|_| bad_cursor())
+}
+
+/// The cursor of a timeline in (day, id) order.
+pub fn dated_cursor(day: NaiveDate, id: Uuid) -> String {
+    format!("{}|{id}", crate::types::format_date(day))
+}
+
+pub fn parse_dated_cursor(cursor: &str) -> Result<(NaiveDate, Uuid)> {
+    let (day, id) = cursor.split_once('|').ok_or_else(bad_cursor)?;
+    let day = crate::types::parse_date(day).map_err(|_| bad_cursor())?;
+    Ok((day, parse_id_cursor(id)?))
 }
 
 fn fingerprint<M: prost::Message>(filters: &M) -> [u8; FINGERPRINT_LEN] {

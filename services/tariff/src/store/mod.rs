@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use tradewatch_common::{
     Error, Result, db,
-    paging::Page,
+    paging::{self, Page},
     types::{Economy, HsCode, Money, format_decimal, parse_decimal},
 };
 use uuid::Uuid;
@@ -215,13 +215,7 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
 
     // Status depends on the timeline, so it is checked here, reading on in
     // batches until the page is full: the page stays exact, with no gaps.
-    let mut after = match &page.after {
-        Some(cursor) => Some(
-            Uuid::try_parse(cursor)
-                .map_err(|_| Error::invalid_field("page_token", "is not a page token this service issued"))?,
-        ),
-        None => None,
-    };
+    let mut after = page.after.as_deref().map(paging::parse_id_cursor).transpose()?;
     let wanted = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     loop {
@@ -245,7 +239,7 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
     }
     out.sort_by_key(|m| m.id);
     out.truncate(wanted);
-    Ok(page.finish(out, |m| m.id.to_string()))
+    Ok(page.finish(out, |m| paging::id_cursor(m.id)))
 }
 
 /// Writes the measure's new state if its version is still `expected`, and
@@ -291,17 +285,14 @@ pub async fn history(
         .order_by_asc(status_change::Column::EffectiveOn)
         .order_by_asc(status_change::Column::Id);
     if let Some(cursor) = &page.after {
-        let bad = || Error::invalid_field("page_token", "is not a page token this service issued");
-        let (day, id) = cursor.split_once('|').ok_or_else(bad)?;
-        let day = tradewatch_common::types::parse_date(day).map_err(|_| bad())?;
-        let id = Uuid::try_parse(id).map_err(|_| bad())?;
+        let (day, id) = paging::parse_dated_cursor(cursor)?;
         query = query.filter(Condition::any().add(status_change::Column::EffectiveOn.gt(day)).add(
             Condition::all().add(status_change::Column::EffectiveOn.eq(day)).add(status_change::Column::Id.gt(id)),
         ));
     }
     let rows = query.limit(page.fetch_limit()).all(conn).await?;
     let changes = rows.into_iter().map(change_from_row).collect::<Result<Vec<_>>>()?;
-    Ok(page.finish(changes, |c| format!("{}|{}", c.effective_on, c.id)))
+    Ok(page.finish(changes, |c| paging::dated_cursor(c.effective_on, c.id)))
 }
 
 /// Whether a measure exists, without loading it.
@@ -339,15 +330,7 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
 }
 
 fn corrupt(what: &str, id: Uuid, why: impl std::fmt::Display) -> Error {
-    Error::internal(anyhow::anyhow!("stored measure {id} has a bad {what}: {why}"))
-}
-
-fn split<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
-    if s.is_empty() { Ok(vec![]) } else { s.split(',').map(parse).collect() }
-}
-
-fn join<T: ToString>(items: &[T]) -> String {
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    db::corrupt("measure", id, what, why)
 }
 
 fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Measure> {
@@ -372,10 +355,11 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
         reference: r.reference,
         title: r.title,
         imposing_economy: Economy::parse(&r.imposing_economy).map_err(|e| corrupt("economy", id, e))?,
-        target_economies: split(&r.target_economies, Economy::parse).map_err(|e| corrupt("targets", id, e))?,
+        target_economies: db::split_list(&r.target_economies, Economy::parse).map_err(|e| corrupt("targets", id, e))?,
         kind,
-        hs_codes: split(&r.hs_codes, HsCode::parse).map_err(|e| corrupt("hs codes", id, e))?,
-        excluded_hs_codes: split(&r.excluded_hs_codes, HsCode::parse).map_err(|e| corrupt("excluded codes", id, e))?,
+        hs_codes: db::split_list(&r.hs_codes, HsCode::parse).map_err(|e| corrupt("hs codes", id, e))?,
+        excluded_hs_codes: db::split_list(&r.excluded_hs_codes, HsCode::parse)
+            .map_err(|e| corrupt("excluded codes", id, e))?,
         ad_valorem_percent: dec("rate", &r.ad_valorem_percent)?,
         specific_duty,
         announced_on: r.announced_on,
@@ -415,10 +399,10 @@ fn active(m: &Measure) -> measure::ActiveModel {
         reference: Set(s.reference.clone()),
         title: Set(s.title.clone()),
         imposing_economy: Set(s.imposing_economy.to_string()),
-        target_economies: Set(join(&s.target_economies)),
+        target_economies: Set(db::join_list(&s.target_economies)),
         kind: Set(s.kind.as_str().to_owned()),
-        hs_codes: Set(join(&s.hs_codes)),
-        excluded_hs_codes: Set(join(&s.excluded_hs_codes)),
+        hs_codes: Set(db::join_list(&s.hs_codes)),
+        excluded_hs_codes: Set(db::join_list(&s.excluded_hs_codes)),
         ad_valorem_percent: Set(format_decimal(s.ad_valorem_percent)),
         specific_amount: Set(s.specific_duty.as_ref().map(|d| format_decimal(d.amount.amount))),
         specific_currency: Set(s.specific_duty.as_ref().map(|d| d.amount.currency.clone())),

@@ -1,0 +1,297 @@
+//! Calling another Tradewatch service: one shared channel per peer, a
+//! deadline on every call (the caller's remaining budget when shorter),
+//! trace context passed on, and retries with backoff only for UNAVAILABLE
+//! on idempotent calls (AIP-194). A peer that cannot be reached is
+//! UNAVAILABLE for our caller too; what a peer refuses comes back as it was.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use tonic::{Code, Request, Status, metadata::MetadataMap, transport::Channel};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    proto::{
+        dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+        tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+    },
+    telemetry,
+};
+
+/// Most ids one batched look-up sends.
+pub const BATCH_LIMIT: usize = 100;
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The time left for a call: the caller's `grpc-timeout`, if it sent one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// The deadline of an incoming request.
+    pub fn of<T>(request: &Request<T>) -> Self {
+        Self::from_metadata(request.metadata())
+    }
+
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        let timeout = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        Self(timeout.map(|t| Instant::now() + t))
+    }
+
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn after(d: Duration) -> Self {
+        Self(Some(Instant::now() + d))
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        self.0.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+    let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// One peer service: a lazily connected, shared channel.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    name: &'static str,
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl Peer {
+    /// `name` says who the peer is in errors ("tariff service"); the channel
+    /// connects on first use and reconnects after the peer comes back.
+    pub fn new(name: &'static str, url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self { name, channel, timeout })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A request to the peer: the shorter of our timeout and the caller's
+    /// remaining time, and the current trace context.
+    pub fn request<M>(&self, message: M, deadline: Deadline) -> Request<M> {
+        let timeout = deadline.remaining().map_or(self.timeout, |left| left.min(self.timeout));
+        let mut request = Request::new(message);
+        request.set_timeout(timeout);
+        telemetry::inject_context(request.metadata_mut());
+        request
+    }
+
+    /// Runs `call`, retrying an idempotent one while the peer is UNAVAILABLE
+    /// and time is left. A peer that stays down, or does not answer in time,
+    /// is UNAVAILABLE for our caller.
+    pub async fn call<T, F, Fut>(&self, deadline: Deadline, idempotent: bool, mut call: F) -> Result<T>
+    where
+        F: FnMut(Channel, Deadline) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = match deadline.remaining() {
+            Some(left) if left < self.timeout => deadline,
+            _ => Deadline::after(self.timeout),
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match call(self.channel.clone(), deadline).await {
+                Ok(v) => return Ok(v),
+                Err(status) if status.code() == Code::Unavailable && idempotent && attempt < ATTEMPTS => {
+                    let left = deadline.remaining().unwrap_or_default();
+                    if left <= backoff {
+                        return Err(self.unavailable(&status));
+                    }
+                    tracing::debug!(peer = self.name, attempt, error = %status.message(), "peer unavailable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(status) => return Err(self.passed_on(status)),
+            }
+        }
+    }
+
+    fn unavailable(&self, status: &Status) -> Error {
+        tracing::warn!(peer = self.name, code = ?status.code(), error = %status.message(), "peer unavailable");
+        Error::unavailable("PEER_UNAVAILABLE", format!("the {} is unavailable; retry later", self.name))
+            .with_metadata("peer", self.name)
+    }
+
+    /// A peer's answer turned into our error: outages are UNAVAILABLE, a
+    /// refusal keeps its code and reason.
+    fn passed_on(&self, status: Status) -> Error {
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => self.unavailable(&status),
+            Code::Internal | Code::DataLoss | Code::Unimplemented | Code::Unauthenticated | Code::PermissionDenied => {
+                Error::internal(anyhow::anyhow!("the {} answered {:?}: {}", self.name, status.code(), status.message()))
+            }
+            code => {
+                let details = status.get_error_details();
+                let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+                let mut err = Error::from_peer(
+                    code,
+                    peer_reason(&reason),
+                    format!("the {} refused: {}", self.name, status.message()),
+                );
+                if let Some(info) = details.error_info() {
+                    for (k, v) in &info.metadata {
+                        err = err.with_metadata(k.clone(), v.clone());
+                    }
+                }
+                err.with_metadata("peer", self.name)
+            }
+        }
+    }
+
+    /// Which of `ids` the peer does not know, asked with batched `BatchGet`
+    /// calls of at most 100 ids (`batch_get` makes one call).
+    async fn missing<F, Fut>(&self, ids: &[Uuid], deadline: Deadline, batch_get: F) -> Result<Vec<Uuid>>
+    where
+        F: Fn(Channel, Deadline, Vec<String>) -> Fut,
+        Fut: Future<Output = Result<(), Status>>,
+    {
+        let mut unique: Vec<Uuid> = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let mut missing = Vec::new();
+        for chunk in unique.chunks(BATCH_LIMIT) {
+            let wanted: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let answer = self.call(deadline, true, |ch, d| batch_get(ch, d, wanted.clone())).await;
+            match answer {
+                Ok(()) => {}
+                Err(err) if err.code() == Code::NotFound => {
+                    let listed = err.metadata().get("missing_ids").cloned().unwrap_or_default();
+                    missing.extend(listed.split(',').filter_map(|s| Uuid::try_parse(s).ok()));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(missing)
+    }
+
+    /// The tariff measures among `ids` that do not exist.
+    pub async fn missing_measures(&self, ids: &[Uuid], deadline: Deadline) -> Result<Vec<Uuid>> {
+        self.missing(ids, deadline, |ch, d, ids| async move {
+            TariffServiceClient::new(ch)
+                .batch_get_measures(self.request(tpb::BatchGetMeasuresRequest { ids }, d))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// The disputes among `ids` that do not exist.
+    pub async fn missing_disputes(&self, ids: &[Uuid], deadline: Deadline) -> Result<Vec<Uuid>> {
+        self.missing(ids, deadline, |ch, d, ids| async move {
+            DisputeServiceClient::new(ch)
+                .batch_get_disputes(self.request(dpb::BatchGetDisputesRequest { ids }, d))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// Reasons are `&'static`: keep the peer's when it is one we know.
+fn peer_reason(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "ETAG_MISMATCH",
+        "ILLEGAL_STAGE_TRANSITION",
+        "MEASURE_STATUS_FINAL",
+        "MEASURE_STATUS_UNCHANGED",
+        "MEASURE_NOT_SUSPENDED",
+        "QUOTA_EXHAUSTED",
+        "NOT_A_QUOTA",
+    ];
+    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("PEER_REFUSED")
+}
+
+/// Adds a field violation for every id in `ids` (at `field[i]`) that is in `missing`.
+pub fn name_missing(v: &mut crate::validate::Violations, field: &str, ids: &[Uuid], missing: &[Uuid], what: &str) {
+    for (i, id) in ids.iter().enumerate() {
+        if missing.contains(id) {
+            v.add(format!("{field}[{i}]"), format!("{id} is not a known {what}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("xS"), None);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_down_is_unavailable_after_retries() {
+        let peer = Peer::new("tariff service", "http://127.0.0.1:1", Duration::from_millis(800))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let err = peer.missing_measures(&[Uuid::now_v7()], Deadline::none()).await.err();
+        assert_eq!(err.as_ref().map(Error::code), Some(Code::Unavailable));
+        assert_eq!(err.as_ref().map(Error::reason), Some("PEER_UNAVAILABLE"));
+        assert!(started.elapsed() < Duration::from_secs(2), "bounded by the deadline");
+    }
+
+    #[tokio::test]
+    async fn non_idempotent_calls_are_not_retried() {
+        let peer =
+            Peer::new("tariff service", "http://127.0.0.1:1", Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+        let mut calls = 0;
+        let _ = peer
+            .call(Deadline::none(), false, |_, _| {
+                calls += 1;
+                async { Err::<(), _>(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(calls, 1);
+        let mut calls = 0;
+        let _ = peer
+            .call(Deadline::none(), true, |_, _| {
+                calls += 1;
+                async { Err::<(), _>(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(calls, ATTEMPTS);
+    }
+}
