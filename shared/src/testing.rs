@@ -5,7 +5,11 @@
 //! database of its own on it, created empty and dropped (`WITH (FORCE)`) when
 //! the test ends, so tests never share state.
 
+use std::{future::Future, net::SocketAddr};
+
 use sea_orm::{ConnectionTrait, Database};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
 
 use crate::config::{
     DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo, Settings, TelemetrySettings,
@@ -102,4 +106,47 @@ impl Drop for TestDatabase {
             eprintln!("could not drop a test database");
         }
     }
+}
+
+/// A server running in the test's runtime until `stop`.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Spawns `run(shutdown)`, a service's `run_until_stopped`, serving `addr`.
+    pub fn start<F, Fut>(addr: SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let handle = tokio::spawn(run(shutdown));
+        Self { addr, stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(handle) => handle.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A connected channel to a test server.
+pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
 }

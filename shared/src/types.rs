@@ -191,6 +191,11 @@ fn format_money_amount(d: Decimal) -> String {
     d.to_string()
 }
 
+/// The wire form of an instant.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+}
+
 /// A resource id: a UUID.
 pub fn parse_id(s: &str) -> Result<Uuid, String> {
     if s.is_empty() {

@@ -108,6 +108,25 @@ impl Violations {
     }
 }
 
+/// A proto enum the client must set: 0 (`…_UNSPECIFIED`) and numbers this
+/// server does not know are refused. `parse` maps a number to the domain value.
+pub fn required_enum<T>(v: &mut Violations, field: &str, raw: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {
+    if raw == 0 {
+        v.add(field, "is required");
+        return None;
+    }
+    let value = parse(raw);
+    if value.is_none() {
+        v.add(field, format!("{raw} is not one of its values"));
+    }
+    value
+}
+
+/// A proto enum used as a filter: 0 (`…_UNSPECIFIED`) means any.
+pub fn optional_enum<T>(v: &mut Violations, field: &str, raw: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {
+    if raw == 0 { None } else { required_enum(v, field, raw, parse) }
+}
+
 /// A `page_size`: 0 means the default of 50; larger than 500 is capped;
 /// negative is INVALID_ARGUMENT (AIP-158).
 pub fn page_size(v: &mut Violations, value: i32) -> u64 {

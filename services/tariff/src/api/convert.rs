@@ -1,23 +1,21 @@
 //! Proto messages to domain types and back. Every bad field is named by its
 //! path in the request.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use tradewatch_common::{
     proto::{common as cpb, tariff as pb},
     types::{
         Economy, HsCode, Money, format_date, format_decimal, parse_currency, parse_date, parse_non_negative,
         parse_positive,
     },
-    validate::Violations,
+    validate::{Violations, required_enum},
 };
 
 use crate::domain::{
     DutyLine, Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, SpecificDuty, StatusChange,
 };
 
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
-}
+pub use tradewatch_common::types::timestamp;
 
 pub fn kind_to_proto(k: MeasureKind) -> pb::MeasureKind {
     match k {
@@ -32,20 +30,11 @@ pub fn kind_to_proto(k: MeasureKind) -> pb::MeasureKind {
     }
 }
 
-/// A kind the client must give: UNSPECIFIED or an unknown number is refused.
-pub fn kind_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureKind> {
-    let kind = match pb::MeasureKind::try_from(raw) {
-        Ok(pb::MeasureKind::Unspecified) => Err("is required".to_owned()),
-        Ok(k) => MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_"))
-            .ok_or_else(|| format!("{raw} is not a measure kind")),
-        Err(_) => Err(format!("{raw} is not a measure kind")),
-    };
-    v.check(field, kind)
-}
-
-/// An optional kind filter: UNSPECIFIED means any.
-pub fn kind_filter(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureKind> {
-    if raw == 0 { None } else { kind_from_proto(v, field, raw) }
+/// The domain kind of a proto enum number, if it names one.
+pub fn kind(raw: i32) -> Option<MeasureKind> {
+    pb::MeasureKind::try_from(raw)
+        .ok()
+        .and_then(|k| MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_")))
 }
 
 pub fn status_to_proto(s: MeasureStatus) -> pb::MeasureStatus {
@@ -58,18 +47,11 @@ pub fn status_to_proto(s: MeasureStatus) -> pb::MeasureStatus {
     }
 }
 
-pub fn status_from_proto(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureStatus> {
-    let status = match pb::MeasureStatus::try_from(raw) {
-        Ok(pb::MeasureStatus::Unspecified) => Err("is required".to_owned()),
-        Ok(s) => MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_"))
-            .ok_or_else(|| format!("{raw} is not a measure status")),
-        Err(_) => Err(format!("{raw} is not a measure status")),
-    };
-    v.check(field, status)
-}
-
-pub fn status_filter(v: &mut Violations, field: &str, raw: i32) -> Option<MeasureStatus> {
-    if raw == 0 { None } else { status_from_proto(v, field, raw) }
+/// The domain status of a proto enum number, if it names one.
+pub fn status(raw: i32) -> Option<MeasureStatus> {
+    pb::MeasureStatus::try_from(raw)
+        .ok()
+        .and_then(|s| MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_")))
 }
 
 fn optional_date(v: &mut Violations, field: &str, s: &str) -> Option<Option<NaiveDate>> {
@@ -95,7 +77,7 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
     let title = v.text(&f("title"), &m.title, 500);
     let imposing_economy = v.check(f("imposing_economy"), Economy::parse(&m.imposing_economy));
     let target_economies = v.check_each(&f("target_economies"), &m.target_economies, Economy::parse);
-    let kind = kind_from_proto(v, &f("kind"), m.kind);
+    let kind = required_enum(v, &f("kind"), m.kind, kind);
     let hs_codes = v.check_each(&f("hs_codes"), &m.hs_codes, HsCode::parse);
     let excluded_hs_codes = v.check_each(&f("excluded_hs_codes"), &m.excluded_hs_codes, HsCode::parse);
     let ad_valorem_percent = v.check(f("ad_valorem_percent"), parse_non_negative(&m.ad_valorem_percent));

@@ -12,7 +12,7 @@ use tradewatch_common::{
     proto::tariff::{self as pb, tariff_service_server::TariffService},
     today,
     types::{Economy, HsCode, new_id, parse_date, parse_id, parse_positive, parse_request_id},
-    validate::Violations,
+    validate::{Violations, optional_enum, required_enum},
 };
 
 use self::convert::*;
@@ -116,8 +116,8 @@ impl TariffService for TariffApi {
         let filter = MeasureFilter {
             imposing_economy: optional(&mut v, "imposing_economy", &req.imposing_economy, Economy::parse),
             target_economy: optional(&mut v, "target_economy", &req.target_economy, Economy::parse),
-            kind: kind_filter(&mut v, "kind", req.kind),
-            status: status_filter(&mut v, "status", req.status).map(|s| (s, today)),
+            kind: optional_enum(&mut v, "kind", req.kind, kind),
+            status: optional_enum(&mut v, "status", req.status, status).map(|s| (s, today)),
             hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
             in_force_on: if req.in_force_on.is_empty() {
                 None
@@ -186,7 +186,7 @@ impl TariffService for TariffApi {
         let mut req = request.into_inner();
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
-        let status = status_from_proto(&mut v, "status", req.status);
+        let status = required_enum(&mut v, "status", req.status, status);
         let today = today();
         let effective_on = if req.effective_on.is_empty() {
             Some(today)

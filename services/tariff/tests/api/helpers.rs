@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
 use tariff_service::{SERVICE, app::Application};
-use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 use tradewatch_common::{
@@ -9,7 +8,7 @@ use tradewatch_common::{
         common::Money,
         tariff::{self as pb, tariff_service_client::TariffServiceClient},
     },
-    testing::TestDatabase,
+    testing::{self, RunningServer, TestDatabase},
 };
 
 pub type Client = TariffServiceClient<Channel>;
@@ -18,8 +17,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
     pub db: sea_orm::DatabaseConnection,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    server: RunningServer,
     // Dropped last: the database outlives the server.
     _database: TestDatabase,
 }
@@ -29,32 +27,19 @@ pub async fn spawn_app() -> TestApp {
     let app = Application::build(database.settings(SERVICE)).await.expect("build the tariff service");
     let addr = app.local_addr();
     let db = app.db().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
     let client = TariffServiceClient::new(channel(addr).await);
-    TestApp { addr, client, db, stop: Some(stop), handle: Some(handle), _database: database }
+    TestApp { addr, client, db, server, _database: database }
 }
 
 pub async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to the test server")
+    testing::channel(addr).await.expect("connect to the test server")
 }
 
 impl TestApp {
     /// Sends the shutdown signal and waits for the server to finish.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.handle.take() {
-            Some(handle) => handle.await?,
-            None => Ok(()),
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop().await
     }
 
     pub async fn create(&self, measure: pb::TariffMeasure) -> pb::TariffMeasure {

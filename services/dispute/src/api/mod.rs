@@ -1,0 +1,304 @@
+//! The gRPC API of the dispute service: turns requests into domain values,
+//! checks links to tariff measures with the tariff service, runs each write
+//! in one transaction, and answers.
+
+pub mod convert;
+
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+use tradewatch_common::{
+    Error,
+    client::{self, Deadline, Peer},
+    etag,
+    idempotency::{self, Key},
+    paging::Page,
+    proto::dispute::{self as pb, dispute_service_server::DisputeService},
+    today,
+    types::{Economy, HsCode, parse_id, parse_request_id},
+    validate::{Violations, optional_enum, required_enum},
+};
+use uuid::Uuid;
+
+use self::convert::*;
+use crate::{
+    domain::{Dispute, Event},
+    store::{self, DisputeFilter},
+};
+
+/// Most ids one `BatchGetDisputes` takes.
+pub const BATCH_LIMIT: usize = 100;
+
+#[derive(Clone)]
+pub struct DisputeApi {
+    db: DatabaseConnection,
+    tariff: Peer,
+}
+
+impl DisputeApi {
+    pub fn new(db: DatabaseConnection, tariff: Peer) -> Self {
+        Self { db, tariff }
+    }
+
+    /// INVALID_ARGUMENT naming `{field}[i]` for each measure the tariff
+    /// service does not know; UNAVAILABLE if it cannot be asked.
+    async fn check_measures(&self, field: &str, ids: &[Uuid], deadline: Deadline) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let missing = self.tariff.missing_measures(ids, deadline).await?;
+        let mut v = Violations::new();
+        client::name_missing(&mut v, field, ids, &missing, "tariff measure");
+        v.finish()
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
+    v.check(field, parse_id(raw))
+}
+
+#[tonic::async_trait]
+impl DisputeService for DisputeApi {
+    async fn create_dispute(&self, request: Request<pb::CreateDisputeRequest>) -> Reply<pb::CreateDisputeResponse> {
+        let deadline = Deadline::of(&request);
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let spec = match &req.dispute {
+            Some(d) => dispute_spec(&mut v, "dispute", d),
+            None => {
+                v.add("dispute", "is required");
+                None
+            }
+        };
+        let spec = v.finish_with(spec)?;
+        req.request_id.clear();
+        let key = Key::new("CreateDispute", request_id.flatten(), &req);
+        if let Some(done) = idempotency::replay(&self.db, key.as_ref()).await? {
+            return Ok(Response::new(done));
+        }
+        self.check_measures("dispute.measure_ids", &spec.measure_ids, deadline).await?;
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let (dispute, created) = Dispute::open(spec, tradewatch_common::now());
+                store::insert(txn, &dispute, &created).await?;
+                Ok(pb::CreateDisputeResponse { dispute: Some(dispute_to_proto(&dispute)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_dispute(&self, request: Request<pb::GetDisputeRequest>) -> Reply<pb::GetDisputeResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "id", &req.id);
+        let id = v.finish_with(id)?;
+        let d = store::get(&self.db, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+        Ok(Response::new(pb::GetDisputeResponse { dispute: Some(dispute_to_proto(&d)) }))
+    }
+
+    async fn batch_get_disputes(
+        &self,
+        request: Request<pb::BatchGetDisputesRequest>,
+    ) -> Reply<pb::BatchGetDisputesResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        if req.ids.is_empty() {
+            v.add("ids", "is required: 1 to 100 ids");
+        } else if req.ids.len() > BATCH_LIMIT {
+            v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", req.ids.len()));
+        }
+        let ids: Vec<_> =
+            req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
+        v.finish()?;
+        let found = store::get_many(&self.db, &ids).await?;
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !found.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
+        if !missing.is_empty() {
+            return Err(Error::not_found_many("dispute", &missing).into());
+        }
+        let disputes = ids.iter().filter_map(|id| found.iter().find(|d| d.id == *id)).map(dispute_to_proto).collect();
+        Ok(Response::new(pb::BatchGetDisputesResponse { disputes }))
+    }
+
+    async fn list_disputes(&self, request: Request<pb::ListDisputesRequest>) -> Reply<pb::ListDisputesResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let economy = |v: &mut Violations, field: &str, raw: &str| {
+            if raw.is_empty() { None } else { v.check(field, Economy::parse(raw)) }
+        };
+        let filter = DisputeFilter {
+            economy: economy(&mut v, "economy", &req.economy),
+            complainant: economy(&mut v, "complainant", &req.complainant),
+            respondent: economy(&mut v, "respondent", &req.respondent),
+            stage: optional_enum(&mut v, "stage", req.stage, stage),
+            forum: optional_enum(&mut v, "forum", req.forum, forum),
+            hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
+            measure_id: if req.measure_id.is_empty() { None } else { id_field(&mut v, "measure_id", &req.measure_id) },
+            open: req.open,
+        };
+        let filters = pb::ListDisputesRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+        v.finish()?;
+        let (disputes, next_page_token) = store::list(&self.db, &filter, &page).await?;
+        Ok(Response::new(pb::ListDisputesResponse {
+            disputes: disputes.iter().map(dispute_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_dispute(&self, request: Request<pb::UpdateDisputeRequest>) -> Reply<pb::UpdateDisputeResponse> {
+        let deadline = Deadline::of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let Some(patch) = req.dispute else {
+            return Err(Error::invalid_field("dispute", "is required").into());
+        };
+        let id = id_field(&mut v, "dispute.id", &patch.id);
+        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "names no field: list the fields to update");
+        }
+        let mut probe = pb::Dispute::default();
+        for (i, path) in paths.iter().enumerate() {
+            if !copy_updatable(path, &patch, &mut probe) {
+                let why = if path == "stage" {
+                    "\"stage\" changes only through AdvanceDispute".to_owned()
+                } else {
+                    format!("{path:?} is not an updatable field of a dispute")
+                };
+                v.add(format!("update_mask.paths[{i}]"), why);
+            }
+        }
+        let new_links = if paths.iter().any(|p| p == "measure_ids") {
+            v.check_each("dispute.measure_ids", &patch.measure_ids, parse_id)
+        } else {
+            vec![]
+        };
+        let id = v.finish_with(id)?;
+        self.check_measures("dispute.measure_ids", &new_links, deadline).await?;
+        let response = idempotency::write(&self.db, None, move |txn| {
+            Box::pin(async move {
+                let mut d = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+                etag::check(&patch.etag, d.version, "dispute", id)?;
+                let mut merged = dispute_to_proto(&d);
+                for path in &paths {
+                    copy_updatable(path, &patch, &mut merged);
+                }
+                let mut v = Violations::new();
+                let spec = dispute_spec(&mut v, "dispute", &merged);
+                d.spec = v.finish_with(spec)?;
+                let expected = d.version;
+                store::update(txn, &mut d, expected, true).await?;
+                Ok(pb::UpdateDisputeResponse { dispute: Some(dispute_to_proto(&d)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn advance_dispute(&self, request: Request<pb::AdvanceDisputeRequest>) -> Reply<pb::AdvanceDisputeResponse> {
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "id", &req.id);
+        let to = required_enum(&mut v, "to_stage", req.to_stage, stage);
+        let on = date_or_today(&mut v, "occurred_on", &req.occurred_on, today());
+        let note = v.optional_text("note", &req.note, 2_000);
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let (((id, to), on), note) = v.finish_with(id.zip(to).zip(on).zip(note))?;
+        let sent_etag = req.etag.clone();
+        req.request_id.clear();
+        let key = Key::new("AdvanceDispute", request_id.flatten(), &req);
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let mut d = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+                etag::check(&sent_etag, d.version, "dispute", id)?;
+                let event = d.advance(to, on, &note, tradewatch_common::now())?;
+                let expected = d.version;
+                store::update(txn, &mut d, expected, false).await?;
+                store::insert_event(txn, &event).await?;
+                Ok(pb::AdvanceDisputeResponse {
+                    dispute: Some(dispute_to_proto(&d)),
+                    event: Some(event_to_proto(&event)),
+                })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn record_dispute_event(
+        &self,
+        request: Request<pb::RecordDisputeEventRequest>,
+    ) -> Reply<pb::RecordDisputeEventResponse> {
+        let mut req = request.into_inner();
+        let mut v = Violations::new();
+        let dispute_id = id_field(&mut v, "dispute_id", &req.dispute_id);
+        let request_id = v.check("request_id", parse_request_id(&req.request_id));
+        let event = match &req.event {
+            None => {
+                v.add("event", "is required");
+                None
+            }
+            Some(e) => {
+                let kind = required_enum(&mut v, "event.kind", e.kind, event_kind);
+                if let Some(k) = kind.filter(|k| !k.is_recordable()) {
+                    v.add(
+                        "event.kind",
+                        format!("{} events are written by the service: record NOTE, FILING or HEARING", k.as_str()),
+                    );
+                }
+                let on = v.check("event.occurred_on", tradewatch_common::types::parse_date(&e.occurred_on));
+                let description = v.text("event.description", &e.description, 10_000);
+                kind.zip(on).zip(description)
+            }
+        };
+        let (dispute_id, ((kind, on), description)) = v.finish_with(dispute_id.zip(event))?;
+        req.request_id.clear();
+        let key = Key::new("RecordDisputeEvent", request_id.flatten(), &req);
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let d = store::get(txn, dispute_id).await?.ok_or_else(|| Error::not_found("dispute", dispute_id))?;
+                if on < d.spec.opened_on {
+                    return Err(Error::invalid_field("event.occurred_on", "is before the dispute was opened"));
+                }
+                let event = Event {
+                    id: tradewatch_common::types::new_id(),
+                    dispute_id,
+                    kind,
+                    occurred_on: on,
+                    from_stage: None,
+                    to_stage: None,
+                    description,
+                    create_time: tradewatch_common::now(),
+                };
+                store::insert_event(txn, &event).await?;
+                Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_dispute_events(
+        &self,
+        request: Request<pb::ListDisputeEventsRequest>,
+    ) -> Reply<pb::ListDisputeEventsResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = id_field(&mut v, "dispute_id", &req.dispute_id);
+        let filters = pb::ListDisputeEventsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+        let id = v.finish_with(id)?;
+        if !store::exists(&self.db, id).await? {
+            return Err(Error::not_found("dispute", id).into());
+        }
+        let (events, next_page_token) = store::events(&self.db, id, &page).await?;
+        Ok(Response::new(pb::ListDisputeEventsResponse {
+            events: events.iter().map(event_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,60 @@
+//! Builds the dispute server from settings and runs it until shutdown.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tonic::service::Routes;
+use tradewatch_common::{
+    client::Peer,
+    config::Settings,
+    db,
+    proto::dispute::dispute_service_server::{DisputeServiceServer, SERVICE_NAME},
+    server::GrpcServer,
+};
+
+use crate::{api::DisputeApi, store::Migrator};
+
+/// A dispute server bound to its port, its database open and migrated.
+pub struct Application {
+    server: GrpcServer,
+    db: DatabaseConnection,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            Migrator::up(&db, None).await?;
+        }
+        let server = GrpcServer::bind(&settings.server).await?;
+        Ok(Self { server, db, settings })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let peers = &self.settings.peers;
+        let tariff = Peer::new("tariff service", &peers.tariff_url, Duration::from_millis(peers.timeout_ms))?;
+        let limit = self.settings.server.max_message_bytes;
+        let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await
+    }
+}
+
+/// `dispute-service migrate`: brings the schema up to date and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = db::connect(&settings.database).await?;
+    Migrator::up(&db, None).await?;
+    tracing::info!("dispute database migrated");
+    Ok(())
+}
