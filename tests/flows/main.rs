@@ -1,5 +1,5 @@
 //! Flows across services, each through the public gRPC APIs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)]
 
 mod disputes_cite_measures;

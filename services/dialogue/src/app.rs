@@ -1,0 +1,91 @@
+//! Builds the dialogue server and its effect relay from settings and runs
+//! both until shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Notify, watch};
+use tonic::service::Routes;
+use tradewatch_common::{
+    client::Peer,
+    config::Settings,
+    db,
+    proto::dialogue::dialogue_service_server::{DialogueServiceServer, SERVICE_NAME},
+    server::GrpcServer,
+};
+
+use crate::{
+    api::DialogueApi,
+    relay::{Relay, RelayOptions},
+    store::Migrator,
+};
+
+/// A dialogue server bound to its port, its database open and migrated.
+pub struct Application {
+    server: GrpcServer,
+    db: DatabaseConnection,
+    settings: Settings,
+    relay: RelayOptions,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, RelayOptions::default()).await
+    }
+
+    /// Like `build`, with the relay paced (or crashed, in tests) as asked.
+    pub async fn build_with(settings: Settings, relay: RelayOptions) -> anyhow::Result<Self> {
+        let db = db::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            Migrator::up(&db, None).await?;
+        }
+        let server = GrpcServer::bind(&settings.server).await?;
+        Ok(Self { server, db, settings, relay })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves and relays until `shutdown`; then the server drains its calls
+    /// and the relay its due effects, each within the drain timeout.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let peers = &self.settings.peers;
+        let timeout = Duration::from_millis(peers.timeout_ms);
+        let dispute = Peer::new("dispute service", &peers.dispute_url, timeout)?;
+        let tariff = Peer::new("tariff service", &peers.tariff_url, timeout)?;
+        let wake = Arc::new(Notify::new());
+        let drain = self.settings.server.drain_timeout();
+
+        let (stop, stopped) = watch::channel(false);
+        let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay);
+        let relay = tokio::spawn(relay.run(stopped, drain));
+
+        let limit = self.settings.server.max_message_bytes;
+        let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), dispute, tariff, wake))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await;
+        if let Err(err) = relay.await {
+            tracing::error!(%err, "effect relay failed");
+        }
+        served
+    }
+}
+
+/// `dialogue-service migrate`: brings the schema up to date and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = db::connect(&settings.database).await?;
+    Migrator::up(&db, None).await?;
+    tracing::info!("dialogue database migrated");
+    Ok(())
+}

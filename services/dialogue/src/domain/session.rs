@@ -1,0 +1,247 @@
+//! Dialogue sessions and their status rules.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
+use uuid::Uuid;
+
+macro_rules! named_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The stored name: the proto enum value without its prefix.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+named_enum!(Track {
+    EconomicFinancial => "ECONOMIC_FINANCIAL",
+    Trade => "TRADE",
+    Agriculture => "AGRICULTURE",
+    Energy => "ENERGY",
+    Security => "SECURITY",
+    Multilateral => "MULTILATERAL",
+    PeopleToPeople => "PEOPLE_TO_PEOPLE",
+});
+
+named_enum!(Level {
+    Leaders => "LEADERS",
+    Ministerial => "MINISTERIAL",
+    SeniorOfficials => "SENIOR_OFFICIALS",
+    WorkingGroup => "WORKING_GROUP",
+});
+
+named_enum!(SessionStatus {
+    Planned => "PLANNED",
+    Held => "HELD",
+    Postponed => "POSTPONED",
+    Cancelled => "CANCELLED",
+});
+
+impl SessionStatus {
+    /// PLANNED → HELD, POSTPONED, CANCELLED; POSTPONED → PLANNED, CANCELLED;
+    /// HELD and CANCELLED are final.
+    pub fn next(self) -> &'static [SessionStatus] {
+        use SessionStatus::*;
+        match self {
+            Planned => &[Held, Postponed, Cancelled],
+            Postponed => &[Planned, Cancelled],
+            Held | Cancelled => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub name: String,
+    pub role: String,
+    pub organization: String,
+    pub economy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgendaItem {
+    pub topic: String,
+    pub dispute_ids: Vec<Uuid>,
+    pub measure_ids: Vec<Uuid>,
+}
+
+/// Everything a client sets on a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    pub title: String,
+    pub track: Track,
+    pub level: Level,
+    pub host_economy: Economy,
+    pub economies: Vec<Economy>,
+    pub location: String,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    pub participants: Vec<Participant>,
+    pub agenda: Vec<AgendaItem>,
+    pub outcome_summary: String,
+    pub source_url: String,
+}
+
+impl SessionSpec {
+    /// The rules between fields, named relative to the session.
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        let mut out = Vec::new();
+        if self.economies.len() < 2 {
+            out.push(FieldViolation::new("economies", "needs at least two economies"));
+        }
+        if !self.economies.contains(&self.host_economy) {
+            out.push(FieldViolation::new("host_economy", format!("{} is not one of economies", self.host_economy)));
+        }
+        if self.ends_on < self.starts_on {
+            out.push(FieldViolation::new("ends_on", "is before starts_on"));
+        }
+        out
+    }
+
+    /// Every dispute id on the agenda, with its field path.
+    pub fn agenda_disputes(&self) -> Vec<(String, Uuid)> {
+        self.agenda
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                a.dispute_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].dispute_ids[{j}]"), *id))
+            })
+            .collect()
+    }
+
+    /// Every measure id on the agenda, with its field path.
+    pub fn agenda_measures(&self) -> Vec<(String, Uuid)> {
+        self.agenda
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                a.measure_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].measure_ids[{j}]"), *id))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub spec: SessionSpec,
+    pub status: SessionStatus,
+    pub version: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Session {
+    /// A new session: PLANNED, or HELD when it is recorded afterwards.
+    pub fn new(spec: SessionSpec, status: SessionStatus, now: DateTime<Utc>) -> Result<Self> {
+        if !matches!(status, SessionStatus::Planned | SessionStatus::Held) {
+            return Err(Error::invalid_field("session.status", "a new session is PLANNED or HELD"));
+        }
+        Ok(Self {
+            id: tradewatch_common::types::new_id(),
+            spec,
+            status,
+            version: 1,
+            create_time: now,
+            update_time: now,
+        })
+    }
+
+    /// Moves the session to `to`, or FAILED_PRECONDITION
+    /// `ILLEGAL_STATUS_TRANSITION` with the legal next statuses.
+    pub fn set_status(&mut self, to: SessionStatus) -> Result<()> {
+        if self.status.next().contains(&to) {
+            self.status = to;
+            return Ok(());
+        }
+        let allowed: Vec<String> =
+            self.status.next().iter().map(|s| format!("SESSION_STATUS_{}", s.as_str())).collect();
+        Err(Error::failed_precondition(
+            "ILLEGAL_STATUS_TRANSITION",
+            format!("session {} cannot go from {} to {}", self.id, self.status.as_str(), to.as_str()),
+        )
+        .with_metadata("allowed_statuses", allowed.join(",")))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn eco(s: &str) -> Economy {
+        Economy::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn day(s: &str) -> NaiveDate {
+        tradewatch_common::types::parse_date(s).unwrap_or_default()
+    }
+
+    pub fn spec() -> SessionSpec {
+        SessionSpec {
+            title: "Carney visit to Beijing".into(),
+            track: Track::Trade,
+            level: Level::Leaders,
+            host_economy: eco("CHN"),
+            economies: vec![eco("CAN"), eco("CHN")],
+            location: "Beijing".into(),
+            starts_on: day("2026-01-14"),
+            ends_on: day("2026-01-17"),
+            participants: vec![],
+            agenda: vec![],
+            outcome_summary: String::new(),
+            source_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_status_move_is_as_the_rules_say() {
+        use SessionStatus::*;
+        let legal =
+            [(Planned, Held), (Planned, Postponed), (Planned, Cancelled), (Postponed, Planned), (Postponed, Cancelled)];
+        for from in SessionStatus::ALL {
+            for to in SessionStatus::ALL {
+                let mut s = Session::new(spec(), Planned, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+                s.status = *from;
+                assert_eq!(s.set_status(*to).is_ok(), legal.contains(&(*from, *to)), "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn session_rules_name_their_fields() {
+        let mut s = spec();
+        s.economies = vec![eco("CAN")];
+        s.ends_on = day("2026-01-01");
+        let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["economies", "host_economy", "ends_on"]);
+        assert!(Session::new(spec(), SessionStatus::Cancelled, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn agenda_links_carry_their_paths() {
+        let mut s = spec();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        s.agenda = vec![
+            AgendaItem { topic: "canola".into(), dispute_ids: vec![], measure_ids: vec![a] },
+            AgendaItem { topic: "EVs".into(), dispute_ids: vec![a, b], measure_ids: vec![] },
+        ];
+        assert_eq!(s.agenda_measures(), [("agenda[0].measure_ids[0]".to_owned(), a)]);
+        assert_eq!(
+            s.agenda_disputes(),
+            [("agenda[1].dispute_ids[0]".to_owned(), a), ("agenda[1].dispute_ids[1]".to_owned(), b)]
+        );
+    }
+}

@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use dialogue_service::{SERVICE, app};
+use tradewatch_common::cli::{self, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    cli::run(SERVICE, |command, settings| async move {
+        match command {
+            Command::Serve => app::Application::build(settings).await?.run_until_stopped(cli::shutdown_signal()).await,
+            Command::Migrate => app::migrate(&settings).await,
+        }
+    })
+    .await
+}

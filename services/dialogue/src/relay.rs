@@ -1,0 +1,242 @@
+//! The relay: delivers the effects of fulfilled commitments from the outbox
+//! to the dispute and tariff services.
+//!
+//! Each effect is sent with its outbox id as `request_id`, so a delivery
+//! repeated after a crash, a restart or a lost answer is absorbed by the
+//! other side's idempotency and applies nothing twice. An outage is retried
+//! with exponential backoff for as long as it lasts; a refusal
+//! (FAILED_PRECONDITION, NOT_FOUND, INVALID_ARGUMENT, ALREADY_EXISTS) is
+//! final and marks the effect REJECTED with the reason. The relay starts with
+//! whatever the outbox holds, and on shutdown makes one last pass over what is
+//! due before it stops.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, watch};
+use tonic::Code;
+use tradewatch_common::{
+    Error, Result,
+    client::{Deadline, Peer},
+    db,
+    proto::{
+        dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+        tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+    },
+    types::format_date,
+};
+
+use crate::{
+    domain::{Effect, EffectOrder, EffectState},
+    store::{self, Queued},
+};
+
+/// A test hook: true stops the relay, as a crash would.
+pub type CrashHook = Arc<dyn Fn(&EffectOrder) -> bool + Send + Sync>;
+
+/// How the relay paces itself.
+#[derive(Clone)]
+pub struct RelayOptions {
+    /// How often the outbox is looked at when nothing wakes the relay.
+    pub poll: Duration,
+    /// The first retry waits this long; each further one twice as long…
+    pub backoff: Duration,
+    /// …up to this.
+    pub max_backoff: Duration,
+    /// Test hook: called after the other side accepted an effect and before
+    /// the outbox records it; returning true stops the relay there, as a
+    /// crash would.
+    pub crash_after_delivery: Option<CrashHook>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            crash_after_delivery: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Relay {
+    db: DatabaseConnection,
+    dispute: Peer,
+    tariff: Peer,
+    wake: Arc<Notify>,
+    options: RelayOptions,
+}
+
+/// Whether the relay should go on.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Crashed,
+}
+
+impl Relay {
+    pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, wake: Arc<Notify>, options: RelayOptions) -> Self {
+        Self { db, dispute, tariff, wake, options }
+    }
+
+    /// Delivers until `stop` turns true, then drains what is due within `drain`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, drain: Duration) {
+        tracing::info!("effect relay started");
+        loop {
+            if self.pass().await == Flow::Crashed {
+                tracing::warn!("effect relay stopped by its crash hook");
+                return;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.options.poll) => {}
+                _ = stop.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        if tokio::time::timeout(drain, self.pass()).await.is_err() {
+            tracing::warn!("effect relay: drain timed out; what is left is delivered after the next start");
+        }
+        match store::pending_count(&self.db).await {
+            Ok(0) => tracing::info!("effect relay stopped with the outbox empty"),
+            Ok(n) => tracing::info!(pending = n, "effect relay stopped; pending effects resume on the next start"),
+            Err(err) => tracing::warn!(%err, "effect relay stopped"),
+        }
+    }
+
+    /// Delivers every effect that is due now.
+    async fn pass(&self) -> Flow {
+        loop {
+            let due = match store::due(&self.db, tradewatch_common::now(), 16).await {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::warn!(%err, "effect relay cannot read the outbox");
+                    return Flow::Continue;
+                }
+            };
+            if due.is_empty() {
+                return Flow::Continue;
+            }
+            for queued in due {
+                match self.deliver(queued).await {
+                    Ok(Flow::Crashed) => return Flow::Crashed,
+                    Ok(Flow::Continue) => {}
+                    Err(err) => {
+                        tracing::warn!(%err, "effect relay cannot record a delivery");
+                        return Flow::Continue;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, queued: Queued) -> Result<Flow> {
+        let order = &queued.order;
+        let outcome = self.send(order).await;
+        match outcome {
+            Ok(detail) => {
+                if let Some(crash) = &self.options.crash_after_delivery
+                    && crash(order)
+                {
+                    return Ok(Flow::Crashed);
+                }
+                tracing::info!(effect = order.effect.as_str(), target = %order.target_id, "effect applied");
+                self.settle(order, EffectState::Applied, detail).await?;
+            }
+            Err(err) if is_final(err.code()) => {
+                tracing::info!(effect = order.effect.as_str(), target = %order.target_id, reason = err.message(), "effect rejected");
+                self.settle(order, EffectState::Rejected, err.message().to_owned()).await?;
+            }
+            Err(err) => {
+                let attempts = queued.attempts.saturating_add(1);
+                let wait = self.backoff(attempts);
+                tracing::info!(effect = order.effect.as_str(), attempts, retry_in = ?wait, error = err.message(), "effect not delivered; retrying later");
+                let at = tradewatch_common::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                store::retry_later(&self.db, order.id, attempts, at, err.message()).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.options.backoff.saturating_mul(1 << doublings).min(self.options.max_backoff)
+    }
+
+    /// Removes the effect from the outbox and records its outcome on the
+    /// commitment, in one transaction; a relay that lost a race does nothing.
+    async fn settle(&self, order: &EffectOrder, state: EffectState, detail: String) -> Result<()> {
+        let txn = db::begin_write(&self.db).await?;
+        if store::dequeue(&txn, order.id).await? {
+            let mut c = store::get_commitment_for_update(&txn, order.commitment_id).await?.ok_or_else(|| {
+                Error::internal(anyhow::anyhow!("commitment {} of an outbox entry is gone", order.commitment_id))
+            })?;
+            c.effect_state = state;
+            c.effect_detail = detail;
+            let expected = c.version;
+            store::update_commitment(&txn, &mut c, expected).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Sends one effect, with its outbox id as the idempotency key; returns
+    /// what was done, in words.
+    async fn send(&self, order: &EffectOrder) -> Result<String> {
+        let on = format_date(order.effect_on);
+        let request_id = order.id.to_string();
+        let reason = format!("commitment {} fulfilled", order.commitment_id);
+        match order.effect {
+            Effect::SettleDispute => {
+                let req = dpb::AdvanceDisputeRequest {
+                    id: order.target_id.to_string(),
+                    to_stage: dpb::DisputeStage::Settled.into(),
+                    occurred_on: on.clone(),
+                    note: reason,
+                    request_id,
+                    etag: String::new(),
+                };
+                self.dispute
+                    .call(Deadline::none(), true, |ch, d| {
+                        let req = self.dispute.request(req.clone(), d);
+                        async move { DisputeServiceClient::new(ch).advance_dispute(req).await }
+                    })
+                    .await?;
+                Ok(format!("dispute {} SETTLED on {on}", order.target_id))
+            }
+            Effect::SuspendMeasure | Effect::RevokeMeasure => {
+                let status = if order.effect == Effect::SuspendMeasure {
+                    tpb::MeasureStatus::Suspended
+                } else {
+                    tpb::MeasureStatus::Revoked
+                };
+                let req = tpb::SetMeasureStatusRequest {
+                    id: order.target_id.to_string(),
+                    status: status.into(),
+                    effective_on: on.clone(),
+                    reason,
+                    request_id,
+                    etag: String::new(),
+                };
+                self.tariff
+                    .call(Deadline::none(), true, |ch, d| {
+                        let req = self.tariff.request(req.clone(), d);
+                        async move { TariffServiceClient::new(ch).set_measure_status(req).await }
+                    })
+                    .await?;
+                let word = if order.effect == Effect::SuspendMeasure { "SUSPENDED" } else { "REVOKED" };
+                Ok(format!("measure {} {word} from {on}", order.target_id))
+            }
+            Effect::None => Err(Error::invalid_field("effect", "NONE has nothing to deliver")),
+        }
+    }
+}
+
+/// The other side's refusals that no retry can change.
+fn is_final(code: Code) -> bool {
+    matches!(
+        code,
+        Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument | Code::AlreadyExists | Code::OutOfRange
+    )
+}

@@ -1,0 +1,17 @@
+//! The dialogue schema, one migration a file.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_sessions;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(tradewatch_common::idempotency::migration::Migration),
+            Box::new(m20261128_000001_create_sessions::Migration),
+        ]
+    }
+}

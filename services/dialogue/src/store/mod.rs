@@ -1,0 +1,420 @@
+//! The dialogue database: SeaORM entities, migrations and the queries the API
+//! and the relay run. Domain types in, domain types out.
+
+pub mod entity;
+pub mod migration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Query,
+};
+use tradewatch_common::{
+    Error, Result, db,
+    paging::{self, Page},
+    types::Economy,
+};
+use uuid::Uuid;
+
+use self::entity::{commitment, outbox, session, session_economy, session_link};
+pub use self::migration::Migrator;
+use crate::domain::{
+    AgendaItem, Commitment, CommitmentSpec, CommitmentStatus, Effect, EffectOrder, EffectState, Level, Participant,
+    Session, SessionSpec, SessionStatus, Track,
+};
+
+/// The typed filters of `ListSessions`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub track: Option<Track>,
+    pub level: Option<Level>,
+    pub status: Option<SessionStatus>,
+    pub economy: Option<Economy>,
+    pub dispute_id: Option<Uuid>,
+    pub measure_id: Option<Uuid>,
+    /// Sessions that end on or after this day.
+    pub from: Option<NaiveDate>,
+    /// Sessions that start on or before this day.
+    pub to: Option<NaiveDate>,
+}
+
+/// The typed filters of `ListCommitments`.
+#[derive(Debug, Clone, Default)]
+pub struct CommitmentFilter {
+    pub session_id: Option<Uuid>,
+    pub owner_economy: Option<Economy>,
+    pub status: Option<CommitmentStatus>,
+    pub dispute_id: Option<Uuid>,
+    pub measure_id: Option<Uuid>,
+    pub overdue_on: Option<NaiveDate>,
+}
+
+// ---- sessions ----
+
+pub async fn insert_session(conn: &impl ConnectionTrait, s: &Session) -> Result<()> {
+    session::Entity::insert(session_row(s)?).exec_without_returning(conn).await?;
+    write_session_index(conn, s).await
+}
+
+async fn write_session_index(conn: &impl ConnectionTrait, s: &Session) -> Result<()> {
+    session_economy::Entity::delete_many().filter(session_economy::Column::SessionId.eq(s.id)).exec(conn).await?;
+    session_link::Entity::delete_many().filter(session_link::Column::SessionId.eq(s.id)).exec(conn).await?;
+    let economies = s
+        .spec
+        .economies
+        .iter()
+        .map(|e| session_economy::ActiveModel { session_id: Set(s.id), economy: Set(e.to_string()) });
+    session_economy::Entity::insert_many(economies).exec_without_returning(conn).await?;
+    let mut links: Vec<(&str, Uuid)> = s.spec.agenda_disputes().into_iter().map(|(_, id)| ("dispute", id)).collect();
+    links.extend(s.spec.agenda_measures().into_iter().map(|(_, id)| ("measure", id)));
+    links.sort();
+    links.dedup();
+    if !links.is_empty() {
+        let rows = links.into_iter().map(|(kind, id)| session_link::ActiveModel {
+            session_id: Set(s.id),
+            kind: Set(kind.to_owned()),
+            target_id: Set(id),
+        });
+        session_link::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn get_session(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+    session::Entity::find_by_id(id).one(conn).await?.map(session_from_row).transpose()
+}
+
+pub async fn get_session_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+    session::Entity::find_by_id(id).lock_exclusive().one(conn).await?.map(session_from_row).transpose()
+}
+
+pub async fn list_sessions(
+    conn: &impl ConnectionTrait,
+    f: &SessionFilter,
+    page: &Page,
+) -> Result<(Vec<Session>, String)> {
+    let mut q = session::Entity::find().order_by_asc(session::Column::Id);
+    if let Some(t) = f.track {
+        q = q.filter(session::Column::Track.eq(t.as_str()));
+    }
+    if let Some(l) = f.level {
+        q = q.filter(session::Column::Level.eq(l.as_str()));
+    }
+    if let Some(s) = f.status {
+        q = q.filter(session::Column::Status.eq(s.as_str()));
+    }
+    if let Some(from) = f.from {
+        q = q.filter(session::Column::EndsOn.gte(from));
+    }
+    if let Some(to) = f.to {
+        q = q.filter(session::Column::StartsOn.lte(to));
+    }
+    if let Some(e) = &f.economy {
+        q = q.filter(
+            session::Column::Id.in_subquery(
+                Query::select()
+                    .column(session_economy::Column::SessionId)
+                    .from(session_economy::Entity)
+                    .and_where(session_economy::Column::Economy.eq(e.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    for (kind, id) in [("dispute", f.dispute_id), ("measure", f.measure_id)] {
+        if let Some(id) = id {
+            q = q.filter(
+                session::Column::Id.in_subquery(
+                    Query::select()
+                        .column(session_link::Column::SessionId)
+                        .from(session_link::Entity)
+                        .and_where(session_link::Column::Kind.eq(kind))
+                        .and_where(session_link::Column::TargetId.eq(id))
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+    if let Some(cursor) = &page.after {
+        q = q.filter(session::Column::Id.gt(paging::parse_id_cursor(cursor)?));
+    }
+    let rows = q.limit(page.fetch_limit()).all(conn).await?;
+    let sessions = rows.into_iter().map(session_from_row).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(sessions, |s| paging::id_cursor(s.id)))
+}
+
+/// Writes the session's new state if its version is still `expected`.
+pub async fn update_session(
+    conn: &impl ConnectionTrait,
+    s: &mut Session,
+    expected: i64,
+    index_changed: bool,
+) -> Result<()> {
+    s.version = expected + 1;
+    s.update_time = tradewatch_common::now();
+    let mut row = session_row(s)?;
+    row.id = NotSet;
+    row.create_time = NotSet;
+    let result = session::Entity::update_many()
+        .set(row)
+        .filter(session::Column::Id.eq(s.id))
+        .filter(session::Column::Version.eq(expected))
+        .exec(conn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(Error::etag_mismatch("session", s.id));
+    }
+    if index_changed {
+        write_session_index(conn, s).await?;
+    }
+    Ok(())
+}
+
+fn session_row(s: &Session) -> Result<session::ActiveModel> {
+    let json = |v: serde_json::Result<String>| v.map_err(Error::internal);
+    Ok(session::ActiveModel {
+        id: Set(s.id),
+        title: Set(s.spec.title.clone()),
+        track: Set(s.spec.track.as_str().to_owned()),
+        level: Set(s.spec.level.as_str().to_owned()),
+        host_economy: Set(s.spec.host_economy.to_string()),
+        economies: Set(db::join_list(&s.spec.economies)),
+        location: Set(s.spec.location.clone()),
+        starts_on: Set(s.spec.starts_on),
+        ends_on: Set(s.spec.ends_on),
+        status: Set(s.status.as_str().to_owned()),
+        participants: Set(json(serde_json::to_string(&s.spec.participants))?),
+        agenda: Set(json(serde_json::to_string(&s.spec.agenda))?),
+        outcome_summary: Set(s.spec.outcome_summary.clone()),
+        source_url: Set(s.spec.source_url.clone()),
+        version: Set(s.version),
+        create_time: Set(s.create_time),
+        update_time: Set(s.update_time),
+    })
+}
+
+fn session_from_row(r: session::Model) -> Result<Session> {
+    let id = r.id;
+    let bad = |what: &str, why: String| db::corrupt("session", id, what, why);
+    let participants: Vec<Participant> =
+        serde_json::from_str(&r.participants).map_err(|e| bad("participants", e.to_string()))?;
+    let agenda: Vec<AgendaItem> = serde_json::from_str(&r.agenda).map_err(|e| bad("agenda", e.to_string()))?;
+    Ok(Session {
+        id,
+        spec: SessionSpec {
+            title: r.title,
+            track: Track::parse(&r.track).ok_or_else(|| bad("track", r.track.clone()))?,
+            level: Level::parse(&r.level).ok_or_else(|| bad("level", r.level.clone()))?,
+            host_economy: Economy::parse(&r.host_economy).map_err(|e| bad("host economy", e))?,
+            economies: db::split_list(&r.economies, Economy::parse).map_err(|e| bad("economies", e))?,
+            location: r.location,
+            starts_on: r.starts_on,
+            ends_on: r.ends_on,
+            participants,
+            agenda,
+            outcome_summary: r.outcome_summary,
+            source_url: r.source_url,
+        },
+        status: SessionStatus::parse(&r.status).ok_or_else(|| bad("status", r.status.clone()))?,
+        version: r.version,
+        create_time: r.create_time,
+        update_time: r.update_time,
+    })
+}
+
+// ---- commitments ----
+
+pub async fn insert_commitment(conn: &impl ConnectionTrait, c: &Commitment) -> Result<()> {
+    commitment::Entity::insert(commitment_row(c)).exec_without_returning(conn).await?;
+    Ok(())
+}
+
+pub async fn get_commitment(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Commitment>> {
+    commitment::Entity::find_by_id(id).one(conn).await?.map(commitment_from_row).transpose()
+}
+
+pub async fn get_commitment_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Commitment>> {
+    commitment::Entity::find_by_id(id).lock_exclusive().one(conn).await?.map(commitment_from_row).transpose()
+}
+
+pub async fn list_commitments(
+    conn: &impl ConnectionTrait,
+    f: &CommitmentFilter,
+    page: &Page,
+) -> Result<(Vec<Commitment>, String)> {
+    let mut q = commitment::Entity::find().order_by_asc(commitment::Column::Id);
+    if let Some(s) = f.session_id {
+        q = q.filter(commitment::Column::SessionId.eq(s));
+    }
+    if let Some(e) = &f.owner_economy {
+        q = q.filter(commitment::Column::OwnerEconomy.eq(e.as_str()));
+    }
+    if let Some(s) = f.status {
+        q = q.filter(commitment::Column::Status.eq(s.as_str()));
+    }
+    if let Some(d) = f.dispute_id {
+        q = q.filter(commitment::Column::DisputeId.eq(d));
+    }
+    if let Some(m) = f.measure_id {
+        q = q.filter(commitment::Column::MeasureId.eq(m));
+    }
+    if let Some(day) = f.overdue_on {
+        let pending = [CommitmentStatus::Open.as_str(), CommitmentStatus::InProgress.as_str()];
+        q = q.filter(commitment::Column::Status.is_in(pending)).filter(commitment::Column::DueOn.lt(day));
+    }
+    if let Some(cursor) = &page.after {
+        q = q.filter(commitment::Column::Id.gt(paging::parse_id_cursor(cursor)?));
+    }
+    let rows = q.limit(page.fetch_limit()).all(conn).await?;
+    let commitments = rows.into_iter().map(commitment_from_row).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(commitments, |c| paging::id_cursor(c.id)))
+}
+
+/// Writes the commitment's new state if its version is still `expected`.
+pub async fn update_commitment(conn: &impl ConnectionTrait, c: &mut Commitment, expected: i64) -> Result<()> {
+    c.version = expected + 1;
+    c.update_time = tradewatch_common::now();
+    let mut row = commitment_row(c);
+    row.id = NotSet;
+    row.create_time = NotSet;
+    let result = commitment::Entity::update_many()
+        .set(row)
+        .filter(commitment::Column::Id.eq(c.id))
+        .filter(commitment::Column::Version.eq(expected))
+        .exec(conn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(Error::etag_mismatch("commitment", c.id));
+    }
+    Ok(())
+}
+
+fn commitment_row(c: &Commitment) -> commitment::ActiveModel {
+    commitment::ActiveModel {
+        id: Set(c.id),
+        session_id: Set(c.session_id),
+        description: Set(c.spec.description.clone()),
+        owner_economy: Set(c.spec.owner_economy.to_string()),
+        due_on: Set(c.spec.due_on),
+        status: Set(c.status.as_str().to_owned()),
+        dispute_id: Set(c.spec.dispute_id),
+        measure_id: Set(c.spec.measure_id),
+        effect: Set(c.spec.effect.as_str().to_owned()),
+        effect_on: Set(c.spec.effect_on),
+        effect_state: Set(c.effect_state.as_str().to_owned()),
+        effect_detail: Set(c.effect_detail.clone()),
+        version: Set(c.version),
+        create_time: Set(c.create_time),
+        update_time: Set(c.update_time),
+    }
+}
+
+fn commitment_from_row(r: commitment::Model) -> Result<Commitment> {
+    let id = r.id;
+    let bad = |what: &str, why: String| db::corrupt("commitment", id, what, why);
+    Ok(Commitment {
+        id,
+        session_id: r.session_id,
+        spec: CommitmentSpec {
+            description: r.description,
+            owner_economy: Economy::parse(&r.owner_economy).map_err(|e| bad("owner", e))?,
+            due_on: r.due_on,
+            dispute_id: r.dispute_id,
+            measure_id: r.measure_id,
+            effect: Effect::parse(&r.effect).ok_or_else(|| bad("effect", r.effect.clone()))?,
+            effect_on: r.effect_on,
+        },
+        status: CommitmentStatus::parse(&r.status).ok_or_else(|| bad("status", r.status.clone()))?,
+        effect_state: EffectState::parse(&r.effect_state).ok_or_else(|| bad("effect state", r.effect_state.clone()))?,
+        effect_detail: r.effect_detail,
+        version: r.version,
+        create_time: r.create_time,
+        update_time: r.update_time,
+    })
+}
+
+// ---- the outbox ----
+
+/// A queued effect with its delivery record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub order: EffectOrder,
+    pub attempts: i32,
+}
+
+pub async fn enqueue(conn: &impl ConnectionTrait, order: &EffectOrder) -> Result<()> {
+    let now = tradewatch_common::now();
+    outbox::Entity::insert(outbox::ActiveModel {
+        id: Set(order.id),
+        commitment_id: Set(order.commitment_id),
+        effect: Set(order.effect.as_str().to_owned()),
+        target_id: Set(order.target_id),
+        effect_on: Set(order.effect_on),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(String::new()),
+        create_time: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Effects whose next attempt is due, oldest first.
+pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<Queued>> {
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .order_by_asc(outbox::Column::NextAttemptAt)
+        .order_by_asc(outbox::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let effect =
+                Effect::parse(&r.effect).ok_or_else(|| db::corrupt("outbox entry", r.id, "effect", &r.effect))?;
+            Ok(Queued {
+                order: EffectOrder {
+                    id: r.id,
+                    commitment_id: r.commitment_id,
+                    effect,
+                    target_id: r.target_id,
+                    effect_on: r.effect_on,
+                },
+                attempts: r.attempts,
+            })
+        })
+        .collect()
+}
+
+/// How many effects wait for delivery.
+pub async fn pending_count(conn: &impl ConnectionTrait) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(outbox::Entity::find().count(conn).await?)
+}
+
+/// Records a failed attempt and when to try again.
+pub async fn retry_later(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    attempts: i32,
+    at: DateTime<Utc>,
+    error: &str,
+) -> Result<()> {
+    outbox::ActiveModel {
+        id: Set(id),
+        attempts: Set(attempts),
+        next_attempt_at: Set(at),
+        last_error: Set(error.to_owned()),
+        ..Default::default()
+    }
+    .update(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a delivered or refused effect; false if another relay already did.
+pub async fn dequeue(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    Ok(outbox::Entity::delete_by_id(id).exec(conn).await?.rows_affected > 0)
+}

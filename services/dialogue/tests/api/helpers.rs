@@ -1,0 +1,304 @@
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use dialogue_service::{domain::EffectOrder, relay::RelayOptions};
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+use tradewatch_common::{
+    config::{ServiceInfo, Settings},
+    proto::{
+        dialogue::{self as pb, dialogue_service_client::DialogueServiceClient},
+        dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+        tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+    },
+    testing::{self, RunningServer, TestDatabase},
+};
+
+/// One service: its database and port, kept across restarts.
+struct Slot {
+    db: TestDatabase,
+    addr: Option<SocketAddr>,
+    server: Option<RunningServer>,
+}
+
+impl Slot {
+    async fn new() -> Self {
+        Self { db: TestDatabase::new().await.expect("test database"), addr: None, server: None }
+    }
+
+    fn settings(&self, service: ServiceInfo) -> Settings {
+        let mut s = self.db.settings(service);
+        s.server.port = self.addr.map_or(0, |a| a.port());
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr.expect("started once"))
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.expect("clean stop");
+        }
+    }
+}
+
+pub struct TestApp {
+    pub client: DialogueServiceClient<Channel>,
+    pub disputes: DisputeServiceClient<Channel>,
+    pub tariff: TariffServiceClient<Channel>,
+    tariff_slot: Slot,
+    dispute_slot: Slot,
+    dialogue_slot: Slot,
+}
+
+/// A relay quick enough for tests.
+pub fn fast_relay() -> RelayOptions {
+    RelayOptions {
+        poll: Duration::from_millis(100),
+        backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        crash_after_delivery: None,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let mut app = TestApp {
+        client: DialogueServiceClient::new(placeholder()),
+        disputes: DisputeServiceClient::new(placeholder()),
+        tariff: TariffServiceClient::new(placeholder()),
+        tariff_slot: Slot::new().await,
+        dispute_slot: Slot::new().await,
+        dialogue_slot: Slot::new().await,
+    };
+    app.start_tariff().await;
+    app.start_dispute().await;
+    app.start_dialogue(fast_relay()).await;
+    app.tariff = TariffServiceClient::new(testing::channel(app.tariff_slot.addr.unwrap()).await.unwrap());
+    app.disputes = DisputeServiceClient::new(testing::channel(app.dispute_slot.addr.unwrap()).await.unwrap());
+    app.client = DialogueServiceClient::new(testing::channel(app.dialogue_slot.addr.unwrap()).await.unwrap());
+    app
+}
+
+/// A channel for clients replaced once the servers run.
+fn placeholder() -> Channel {
+    tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy()
+}
+
+impl TestApp {
+    pub async fn start_tariff(&mut self) {
+        let app =
+            tariff_service::app::Application::build(self.tariff_slot.settings(tariff_service::SERVICE)).await.unwrap();
+        let addr = app.local_addr();
+        self.tariff_slot.addr = Some(addr);
+        self.tariff_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+    }
+
+    pub async fn start_dispute(&mut self) {
+        let mut settings = self.dispute_slot.settings(dispute_service::SERVICE);
+        settings.peers.tariff_url = self.tariff_slot.url();
+        let app = dispute_service::app::Application::build(settings).await.unwrap();
+        let addr = app.local_addr();
+        self.dispute_slot.addr = Some(addr);
+        self.dispute_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+    }
+
+    pub async fn start_dialogue(&mut self, relay: RelayOptions) {
+        let mut settings = self.dialogue_slot.settings(dialogue_service::SERVICE);
+        settings.peers.tariff_url = self.tariff_slot.url();
+        settings.peers.dispute_url = self.dispute_slot.url();
+        settings.peers.timeout_ms = 1_000;
+        let app = dialogue_service::app::Application::build_with(settings, relay).await.unwrap();
+        let addr = app.local_addr();
+        self.dialogue_slot.addr = Some(addr);
+        self.dialogue_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+    }
+
+    /// Starts the dialogue service with a relay that stops dead right after
+    /// the other side accepted an effect, before it records the delivery.
+    pub async fn start_dialogue_crashing(&mut self) {
+        let crash: Arc<dyn Fn(&EffectOrder) -> bool + Send + Sync> = Arc::new(|_| true);
+        self.start_dialogue(RelayOptions { crash_after_delivery: Some(crash), ..fast_relay() }).await;
+    }
+
+    pub async fn stop_tariff(&mut self) {
+        self.tariff_slot.stop().await;
+    }
+
+    pub async fn stop_dispute(&mut self) {
+        self.dispute_slot.stop().await;
+    }
+
+    pub async fn stop_dialogue(&mut self) {
+        self.dialogue_slot.stop().await;
+    }
+
+    pub async fn measure(&self, reference: &str) -> tpb::TariffMeasure {
+        let m = tpb::TariffMeasure {
+            reference: reference.into(),
+            title: "Additional 100% tariff on Canadian oil cakes (canola meal) and peas".into(),
+            imposing_economy: "CHN".into(),
+            target_economies: vec!["CAN".into()],
+            kind: tpb::MeasureKind::Retaliatory.into(),
+            hs_codes: vec!["230641".into(), "071310".into()],
+            ad_valorem_percent: "100".into(),
+            effective_from: "2025-03-20".into(),
+            ..Default::default()
+        };
+        self.tariff
+            .clone()
+            .create_measure(tpb::CreateMeasureRequest { measure: Some(m), request_id: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .measure
+            .unwrap()
+    }
+
+    pub async fn dispute(&self, reference: &str) -> dpb::Dispute {
+        let d = dpb::Dispute {
+            reference: reference.into(),
+            title: "China — Additional duties on certain agricultural and fishery products from Canada".into(),
+            complainant: "CAN".into(),
+            respondent: "CHN".into(),
+            forum: dpb::DisputeForum::Wto.into(),
+            opened_on: "2025-09-01".into(),
+            ..Default::default()
+        };
+        self.disputes
+            .clone()
+            .create_dispute(dpb::CreateDisputeRequest { dispute: Some(d), request_id: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .dispute
+            .unwrap()
+    }
+
+    pub async fn create_session(&self, s: pb::DialogueSession) -> Result<pb::DialogueSession, Status> {
+        self.client
+            .clone()
+            .create_session(pb::CreateSessionRequest { session: Some(s), request_id: String::new() })
+            .await
+            .map(|r| r.into_inner().session.unwrap())
+    }
+
+    pub async fn add(&self, session_id: &str, c: pb::Commitment) -> Result<pb::Commitment, Status> {
+        self.client
+            .clone()
+            .add_commitment(pb::AddCommitmentRequest {
+                session_id: session_id.into(),
+                commitment: Some(c),
+                request_id: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().commitment.unwrap())
+    }
+
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: pb::CommitmentStatus,
+        effect_on: &str,
+    ) -> Result<pb::Commitment, Status> {
+        self.client
+            .clone()
+            .set_commitment_status(pb::SetCommitmentStatusRequest {
+                id: id.into(),
+                status: status.into(),
+                effect_on: effect_on.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().commitment.unwrap())
+    }
+
+    pub async fn commitment(&self, id: &str) -> pb::Commitment {
+        self.client
+            .clone()
+            .get_commitment(pb::GetCommitmentRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .commitment
+            .unwrap()
+    }
+
+    /// Waits until the commitment's effect is no longer PENDING.
+    pub async fn settled_effect(&self, id: &str) -> pb::Commitment {
+        for _ in 0..150 {
+            let c = self.commitment(id).await;
+            if c.effect_state() != pb::EffectState::Pending {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the effect of commitment {id} stayed PENDING");
+    }
+
+    pub async fn history(&self, measure_id: &str) -> Vec<(tpb::MeasureStatus, String)> {
+        let req = tpb::ListMeasureHistoryRequest { measure_id: measure_id.into(), ..Default::default() };
+        let changes = self.tariff.clone().list_measure_history(req).await.unwrap().into_inner().changes;
+        changes.into_iter().map(|c| (c.status(), c.effective_on)).collect()
+    }
+}
+
+/// The Beijing session of 16 January 2026, as a starting point.
+pub fn beijing(agenda: Vec<pb::AgendaItem>) -> pb::DialogueSession {
+    pb::DialogueSession {
+        title: "Prime Minister Carney's visit to China".into(),
+        track: pb::DialogueTrack::Trade.into(),
+        level: pb::SessionLevel::Leaders.into(),
+        host_economy: "CHN".into(),
+        economies: vec!["CAN".into(), "CHN".into()],
+        location: "Beijing".into(),
+        starts_on: "2026-01-14".into(),
+        ends_on: "2026-01-17".into(),
+        status: pb::SessionStatus::Held.into(),
+        participants: vec![pb::Participant { name: "Mark Carney".into(), role: "Prime Minister".into(), organization: "Government of Canada".into(), economy: "CAN".into() }],
+        agenda,
+        outcome_summary: "Canada to admit up to 49,000 Chinese EVs at the MFN rate; China to lower duties on canola and lift those on meal and peas.".into(),
+        ..Default::default()
+    }
+}
+
+pub fn suspend(measure_id: &str) -> pb::Commitment {
+    pb::Commitment {
+        description: "Suspend the additional duty on Canadian canola meal and peas".into(),
+        owner_economy: "CHN".into(),
+        due_on: "2026-03-01".into(),
+        measure_id: measure_id.into(),
+        effect: pb::CommitmentEffect::SuspendMeasure.into(),
+        effect_on: "2026-03-01".into(),
+        ..Default::default()
+    }
+}
+
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn reason(status: &Status) -> String {
+    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+}
+
+#[track_caller]
+pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
+    let status = result.expect_err("expected INVALID_ARGUMENT");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(bad_fields(&status), fields, "{status:?}");
+}
+
+#[track_caller]
+pub fn assert_code(result: Result<impl std::fmt::Debug, Status>, code: Code) -> Status {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "{status:?}");
+    status
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
