@@ -2,6 +2,9 @@
 //! on its own port with its own fresh database, wired to its peers by URL
 //! exactly as in production, each of which can be stopped and started again.
 
+pub mod demo;
+pub mod launcher;
+
 use std::net::SocketAddr;
 
 use tonic::transport::Channel;

@@ -102,9 +102,6 @@ impl SessionSpec {
         if self.economies.len() < 2 {
             out.push(FieldViolation::new("economies", "needs at least two economies"));
         }
-        if !self.economies.contains(&self.host_economy) {
-            out.push(FieldViolation::new("host_economy", format!("{} is not one of economies", self.host_economy)));
-        }
         if self.ends_on < self.starts_on {
             out.push(FieldViolation::new("ends_on", "is before starts_on"));
         }
@@ -226,7 +223,7 @@ pub(crate) mod tests {
         s.economies = vec![eco("CAN")];
         s.ends_on = day("2026-01-01");
         let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
-        assert_eq!(fields, ["economies", "host_economy", "ends_on"]);
+        assert_eq!(fields, ["economies", "ends_on"]);
         assert!(Session::new(spec(), SessionStatus::Cancelled, Utc::now()).is_err());
     }
 

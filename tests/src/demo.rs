@@ -1,0 +1,440 @@
+//! The demo dataset — the real Canada–China record — and its loader.
+//!
+//! The loader is an ordinary gRPC client of the three public APIs, meant to
+//! be copied: tariff measures first, then disputes (citing the measures by
+//! the ids the tariff service gave them, with their events replayed through
+//! `AdvanceDispute` and `RecordDisputeEvent` on their dates), then dialogue
+//! sessions and their commitments. Every write carries a `request_id` derived
+//! from the record's key, so running it twice, or again after it was cut
+//! short, writes each record once.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+use tradewatch_common::proto::{
+    dialogue::{self as lpb, dialogue_service_client::DialogueServiceClient},
+    dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+    tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+};
+
+/// The dataset, as shipped in `tests/demo/canada-china.json`.
+pub const DATASET: &str = include_str!("../demo/canada-china.json");
+
+#[derive(Debug, Deserialize)]
+pub struct Dataset {
+    pub measures: Vec<Measure>,
+    pub disputes: Vec<Dispute>,
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Measure {
+    pub key: String,
+    pub reference: String,
+    pub title: String,
+    pub imposing_economy: String,
+    #[serde(default)]
+    pub target_economies: Vec<String>,
+    pub kind: String,
+    pub hs_codes: Vec<String>,
+    #[serde(default)]
+    pub excluded_hs_codes: Vec<String>,
+    pub ad_valorem_percent: String,
+    #[serde(default)]
+    pub announced_on: String,
+    pub effective_from: String,
+    #[serde(default)]
+    pub effective_to: String,
+    pub quota: Option<Quota>,
+    #[serde(default)]
+    pub source_url: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Quota {
+    pub quantity: String,
+    pub unit: String,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Dispute {
+    pub key: String,
+    pub reference: String,
+    pub title: String,
+    pub complainant: String,
+    pub respondent: String,
+    #[serde(default)]
+    pub third_parties: Vec<String>,
+    pub forum: String,
+    #[serde(default)]
+    pub hs_codes: Vec<String>,
+    #[serde(default)]
+    pub measure_keys: Vec<String>,
+    #[serde(default)]
+    pub legal_basis: Vec<String>,
+    pub opened_on: String,
+    #[serde(default)]
+    pub source_url: String,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub events: Vec<DisputeEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DisputeEvent {
+    pub on: String,
+    pub to_stage: Option<String>,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Session {
+    pub key: String,
+    pub title: String,
+    pub track: String,
+    pub level: String,
+    pub host_economy: String,
+    pub economies: Vec<String>,
+    #[serde(default)]
+    pub location: String,
+    pub starts_on: String,
+    pub ends_on: String,
+    pub status: String,
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+    #[serde(default)]
+    pub agenda: Vec<AgendaItem>,
+    #[serde(default)]
+    pub outcome_summary: String,
+    #[serde(default)]
+    pub source_url: String,
+    #[serde(default)]
+    pub commitments: Vec<Commitment>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Participant {
+    pub name: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub organization: String,
+    #[serde(default)]
+    pub economy: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AgendaItem {
+    pub topic: String,
+    #[serde(default)]
+    pub dispute_keys: Vec<String>,
+    #[serde(default)]
+    pub measure_keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Commitment {
+    pub description: String,
+    pub owner_economy: String,
+    #[serde(default)]
+    pub due_on: String,
+    pub status: String,
+    pub measure_key: Option<String>,
+    pub dispute_key: Option<String>,
+    pub effect: Option<String>,
+    #[serde(default)]
+    pub effect_on: String,
+}
+
+impl Dataset {
+    pub fn load() -> anyhow::Result<Self> {
+        Ok(serde_json::from_str(DATASET)?)
+    }
+}
+
+/// Where the three services listen.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub tariff: String,
+    pub dispute: String,
+    pub dialogue: String,
+}
+
+/// What a run of the loader did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub measures: usize,
+    pub disputes: usize,
+    pub events: usize,
+    pub sessions: usize,
+    pub commitments: usize,
+}
+
+/// A stable `request_id` for one write of the loader.
+fn request_id(parts: &[&str]) -> String {
+    let digest = Sha256::digest(format!("tradewatch-demo/{}", parts.join("/")));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}
+
+fn resolve(ids: &HashMap<String, String>, keys: &[String], what: &str) -> anyhow::Result<Vec<String>> {
+    keys.iter()
+        .map(|k| ids.get(k).cloned().ok_or_else(|| anyhow::anyhow!("unknown {what} key {k:?} in the dataset")))
+        .collect()
+}
+
+fn enum_value(name: &str, parse: impl Fn(&str) -> Option<i32>) -> anyhow::Result<i32> {
+    parse(name).ok_or_else(|| anyhow::anyhow!("{name:?} is not a known value"))
+}
+
+async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?.connect().await?)
+}
+
+/// Whether the stack already holds data: then the loader leaves it alone.
+pub async fn is_loaded(at: &Endpoints) -> anyhow::Result<bool> {
+    let mut tariff = TariffServiceClient::new(connect(&at.tariff).await?);
+    let page =
+        tariff.list_measures(tpb::ListMeasuresRequest { page_size: 1, ..Default::default() }).await?.into_inner();
+    Ok(!page.measures.is_empty())
+}
+
+/// Loads `data` through the public APIs.
+pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
+    let mut tariff = TariffServiceClient::new(connect(&at.tariff).await?);
+    let mut disputes = DisputeServiceClient::new(connect(&at.dispute).await?);
+    let mut dialogue = DialogueServiceClient::new(connect(&at.dialogue).await?);
+    let mut loaded = Loaded::default();
+
+    let mut measure_ids = HashMap::new();
+    for m in &data.measures {
+        let measure = tpb::TariffMeasure {
+            reference: m.reference.clone(),
+            title: m.title.clone(),
+            imposing_economy: m.imposing_economy.clone(),
+            target_economies: m.target_economies.clone(),
+            kind: enum_value(&format!("MEASURE_KIND_{}", m.kind), |n| {
+                tpb::MeasureKind::from_str_name(n).map(Into::into)
+            })?,
+            hs_codes: m.hs_codes.clone(),
+            excluded_hs_codes: m.excluded_hs_codes.clone(),
+            ad_valorem_percent: m.ad_valorem_percent.clone(),
+            announced_on: m.announced_on.clone(),
+            effective_from: m.effective_from.clone(),
+            effective_to: m.effective_to.clone(),
+            quota: m.quota.as_ref().map(|q| tpb::Quota {
+                quantity: q.quantity.clone(),
+                unit: q.unit.clone(),
+                period_start: q.period_start.clone(),
+                period_end: q.period_end.clone(),
+                used: String::new(),
+            }),
+            source_url: m.source_url.clone(),
+            notes: m.note.clone(),
+            ..Default::default()
+        };
+        let req = tpb::CreateMeasureRequest { measure: Some(measure), request_id: request_id(&["measure", &m.key]) };
+        let created = tariff.create_measure(req).await?.into_inner().measure.unwrap_or_default();
+        measure_ids.insert(m.key.clone(), created.id);
+        loaded.measures += 1;
+    }
+
+    let mut dispute_ids = HashMap::new();
+    for d in &data.disputes {
+        let dispute = dpb::Dispute {
+            reference: d.reference.clone(),
+            title: d.title.clone(),
+            summary: d.note.clone(),
+            complainant: d.complainant.clone(),
+            respondent: d.respondent.clone(),
+            third_parties: d.third_parties.clone(),
+            forum: enum_value(&format!("DISPUTE_FORUM_{}", d.forum), |n| {
+                dpb::DisputeForum::from_str_name(n).map(Into::into)
+            })?,
+            hs_codes: d.hs_codes.clone(),
+            measure_ids: resolve(&measure_ids, &d.measure_keys, "measure")?,
+            legal_basis: d.legal_basis.join("; "),
+            opened_on: d.opened_on.clone(),
+            source_url: d.source_url.clone(),
+            ..Default::default()
+        };
+        let req = dpb::CreateDisputeRequest { dispute: Some(dispute), request_id: request_id(&["dispute", &d.key]) };
+        let id = disputes.create_dispute(req).await?.into_inner().dispute.unwrap_or_default().id;
+        for (i, e) in d.events.iter().enumerate() {
+            let key = request_id(&["dispute", &d.key, "event", &i.to_string()]);
+            match &e.to_stage {
+                Some(stage) => {
+                    let to_stage = enum_value(&format!("DISPUTE_STAGE_{stage}"), |n| {
+                        dpb::DisputeStage::from_str_name(n).map(Into::into)
+                    })?;
+                    let req = dpb::AdvanceDisputeRequest {
+                        id: id.clone(),
+                        to_stage,
+                        occurred_on: e.on.clone(),
+                        note: e.note.clone(),
+                        request_id: key,
+                        etag: String::new(),
+                    };
+                    disputes.advance_dispute(req).await?;
+                }
+                None => {
+                    let event = dpb::DisputeEvent {
+                        kind: dpb::DisputeEventKind::Note.into(),
+                        occurred_on: e.on.clone(),
+                        description: e.note.clone(),
+                        ..Default::default()
+                    };
+                    let req =
+                        dpb::RecordDisputeEventRequest { dispute_id: id.clone(), event: Some(event), request_id: key };
+                    disputes.record_dispute_event(req).await?;
+                }
+            }
+            loaded.events += 1;
+        }
+        dispute_ids.insert(d.key.clone(), id);
+        loaded.disputes += 1;
+    }
+
+    for s in &data.sessions {
+        let agenda = s
+            .agenda
+            .iter()
+            .map(|a| {
+                Ok(lpb::AgendaItem {
+                    topic: a.topic.clone(),
+                    dispute_ids: resolve(&dispute_ids, &a.dispute_keys, "dispute")?,
+                    measure_ids: resolve(&measure_ids, &a.measure_keys, "measure")?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let session = lpb::DialogueSession {
+            title: s.title.clone(),
+            track: enum_value(&format!("DIALOGUE_TRACK_{}", s.track), |n| {
+                lpb::DialogueTrack::from_str_name(n).map(Into::into)
+            })?,
+            level: enum_value(&format!("SESSION_LEVEL_{}", s.level), |n| {
+                lpb::SessionLevel::from_str_name(n).map(Into::into)
+            })?,
+            host_economy: s.host_economy.clone(),
+            economies: s.economies.clone(),
+            location: s.location.clone(),
+            starts_on: s.starts_on.clone(),
+            ends_on: s.ends_on.clone(),
+            status: enum_value(&format!("SESSION_STATUS_{}", s.status), |n| {
+                lpb::SessionStatus::from_str_name(n).map(Into::into)
+            })?,
+            participants: s
+                .participants
+                .iter()
+                .map(|p| lpb::Participant {
+                    name: p.name.clone(),
+                    role: p.role.clone(),
+                    organization: p.organization.clone(),
+                    economy: p.economy.clone(),
+                })
+                .collect(),
+            agenda,
+            outcome_summary: s.outcome_summary.clone(),
+            source_url: s.source_url.clone(),
+            ..Default::default()
+        };
+        let req = lpb::CreateSessionRequest { session: Some(session), request_id: request_id(&["session", &s.key]) };
+        let session_id = dialogue.create_session(req).await?.into_inner().session.unwrap_or_default().id;
+        loaded.sessions += 1;
+        for (i, c) in s.commitments.iter().enumerate() {
+            let effect = match &c.effect {
+                Some(e) => enum_value(&format!("COMMITMENT_EFFECT_{e}"), |n| {
+                    lpb::CommitmentEffect::from_str_name(n).map(Into::into)
+                })?,
+                None => lpb::CommitmentEffect::None.into(),
+            };
+            let commitment = lpb::Commitment {
+                description: c.description.clone(),
+                owner_economy: c.owner_economy.clone(),
+                due_on: c.due_on.clone(),
+                dispute_id: c
+                    .dispute_key
+                    .as_ref()
+                    .map(|k| resolve(&dispute_ids, std::slice::from_ref(k), "dispute"))
+                    .transpose()?
+                    .and_then(|v| v.into_iter().next())
+                    .unwrap_or_default(),
+                measure_id: c
+                    .measure_key
+                    .as_ref()
+                    .map(|k| resolve(&measure_ids, std::slice::from_ref(k), "measure"))
+                    .transpose()?
+                    .and_then(|v| v.into_iter().next())
+                    .unwrap_or_default(),
+                effect,
+                effect_on: c.effect_on.clone(),
+                ..Default::default()
+            };
+            let n = i.to_string();
+            let req = lpb::AddCommitmentRequest {
+                session_id: session_id.clone(),
+                commitment: Some(commitment),
+                request_id: request_id(&["session", &s.key, "commitment", &n]),
+            };
+            let id = dialogue.add_commitment(req).await?.into_inner().commitment.unwrap_or_default().id;
+            if c.status != "OPEN" {
+                let status = enum_value(&format!("COMMITMENT_STATUS_{}", c.status), |n| {
+                    lpb::CommitmentStatus::from_str_name(n).map(Into::into)
+                })?;
+                let req = lpb::SetCommitmentStatusRequest {
+                    id,
+                    status,
+                    request_id: request_id(&["session", &s.key, "commitment", &n, "status"]),
+                    ..Default::default()
+                };
+                dialogue.set_commitment_status(req).await?;
+            }
+            loaded.commitments += 1;
+        }
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dataset_parses_and_every_key_resolves() -> anyhow::Result<()> {
+        let data = Dataset::load()?;
+        assert_eq!((data.measures.len(), data.disputes.len(), data.sessions.len()), (13, 3, 5));
+        let measures: Vec<_> = data.measures.iter().map(|m| m.key.clone()).collect();
+        let disputes: Vec<_> = data.disputes.iter().map(|d| d.key.clone()).collect();
+        for d in &data.disputes {
+            assert!(d.measure_keys.iter().all(|k| measures.contains(k)), "{}", d.key);
+        }
+        for s in &data.sessions {
+            for a in &s.agenda {
+                assert!(
+                    a.measure_keys.iter().all(|k| measures.contains(k))
+                        && a.dispute_keys.iter().all(|k| disputes.contains(k)),
+                    "{}",
+                    s.key
+                );
+            }
+        }
+        assert!(data.measures.iter().all(|m| !m.source_url.is_empty()), "every record keeps its source");
+        Ok(())
+    }
+
+    #[test]
+    fn request_ids_are_stable_uuids() {
+        assert_eq!(request_id(&["measure", "a"]), request_id(&["measure", "a"]));
+        assert_ne!(request_id(&["measure", "a"]), request_id(&["measure", "b"]));
+        assert!(uuid::Uuid::parse_str(&request_id(&["x"])).is_ok());
+    }
+}

