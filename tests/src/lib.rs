@@ -1,4 +1,5 @@
-//! A whole Tradewatch stack for end-to-end tests: each service a real server
+//! The demo dataset and its loader, the `make run` launcher, and a whole
+//! Tradewatch stack for end-to-end tests: each service a real server
 //! on its own port with its own fresh database, wired to its peers by URL
 //! exactly as in production, each of which can be stopped and started again.
 
@@ -50,15 +51,33 @@ impl Slot {
 pub struct Stack {
     tariff: Slot,
     dispute: Slot,
+    dialogue: Slot,
 }
 
 impl Stack {
-    /// Starts the tariff and dispute services.
+    /// Starts the three services, each wired to its peers.
     pub async fn start() -> anyhow::Result<Self> {
-        let mut stack = Self { tariff: Slot::new().await?, dispute: Slot::new().await? };
+        let mut stack = Self { tariff: Slot::new().await?, dispute: Slot::new().await?, dialogue: Slot::new().await? };
         stack.start_tariff().await?;
         stack.start_dispute().await?;
+        stack.start_dialogue().await?;
         Ok(stack)
+    }
+
+    pub async fn start_dialogue(&mut self) -> anyhow::Result<()> {
+        let mut settings = self.dialogue.settings(dialogue_service::SERVICE);
+        settings.peers.tariff_url = self.tariff.url();
+        settings.peers.dispute_url = self.dispute.url();
+        let app = dialogue_service::app::Application::build(settings).await?;
+        let addr = app.local_addr();
+        self.dialogue.addr = Some(addr);
+        self.dialogue.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        Ok(())
+    }
+
+    /// Where each service listens, as URLs.
+    pub fn endpoints(&self) -> demo::Endpoints {
+        demo::Endpoints { tariff: self.tariff.url(), dispute: self.dispute.url(), dialogue: self.dialogue.url() }
     }
 
     pub async fn start_tariff(&mut self) -> anyhow::Result<()> {
@@ -92,6 +111,7 @@ impl Stack {
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.dialogue.stop().await?;
         self.dispute.stop().await?;
         self.tariff.stop().await
     }

