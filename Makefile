@@ -50,6 +50,18 @@ clippy:
 bench:
 	$(CARGO) bench -p tariff-service
 
+## k8s-check: render every overlay and validate it against the Kubernetes schemas, offline, strict
+k8s-check:
+	bash k8s/check.sh
+
+## images: the three container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
+IMAGE_PREFIX ?= tradewatch
+TAG ?= dev
+images:
+	for s in tariff dispute dialogue; do \
+		docker build --target $$s -t $(IMAGE_PREFIX)/$$s-service:$(TAG) . || exit 1; \
+	done
+
 ## ci: what .ci/run runs
 ci:
 	bash .ci/run
