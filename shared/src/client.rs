@@ -22,8 +22,7 @@ use crate::{
     telemetry,
 };
 
-/// Most ids one batched look-up sends.
-pub const BATCH_LIMIT: usize = 100;
+pub use crate::batch::BATCH_LIMIT;
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -55,11 +55,22 @@ fn make_sqlite_folder(url: &str) {
     }
 }
 
-/// Connects and brings the schema up to date.
-pub async fn connect_and_migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+/// Connects for `serve`: brings the schema up to date first unless
+/// `database.migrate_on_start` is off (a Kubernetes Job runs `migrate`).
+pub async fn open<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(settings).await?;
+    if settings.migrate_on_start {
+        M::up(&db, None).await?;
+    }
+    Ok(db)
+}
+
+/// `<service>-service migrate`: brings the schema up to date and closes.
+pub async fn migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<(), DbErr> {
     let db = connect(settings).await?;
     M::up(&db, None).await?;
-    Ok(db)
+    tracing::info!(applied = M::migrations().len(), "schema up to date");
+    db.close().await
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at

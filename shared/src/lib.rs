@@ -3,6 +3,7 @@
 //! (health, reflection, graceful shutdown), the error model of the API and the
 //! validators, page tokens, idempotency keys and etags every API uses.
 
+pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -95,8 +95,11 @@ impl GrpcServer {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
         tokio::pin!(serve);
 
+        // The first answer before the first call is served; then every few seconds.
+        let mut serving = None;
+        check_database(&reporter, service_name, &db, &mut serving).await;
         reporter.set_service_status("", ServingStatus::Serving).await;
-        let watcher = tokio::spawn(watch_database(reporter, service_name, db));
+        let watcher = tokio::spawn(watch_database(reporter, service_name, db, serving));
 
         let result = tokio::select! {
             result = &mut serve => result,
@@ -117,20 +120,33 @@ impl GrpcServer {
 }
 
 /// Keeps the service's health in step with its database.
-async fn watch_database(reporter: HealthReporter, service_name: &'static str, db: DatabaseConnection) {
-    let mut serving = None;
+async fn watch_database(
+    reporter: HealthReporter,
+    service_name: &'static str,
+    db: DatabaseConnection,
+    mut serving: Option<bool>,
+) {
     loop {
-        let ok = db::ping(&db).await.is_ok();
-        if serving != Some(ok) {
-            if ok {
-                tracing::info!(service = service_name, "database reachable: SERVING");
-            } else {
-                tracing::warn!(service = service_name, "database unreachable: NOT_SERVING");
-            }
-            let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
-            reporter.set_service_status(service_name, status).await;
-            serving = Some(ok);
-        }
         tokio::time::sleep(DB_CHECK_EVERY).await;
+        check_database(&reporter, service_name, &db, &mut serving).await;
+    }
+}
+
+async fn check_database(
+    reporter: &HealthReporter,
+    service_name: &'static str,
+    db: &DatabaseConnection,
+    serving: &mut Option<bool>,
+) {
+    let ok = db::ping(db).await.is_ok();
+    if *serving != Some(ok) {
+        if ok {
+            tracing::info!(service = service_name, "database reachable: SERVING");
+        } else {
+            tracing::warn!(service = service_name, "database unreachable: NOT_SERVING");
+        }
+        let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status(service_name, status).await;
+        *serving = Some(ok);
     }
 }

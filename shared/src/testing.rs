@@ -150,3 +150,88 @@ impl RunningServer {
 pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
 }
+
+/// The fields a status names in its `google.rpc.BadRequest`.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The `google.rpc.ErrorInfo` of a status: its reason and metadata.
+pub fn error_info(status: &tonic::Status) -> (String, std::collections::HashMap<String, String>) {
+    use tonic_types::StatusExt;
+    status.get_error_details().error_info().map(|i| (i.reason.clone(), i.metadata.clone())).unwrap_or_default()
+}
+
+/// The `ErrorInfo` reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    error_info(status).0
+}
+
+/// Asserts INVALID_ARGUMENT naming exactly `fields`, in order.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, fields: &[&str]) {
+    match result {
+        Ok(v) => panic!("expected INVALID_ARGUMENT naming {fields:?}, got {v:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            assert_eq!(bad_fields(&status), fields, "{status:?}");
+        }
+    }
+}
+
+/// Asserts the call failed with `code`, and returns its status.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code) -> tonic::Status {
+    match result {
+        Ok(v) => panic!("expected {code:?}, got {v:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status:?}");
+            status
+        }
+    }
+}
+
+/// A fresh UUID string, for ids that exist nowhere.
+pub fn uuid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A free port for a server a test will stop and start again on the same
+/// address. It is taken from below the kernel's ephemeral range, so no
+/// client socket or port-0 server borrows it while the server is down.
+pub fn restartable_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(u64::from(std::process::id()));
+        let port = 20_000 + u16::try_from(h.finish() % 10_000).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
+}
+
+/// Retries `build` while its port is still held (a restart right after a
+/// stop), for up to five seconds.
+pub async fn retry_while_port_busy<T, F, Fut>(mut build: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match build().await {
+            Err(err) if tries < 50 && format!("{err:#}").contains("in use") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}

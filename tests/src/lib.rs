@@ -36,7 +36,7 @@ impl Slot {
     /// Settings on this slot's database and port (a free one the first time).
     fn settings(&self, service: tradewatch_common::config::ServiceInfo) -> Settings {
         let mut s = self.db.settings(service);
-        s.server.port = self.addr.map_or(0, |a| a.port());
+        s.server.port = self.addr.map_or_else(testing::restartable_port, |a| a.port());
         s
     }
 
@@ -68,7 +68,8 @@ impl Stack {
         let mut settings = self.dialogue.settings(dialogue_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
         settings.peers.dispute_url = self.dispute.url();
-        let app = dialogue_service::app::Application::build(settings).await?;
+        let app =
+            testing::retry_while_port_busy(|| dialogue_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
         self.dialogue.addr = Some(addr);
         self.dialogue.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
@@ -81,7 +82,8 @@ impl Stack {
     }
 
     pub async fn start_tariff(&mut self) -> anyhow::Result<()> {
-        let app = tariff_service::app::Application::build(self.tariff.settings(tariff_service::SERVICE)).await?;
+        let settings = self.tariff.settings(tariff_service::SERVICE);
+        let app = testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
         self.tariff.addr = Some(addr);
         self.tariff.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
@@ -91,7 +93,7 @@ impl Stack {
     pub async fn start_dispute(&mut self) -> anyhow::Result<()> {
         let mut settings = self.dispute.settings(dispute_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
-        let app = dispute_service::app::Application::build(settings).await?;
+        let app = testing::retry_while_port_busy(|| dispute_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
         self.dispute.addr = Some(addr);
         self.dispute.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));

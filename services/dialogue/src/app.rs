@@ -4,7 +4,6 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Notify, watch};
 use tonic::service::Routes;
 use tradewatch_common::{
@@ -36,10 +35,7 @@ impl Application {
 
     /// Like `build`, with the relay paced (or crashed, in tests) as asked.
     pub async fn build_with(settings: Settings, relay: RelayOptions) -> anyhow::Result<Self> {
-        let db = db::connect(&settings.database).await?;
-        if settings.database.migrate_on_start {
-            Migrator::up(&db, None).await?;
-        }
+        let db = db::open::<Migrator>(&settings.database).await?;
         let server = GrpcServer::bind(&settings.server).await?;
         Ok(Self { server, db, settings, relay })
     }
@@ -84,8 +80,5 @@ impl Application {
 
 /// `dialogue-service migrate`: brings the schema up to date and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database).await?;
-    Migrator::up(&db, None).await?;
-    tracing::info!("dialogue database migrated");
-    Ok(())
+    Ok(db::migrate::<Migrator>(&settings.database).await?)
 }

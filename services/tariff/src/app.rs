@@ -3,7 +3,6 @@
 use std::{future::Future, net::SocketAddr};
 
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 use tonic::service::Routes;
 use tradewatch_common::{
     config::Settings,
@@ -23,10 +22,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = db::connect(&settings.database).await?;
-        if settings.database.migrate_on_start {
-            Migrator::up(&db, None).await?;
-        }
+        let db = db::open::<Migrator>(&settings.database).await?;
         let server = GrpcServer::bind(&settings.server).await?;
         Ok(Self { server, db, settings })
     }
@@ -50,8 +46,5 @@ impl Application {
 
 /// `tariff-service migrate`: brings the schema up to date and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database).await?;
-    Migrator::up(&db, None).await?;
-    tracing::info!("tariff database migrated");
-    Ok(())
+    Ok(db::migrate::<Migrator>(&settings.database).await?)
 }

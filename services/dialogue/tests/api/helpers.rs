@@ -1,8 +1,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use dialogue_service::{domain::EffectOrder, relay::RelayOptions};
-use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Status, transport::Channel};
 use tradewatch_common::{
     config::{ServiceInfo, Settings},
     proto::{
@@ -27,7 +26,7 @@ impl Slot {
 
     fn settings(&self, service: ServiceInfo) -> Settings {
         let mut s = self.db.settings(service);
-        s.server.port = self.addr.map_or(0, |a| a.port());
+        s.server.port = self.addr.map_or_else(testing::restartable_port, |a| a.port());
         s
     }
 
@@ -86,8 +85,10 @@ fn placeholder() -> Channel {
 
 impl TestApp {
     pub async fn start_tariff(&mut self) {
-        let app =
-            tariff_service::app::Application::build(self.tariff_slot.settings(tariff_service::SERVICE)).await.unwrap();
+        let app = {
+            let settings = self.tariff_slot.settings(tariff_service::SERVICE);
+            testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await.unwrap()
+        };
         let addr = app.local_addr();
         self.tariff_slot.addr = Some(addr);
         self.tariff_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
@@ -96,7 +97,9 @@ impl TestApp {
     pub async fn start_dispute(&mut self) {
         let mut settings = self.dispute_slot.settings(dispute_service::SERVICE);
         settings.peers.tariff_url = self.tariff_slot.url();
-        let app = dispute_service::app::Application::build(settings).await.unwrap();
+        let app = testing::retry_while_port_busy(|| dispute_service::app::Application::build(settings.clone()))
+            .await
+            .unwrap();
         let addr = app.local_addr();
         self.dispute_slot.addr = Some(addr);
         self.dispute_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
@@ -107,7 +110,11 @@ impl TestApp {
         settings.peers.tariff_url = self.tariff_slot.url();
         settings.peers.dispute_url = self.dispute_slot.url();
         settings.peers.timeout_ms = 1_000;
-        let app = dialogue_service::app::Application::build_with(settings, relay).await.unwrap();
+        let app = testing::retry_while_port_busy(|| {
+            dialogue_service::app::Application::build_with(settings.clone(), relay.clone())
+        })
+        .await
+        .unwrap();
         let addr = app.local_addr();
         self.dialogue_slot.addr = Some(addr);
         self.dialogue_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
@@ -273,32 +280,4 @@ pub fn suspend(measure_id: &str) -> pb::Commitment {
     }
 }
 
-pub fn bad_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-pub fn reason(status: &Status) -> String {
-    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
-}
-
-#[track_caller]
-pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
-    let status = result.expect_err("expected INVALID_ARGUMENT");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(bad_fields(&status), fields, "{status:?}");
-}
-
-#[track_caller]
-pub fn assert_code(result: Result<impl std::fmt::Debug, Status>, code: Code) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    status
-}
-
-pub fn uuid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use tradewatch_common::testing::{assert_code, assert_invalid, reason, uuid};

@@ -7,7 +7,7 @@ pub mod convert;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
-    Error,
+    Error, batch,
     client::{self, Deadline, Peer},
     etag,
     idempotency::{self, Key},
@@ -24,9 +24,6 @@ use crate::{
     domain::{Dispute, Event},
     store::{self, DisputeFilter},
 };
-
-/// Most ids one `BatchGetDisputes` takes.
-pub const BATCH_LIMIT: usize = 100;
 
 #[derive(Clone)]
 pub struct DisputeApi {
@@ -105,21 +102,11 @@ impl DisputeService for DisputeApi {
     ) -> Reply<pb::BatchGetDisputesResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        if req.ids.is_empty() {
-            v.add("ids", "is required: 1 to 100 ids");
-        } else if req.ids.len() > BATCH_LIMIT {
-            v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", req.ids.len()));
-        }
-        let ids: Vec<_> =
-            req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
+        let ids = batch::ids(&mut v, &req.ids);
         v.finish()?;
         let found = store::get_many(&self.db, &ids).await?;
-        let missing: Vec<String> =
-            ids.iter().filter(|id| !found.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
-        if !missing.is_empty() {
-            return Err(Error::not_found_many("dispute", &missing).into());
-        }
-        let disputes = ids.iter().filter_map(|id| found.iter().find(|d| d.id == *id)).map(dispute_to_proto).collect();
+        let disputes =
+            batch::in_request_order("dispute", &ids, &found, |d| d.id)?.iter().map(dispute_to_proto).collect();
         Ok(Response::new(pb::BatchGetDisputesResponse { disputes }))
     }
 

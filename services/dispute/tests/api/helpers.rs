@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
-use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Status, transport::Channel};
 use tradewatch_common::{
     proto::{
         dispute::{self as pb, dispute_service_client::DisputeServiceClient},
@@ -23,14 +22,16 @@ pub struct TestApp {
 async fn start_tariff(db: &TestDatabase, port: u16) -> RunningServer {
     let mut settings = db.settings(tariff_service::SERVICE);
     settings.server.port = port;
-    let app = tariff_service::app::Application::build(settings).await.expect("build the tariff service");
+    let app = testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone()))
+        .await
+        .expect("build the tariff service");
     let addr = app.local_addr();
     RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown))
 }
 
 pub async fn spawn_app() -> TestApp {
     let tariff_db = TestDatabase::new().await.expect("tariff test database");
-    let tariff_server = start_tariff(&tariff_db, 0).await;
+    let tariff_server = start_tariff(&tariff_db, testing::restartable_port()).await;
     let db = TestDatabase::new().await.expect("dispute test database");
     let mut settings = db.settings(dispute_service::SERVICE);
     settings.peers.tariff_url = tariff_server.url();
@@ -153,33 +154,4 @@ pub fn dispute(reference: &str) -> pb::Dispute {
     }
 }
 
-pub fn bad_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-pub fn info(status: &Status) -> (String, std::collections::HashMap<String, String>) {
-    let details = status.get_error_details();
-    details.error_info().map(|i| (i.reason.clone(), i.metadata.clone())).unwrap_or_default()
-}
-
-#[track_caller]
-pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
-    let status = result.expect_err("expected INVALID_ARGUMENT");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(bad_fields(&status), fields, "{status:?}");
-}
-
-#[track_caller]
-pub fn assert_code(result: Result<impl std::fmt::Debug, Status>, code: Code) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    status
-}
-
-pub fn uuid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use tradewatch_common::testing::{assert_code, assert_invalid, bad_fields, error_info as info, uuid};

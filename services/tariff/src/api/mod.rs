@@ -6,7 +6,7 @@ pub mod convert;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
-    Error, etag,
+    Error, batch, etag,
     idempotency::{self, Key},
     paging::Page,
     proto::tariff::{self as pb, tariff_service_server::TariffService},
@@ -20,9 +20,6 @@ use crate::{
     domain::{self, Shipment, StatusChange},
     store::{self, MeasureFilter},
 };
-
-/// Most ids one `BatchGetMeasures` takes.
-pub const BATCH_LIMIT: usize = 100;
 
 #[derive(Clone)]
 pub struct TariffApi {
@@ -83,24 +80,12 @@ impl TariffService for TariffApi {
     ) -> Reply<pb::BatchGetMeasuresResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        if req.ids.is_empty() {
-            v.add("ids", "is required: 1 to 100 ids");
-        } else if req.ids.len() > BATCH_LIMIT {
-            v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", req.ids.len()));
-        }
-        let ids: Vec<_> =
-            req.ids.iter().enumerate().filter_map(|(i, raw)| id_field(&mut v, &format!("ids[{i}]"), raw)).collect();
+        let ids = batch::ids(&mut v, &req.ids);
         v.finish()?;
         let found = store::get_many(&self.db, &ids).await?;
-        let missing: Vec<String> =
-            ids.iter().filter(|id| !found.iter().any(|m| m.id == **id)).map(ToString::to_string).collect();
-        if !missing.is_empty() {
-            return Err(Error::not_found_many("measure", &missing).into());
-        }
         let today = today();
-        let measures = ids
+        let measures = batch::in_request_order("measure", &ids, &found, |m| m.id)?
             .iter()
-            .filter_map(|id| found.iter().find(|m| m.id == *id))
             .map(|m| measure_to_proto(m, today))
             .collect();
         Ok(Response::new(pb::BatchGetMeasuresResponse { measures }))

@@ -1,8 +1,7 @@
 use std::net::SocketAddr;
 
 use tariff_service::{SERVICE, app::Application};
-use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Status, transport::Channel};
 use tradewatch_common::{
     proto::{
         common::Money,
@@ -106,33 +105,4 @@ pub fn quota(mut m: pb::TariffMeasure, quantity: &str) -> pb::TariffMeasure {
     m
 }
 
-/// The fields a status names in its `BadRequest`.
-pub fn bad_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-pub fn reason(status: &Status) -> String {
-    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
-}
-
-#[track_caller]
-pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
-    let status = result.expect_err("expected INVALID_ARGUMENT");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(bad_fields(&status), fields, "{status:?}");
-}
-
-#[track_caller]
-pub fn assert_code(result: Result<impl std::fmt::Debug, Status>, code: Code) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    status
-}
-
-pub fn uuid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use tradewatch_common::testing::{assert_code, assert_invalid, reason, uuid};
