@@ -235,3 +235,41 @@ where
         }
     }
 }
+
+/// One service of a multi-service test: its database and port, kept across
+/// stops and starts, and its server while it runs.
+pub struct ServiceSlot {
+    db: TestDatabase,
+    pub addr: Option<SocketAddr>,
+    server: Option<RunningServer>,
+}
+
+impl ServiceSlot {
+    pub async fn new() -> anyhow::Result<Self> {
+        Ok(Self { db: TestDatabase::new().await?, addr: None, server: None })
+    }
+
+    /// Settings on this slot's database and port (a restartable one the first time).
+    pub fn settings(&self, service: ServiceInfo) -> Settings {
+        let mut s = self.db.settings(service);
+        s.server.port = self.addr.map_or_else(restartable_port, |a| a.port());
+        s
+    }
+
+    /// The slot's URL; before its first start, one where nothing listens.
+    pub fn url(&self) -> String {
+        self.addr.map_or_else(|| "http://127.0.0.1:1".into(), |a| format!("http://{a}"))
+    }
+
+    pub fn run(&mut self, server: RunningServer) {
+        self.addr = Some(server.addr);
+        self.server = Some(server);
+    }
+
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        match self.server.take() {
+            Some(server) => server.stop().await,
+            None => Ok(()),
+        }
+    }
+}

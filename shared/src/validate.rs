@@ -87,6 +87,19 @@ impl Violations {
         }
     }
 
+    /// Applies the rules between a value's fields once each field is valid
+    /// on its own (a list that parsed short would mislead them), naming each
+    /// violation `{prefix}.{field}`; the value when it was built.
+    pub fn rules<T>(&mut self, prefix: &str, value: T, rules: impl FnOnce(&T) -> Vec<FieldViolation>) -> Option<T> {
+        if !self.is_empty() {
+            return None;
+        }
+        for violation in rules(&value) {
+            self.add(format!("{prefix}.{}", violation.field), violation.description);
+        }
+        Some(value)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -10,43 +10,11 @@ use std::net::SocketAddr;
 
 use tonic::transport::Channel;
 use tradewatch_common::{
-    config::Settings,
     proto::{
         dispute::dispute_service_client::DisputeServiceClient, tariff::tariff_service_client::TariffServiceClient,
     },
-    testing::{self, RunningServer, TestDatabase},
+    testing::{self, RunningServer, ServiceSlot as Slot},
 };
-
-/// One service of the stack: its database, its port, and its server while it runs.
-struct Slot {
-    db: TestDatabase,
-    addr: Option<SocketAddr>,
-    server: Option<RunningServer>,
-}
-
-impl Slot {
-    async fn new() -> anyhow::Result<Self> {
-        Ok(Self { db: TestDatabase::new().await?, addr: None, server: None })
-    }
-
-    fn url(&self) -> String {
-        self.addr.map(|a| format!("http://{a}")).unwrap_or_else(|| "http://127.0.0.1:1".into())
-    }
-
-    /// Settings on this slot's database and port (a free one the first time).
-    fn settings(&self, service: tradewatch_common::config::ServiceInfo) -> Settings {
-        let mut s = self.db.settings(service);
-        s.server.port = self.addr.map_or_else(testing::restartable_port, |a| a.port());
-        s
-    }
-
-    async fn stop(&mut self) -> anyhow::Result<()> {
-        match self.server.take() {
-            Some(server) => server.stop().await,
-            None => Ok(()),
-        }
-    }
-}
 
 pub struct Stack {
     tariff: Slot,
@@ -71,8 +39,7 @@ impl Stack {
         let app =
             testing::retry_while_port_busy(|| dialogue_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
-        self.dialogue.addr = Some(addr);
-        self.dialogue.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.dialogue.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
         Ok(())
     }
 
@@ -85,8 +52,7 @@ impl Stack {
         let settings = self.tariff.settings(tariff_service::SERVICE);
         let app = testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
-        self.tariff.addr = Some(addr);
-        self.tariff.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.tariff.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
         Ok(())
     }
 
@@ -95,8 +61,7 @@ impl Stack {
         settings.peers.tariff_url = self.tariff.url();
         let app = testing::retry_while_port_busy(|| dispute_service::app::Application::build(settings.clone())).await?;
         let addr = app.local_addr();
-        self.dispute.addr = Some(addr);
-        self.dispute.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.dispute.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
         Ok(())
     }
 

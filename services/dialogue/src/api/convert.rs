@@ -99,13 +99,7 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
         outcome_summary: outcome_summary?,
         source_url: source_url?,
     };
-    if !v.is_empty() {
-        return None;
-    }
-    for violation in spec.violations() {
-        v.add(f(&violation.field), violation.description);
-    }
-    Some(spec)
+    v.rules(prefix, spec, |s| s.violations())
 }
 
 pub fn session_to_proto(s: &Session) -> pb::DialogueSession {
@@ -168,13 +162,7 @@ pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> 
         effect: effect?,
         effect_on: effect_on?,
     };
-    if !v.is_empty() {
-        return None;
-    }
-    for violation in spec.violations() {
-        v.add(f(&violation.field), violation.description);
-    }
-    Some(spec)
+    v.rules(prefix, spec, |s| s.violations())
 }
 
 pub fn commitment_to_proto(c: &Commitment) -> pb::Commitment {

@@ -1,45 +1,15 @@
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use dialogue_service::{domain::EffectOrder, relay::RelayOptions};
 use tonic::{Status, transport::Channel};
 use tradewatch_common::{
-    config::{ServiceInfo, Settings},
     proto::{
         dialogue::{self as pb, dialogue_service_client::DialogueServiceClient},
         dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
         tariff::{self as tpb, tariff_service_client::TariffServiceClient},
     },
-    testing::{self, RunningServer, TestDatabase},
+    testing::{self, RunningServer, ServiceSlot as Slot},
 };
-
-/// One service: its database and port, kept across restarts.
-struct Slot {
-    db: TestDatabase,
-    addr: Option<SocketAddr>,
-    server: Option<RunningServer>,
-}
-
-impl Slot {
-    async fn new() -> Self {
-        Self { db: TestDatabase::new().await.expect("test database"), addr: None, server: None }
-    }
-
-    fn settings(&self, service: ServiceInfo) -> Settings {
-        let mut s = self.db.settings(service);
-        s.server.port = self.addr.map_or_else(testing::restartable_port, |a| a.port());
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr.expect("started once"))
-    }
-
-    async fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.expect("clean stop");
-        }
-    }
-}
 
 pub struct TestApp {
     pub client: DialogueServiceClient<Channel>,
@@ -65,9 +35,9 @@ pub async fn spawn_app() -> TestApp {
         client: DialogueServiceClient::new(placeholder()),
         disputes: DisputeServiceClient::new(placeholder()),
         tariff: TariffServiceClient::new(placeholder()),
-        tariff_slot: Slot::new().await,
-        dispute_slot: Slot::new().await,
-        dialogue_slot: Slot::new().await,
+        tariff_slot: Slot::new().await.expect("test database"),
+        dispute_slot: Slot::new().await.expect("test database"),
+        dialogue_slot: Slot::new().await.expect("test database"),
     };
     app.start_tariff().await;
     app.start_dispute().await;
@@ -90,8 +60,7 @@ impl TestApp {
             testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await.unwrap()
         };
         let addr = app.local_addr();
-        self.tariff_slot.addr = Some(addr);
-        self.tariff_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.tariff_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
     }
 
     pub async fn start_dispute(&mut self) {
@@ -101,8 +70,7 @@ impl TestApp {
             .await
             .unwrap();
         let addr = app.local_addr();
-        self.dispute_slot.addr = Some(addr);
-        self.dispute_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.dispute_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
     }
 
     pub async fn start_dialogue(&mut self, relay: RelayOptions) {
@@ -116,8 +84,7 @@ impl TestApp {
         .await
         .unwrap();
         let addr = app.local_addr();
-        self.dialogue_slot.addr = Some(addr);
-        self.dialogue_slot.server = Some(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.dialogue_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
     }
 
     /// Starts the dialogue service with a relay that stops dead right after
@@ -128,15 +95,15 @@ impl TestApp {
     }
 
     pub async fn stop_tariff(&mut self) {
-        self.tariff_slot.stop().await;
+        self.tariff_slot.stop().await.expect("clean stop");
     }
 
     pub async fn stop_dispute(&mut self) {
-        self.dispute_slot.stop().await;
+        self.dispute_slot.stop().await.expect("clean stop");
     }
 
     pub async fn stop_dialogue(&mut self) {
-        self.dialogue_slot.stop().await;
+        self.dialogue_slot.stop().await.expect("clean stop");
     }
 
     pub async fn measure(&self, reference: &str) -> tpb::TariffMeasure {

@@ -72,13 +72,7 @@ pub fn dispute_spec(v: &mut Violations, prefix: &str, d: &pb::Dispute) -> Option
         opened_on: opened_on?,
         source_url: source_url?,
     };
-    if !v.is_empty() {
-        return None;
-    }
-    for violation in spec.violations() {
-        v.add(f(&violation.field), violation.description);
-    }
-    Some(spec)
+    v.rules(prefix, spec, |s| s.violations())
 }
 
 pub fn dispute_to_proto(d: &Dispute) -> pb::Dispute {

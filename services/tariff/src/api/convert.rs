@@ -126,14 +126,7 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
         source_url: source_url?,
         notes: notes?,
     };
-    if !v.is_empty() {
-        // A list with a bad element parsed short: its rules would mislead.
-        return None;
-    }
-    for violation in spec.violations() {
-        v.add(f(&violation.field), violation.description);
-    }
-    Some(spec)
+    v.rules(prefix, spec, |s| s.violations())
 }
 
 pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
