@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)]
 
 mod disputes_cite_measures;
+mod launcher;
 mod tour;

