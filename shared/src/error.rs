@@ -168,11 +168,23 @@ impl Error {
     }
 }
 
+/// Whether a database error means the database cannot be reached (so the
+/// caller may retry), rather than that a statement failed.
+fn is_outage(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(**e, Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed | Sqlx::Tls(_))
+        }
+        _ => false,
+    }
+}
+
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
         match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            e if is_outage(e) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
                     .with_source(err.into())
@@ -248,6 +260,18 @@ mod tests {
         let status: Status = Error::from(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)).into();
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("Timeout"));
+    }
+
+    #[test]
+    fn a_connection_lost_mid_query_is_unavailable_but_a_bad_statement_is_internal() {
+        use std::sync::Arc;
+
+        use sea_orm::{DbErr, RuntimeErr, sqlx};
+        let lost =
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()))));
+        assert_eq!(Error::from(lost).code(), Code::Unavailable);
+        let bad = DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound)));
+        assert_eq!(Error::from(bad).code(), Code::Internal);
     }
 
     #[test]
