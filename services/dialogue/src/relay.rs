@@ -105,10 +105,12 @@ impl Relay {
         }
     }
 
-    /// Delivers every effect that is due now.
+    /// Tries every effect that is due when the pass starts, once: an effect
+    /// that fails is due again only after its backoff, in a later pass.
     async fn pass(&self) -> Flow {
+        let started = tradewatch_common::now();
         loop {
-            let due = match store::due(&self.db, tradewatch_common::now(), 16).await {
+            let due = match store::due(&self.db, started, 16).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(%err, "effect relay cannot read the outbox");

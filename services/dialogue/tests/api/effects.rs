@@ -139,3 +139,36 @@ async fn a_revocation_of_an_unknown_measure_at_delivery_is_rejected() {
     assert_eq!(done.effect_state(), EffectState::Rejected);
     assert!(done.effect_detail.contains("REVOKED"), "{:?}", done.effect_detail);
 }
+
+#[tokio::test]
+async fn the_relay_delivers_what_is_due_when_it_shuts_down() {
+    let mut app = spawn_app().await;
+    let measure = app.measure("CN-MEAL-PEAS").await;
+    let s = app.create_session(beijing(vec![])).await.unwrap();
+    let c = app.add(&s.id, suspend(&measure.id)).await.unwrap();
+
+    // A relay that only looks at its outbox when woken, or when stopping.
+    app.stop_dialogue().await;
+    let idle = dialogue_service::relay::RelayOptions {
+        poll: std::time::Duration::from_secs(3600),
+        backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(1),
+        crash_after_delivery: None,
+    };
+    app.start_dialogue(idle).await;
+    app.stop_tariff().await;
+    app.set_status(&c.id, CommitmentStatus::Fulfilled, "").await.unwrap();
+    // The one attempt the fulfilment woke fails against the stopped tariff service.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    app.start_tariff().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.history(&measure.id).await.len(), 1, "the idle relay has not retried yet");
+
+    app.stop_dialogue().await;
+    let history = app.history(&measure.id).await;
+    assert_eq!(
+        history.last().map(|(s, _)| *s),
+        Some(tpb::MeasureStatus::Suspended),
+        "delivered on the way out: {history:?}"
+    );
+}
