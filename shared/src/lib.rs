@@ -23,6 +23,46 @@ pub mod testing;
 
 pub use error::{Error, Result};
 
+/// A domain enum stored and sent by name: the enum, `ALL`, `as_str` (the
+/// proto value without its prefix, which is also what is stored) and `parse`.
+#[macro_export]
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The stored name: the proto enum value without its prefix.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+/// Two functions between a generated proto enum and a [`named_enum!`] domain
+/// enum, through the value's name: `$from(i32) -> Option<Domain>` (None for
+/// UNSPECIFIED and unknown numbers) and `$to(Domain) -> i32`.
+#[macro_export]
+macro_rules! proto_enum_map {
+    ($from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
+        pub fn $from(raw: i32) -> Option<$domain> {
+            <$pb>::try_from(raw).ok().and_then(|v| <$domain>::parse(v.as_str_name().trim_start_matches($prefix)))
+        }
+
+        pub fn $to(v: $domain) -> i32 {
+            <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())).map_or(0, Into::into)
+        }
+    };
+}
+
 /// The current instant at the precision both databases keep (microseconds),
 /// so a resource answered from a write equals the same resource read back.
 pub fn now() -> chrono::DateTime<chrono::Utc> {

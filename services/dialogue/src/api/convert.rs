@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use tradewatch_common::{
     proto::dialogue as pb,
+    proto_enum_map,
     types::{Economy, format_date, parse_date, parse_id},
     validate::{Violations, required_enum},
 };
@@ -16,25 +17,18 @@ use crate::domain::{
     SessionSpec, SessionStatus, Track,
 };
 
-/// Maps a proto enum number to a domain value through its name.
-macro_rules! enum_map {
-    ($from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
-        pub fn $from(raw: i32) -> Option<$domain> {
-            <$pb>::try_from(raw).ok().and_then(|v| <$domain>::parse(v.as_str_name().trim_start_matches($prefix)))
-        }
-
-        pub fn $to(v: $domain) -> i32 {
-            <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())).map_or(0, Into::into)
-        }
-    };
-}
-
-enum_map!(track, track_to_proto, pb::DialogueTrack, Track, "DIALOGUE_TRACK_");
-enum_map!(level, level_to_proto, pb::SessionLevel, Level, "SESSION_LEVEL_");
-enum_map!(session_status, session_status_to_proto, pb::SessionStatus, SessionStatus, "SESSION_STATUS_");
-enum_map!(commitment_status, commitment_status_to_proto, pb::CommitmentStatus, CommitmentStatus, "COMMITMENT_STATUS_");
-enum_map!(effect, effect_to_proto, pb::CommitmentEffect, Effect, "COMMITMENT_EFFECT_");
-enum_map!(effect_state, effect_state_to_proto, pb::EffectState, EffectState, "EFFECT_STATE_");
+proto_enum_map!(track, track_to_proto, pb::DialogueTrack, Track, "DIALOGUE_TRACK_");
+proto_enum_map!(level, level_to_proto, pb::SessionLevel, Level, "SESSION_LEVEL_");
+proto_enum_map!(session_status, session_status_to_proto, pb::SessionStatus, SessionStatus, "SESSION_STATUS_");
+proto_enum_map!(
+    commitment_status,
+    commitment_status_to_proto,
+    pb::CommitmentStatus,
+    CommitmentStatus,
+    "COMMITMENT_STATUS_"
+);
+proto_enum_map!(effect, effect_to_proto, pb::CommitmentEffect, Effect, "COMMITMENT_EFFECT_");
+proto_enum_map!(effect_state, effect_state_to_proto, pb::EffectState, EffectState, "EFFECT_STATE_");
 
 fn optional_date(v: &mut Violations, field: &str, raw: &str) -> Option<Option<NaiveDate>> {
     if raw.is_empty() { Some(None) } else { v.check(field, parse_date(raw)).map(Some) }

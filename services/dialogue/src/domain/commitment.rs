@@ -5,9 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
 use uuid::Uuid;
 
-use super::session::named_enum;
+use tradewatch_common::named_enum;
 
-named_enum!(CommitmentStatus {
+named_enum!(pub enum CommitmentStatus {
     Open => "OPEN",
     InProgress => "IN_PROGRESS",
     Fulfilled => "FULFILLED",
@@ -33,14 +33,14 @@ impl CommitmentStatus {
     }
 }
 
-named_enum!(Effect {
+named_enum!(pub enum Effect {
     None => "NONE",
     SettleDispute => "SETTLE_DISPUTE",
     SuspendMeasure => "SUSPEND_MEASURE",
     RevokeMeasure => "REVOKE_MEASURE",
 });
 
-named_enum!(EffectState {
+named_enum!(pub enum EffectState {
     None => "NONE",
     Pending => "PENDING",
     Applied => "APPLIED",

@@ -5,28 +5,9 @@ use serde::{Deserialize, Serialize};
 use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
 use uuid::Uuid;
 
-macro_rules! named_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+use tradewatch_common::named_enum;
 
-        impl $name {
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            /// The stored name: the proto enum value without its prefix.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-    };
-}
-pub(crate) use named_enum;
-
-named_enum!(Track {
+named_enum!(pub enum Track {
     EconomicFinancial => "ECONOMIC_FINANCIAL",
     Trade => "TRADE",
     Agriculture => "AGRICULTURE",
@@ -36,14 +17,14 @@ named_enum!(Track {
     PeopleToPeople => "PEOPLE_TO_PEOPLE",
 });
 
-named_enum!(Level {
+named_enum!(pub enum Level {
     Leaders => "LEADERS",
     Ministerial => "MINISTERIAL",
     SeniorOfficials => "SENIOR_OFFICIALS",
     WorkingGroup => "WORKING_GROUP",
 });
 
-named_enum!(SessionStatus {
+named_enum!(pub enum SessionStatus {
     Planned => "PLANNED",
     Held => "HELD",
     Postponed => "POSTPONED",

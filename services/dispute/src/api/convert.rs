@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use tradewatch_common::{
     proto::dispute as pb,
+    proto_enum_map,
     types::{Economy, HsCode, format_date, parse_date, parse_id},
     validate::{Violations, required_enum},
 };
@@ -12,35 +13,9 @@ use crate::domain::{Dispute, DisputeSpec, Event, EventKind, Forum, Stage};
 
 pub use tradewatch_common::types::timestamp;
 
-pub fn stage(raw: i32) -> Option<Stage> {
-    pb::DisputeStage::try_from(raw)
-        .ok()
-        .and_then(|s| Stage::parse(s.as_str_name().trim_start_matches("DISPUTE_STAGE_")))
-}
-
-pub fn stage_to_proto(s: Stage) -> pb::DisputeStage {
-    pb::DisputeStage::from_str_name(&format!("DISPUTE_STAGE_{}", s.as_str())).unwrap_or_default()
-}
-
-pub fn forum(raw: i32) -> Option<Forum> {
-    pb::DisputeForum::try_from(raw)
-        .ok()
-        .and_then(|f| Forum::parse(f.as_str_name().trim_start_matches("DISPUTE_FORUM_")))
-}
-
-fn forum_to_proto(f: Forum) -> pb::DisputeForum {
-    pb::DisputeForum::from_str_name(&format!("DISPUTE_FORUM_{}", f.as_str())).unwrap_or_default()
-}
-
-pub fn event_kind(raw: i32) -> Option<EventKind> {
-    pb::DisputeEventKind::try_from(raw)
-        .ok()
-        .and_then(|k| EventKind::parse(k.as_str_name().trim_start_matches("DISPUTE_EVENT_KIND_")))
-}
-
-fn event_kind_to_proto(k: EventKind) -> pb::DisputeEventKind {
-    pb::DisputeEventKind::from_str_name(&format!("DISPUTE_EVENT_KIND_{}", k.as_str())).unwrap_or_default()
-}
+proto_enum_map!(stage, stage_to_proto, pb::DisputeStage, Stage, "DISPUTE_STAGE_");
+proto_enum_map!(forum, forum_to_proto, pb::DisputeForum, Forum, "DISPUTE_FORUM_");
+proto_enum_map!(event_kind, event_kind_to_proto, pb::DisputeEventKind, EventKind, "DISPUTE_EVENT_KIND_");
 
 /// The client-set fields of a dispute, validated, with the rules between
 /// fields applied; violations are named `{prefix}.{field}`.
@@ -85,8 +60,8 @@ pub fn dispute_to_proto(d: &Dispute) -> pb::Dispute {
         complainant: s.complainant.to_string(),
         respondent: s.respondent.to_string(),
         third_parties: s.third_parties.iter().map(ToString::to_string).collect(),
-        forum: forum_to_proto(s.forum).into(),
-        stage: stage_to_proto(d.stage).into(),
+        forum: forum_to_proto(s.forum),
+        stage: stage_to_proto(d.stage),
         hs_codes: s.hs_codes.iter().map(ToString::to_string).collect(),
         measure_ids: s.measure_ids.iter().map(ToString::to_string).collect(),
         legal_basis: s.legal_basis.clone(),
@@ -103,10 +78,10 @@ pub fn event_to_proto(e: &Event) -> pb::DisputeEvent {
     pb::DisputeEvent {
         id: e.id.to_string(),
         dispute_id: e.dispute_id.to_string(),
-        kind: event_kind_to_proto(e.kind).into(),
+        kind: event_kind_to_proto(e.kind),
         occurred_on: format_date(e.occurred_on),
-        from_stage: e.from_stage.map(stage_to_proto).unwrap_or_default().into(),
-        to_stage: e.to_stage.map(stage_to_proto).unwrap_or_default().into(),
+        from_stage: e.from_stage.map_or(0, stage_to_proto),
+        to_stage: e.to_stage.map_or(0, stage_to_proto),
         description: e.description.clone(),
         create_time: Some(timestamp(e.create_time)),
     }

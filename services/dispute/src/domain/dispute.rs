@@ -4,63 +4,33 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tradewatch_common::{
     Error, Result,
     error::FieldViolation,
+    named_enum,
     types::{Economy, HsCode, format_date},
 };
 use uuid::Uuid;
 
 use super::Stage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Forum {
-    Wto,
-    Bilateral,
-    FreeTradeAgreement,
-    DomesticTradeRemedy,
-}
-
-impl Forum {
-    pub const ALL: [Self; 4] = [Self::Wto, Self::Bilateral, Self::FreeTradeAgreement, Self::DomesticTradeRemedy];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Wto => "WTO",
-            Self::Bilateral => "BILATERAL",
-            Self::FreeTradeAgreement => "FREE_TRADE_AGREEMENT",
-            Self::DomesticTradeRemedy => "DOMESTIC_TRADE_REMEDY",
-        }
+named_enum!(
+    pub enum Forum {
+        Wto => "WTO",
+        Bilateral => "BILATERAL",
+        FreeTradeAgreement => "FREE_TRADE_AGREEMENT",
+        DomesticTradeRemedy => "DOMESTIC_TRADE_REMEDY",
     }
+);
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == s)
+named_enum!(
+    pub enum EventKind {
+        Created => "CREATED",
+        StageChanged => "STAGE_CHANGED",
+        Note => "NOTE",
+        Filing => "FILING",
+        Hearing => "HEARING",
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Created,
-    StageChanged,
-    Note,
-    Filing,
-    Hearing,
-}
+);
 
 impl EventKind {
-    pub const ALL: [Self; 5] = [Self::Created, Self::StageChanged, Self::Note, Self::Filing, Self::Hearing];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "CREATED",
-            Self::StageChanged => "STAGE_CHANGED",
-            Self::Note => "NOTE",
-            Self::Filing => "FILING",
-            Self::Hearing => "HEARING",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// Kinds a client may record; the others are written by the service.
     pub fn is_recordable(self) -> bool {
         matches!(self, Self::Note | Self::Filing | Self::Hearing)

@@ -2,44 +2,28 @@
 //! WTO dispute settlement process. One table serves `AdvanceDispute` and the
 //! `ILLEGAL_STAGE_TRANSITION` error's list of legal next stages.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stage {
-    Consultations,
-    PanelEstablished,
-    PanelComposed,
-    PanelSuspended,
-    PanelReportCirculated,
-    Appealed,
-    AppealArbitration,
-    ReportAdopted,
-    Compliance,
-    RetaliationAuthorized,
-    Settled,
-    Withdrawn,
-    Lapsed,
-    Concluded,
-}
+tradewatch_common::named_enum!(
+    pub enum Stage {
+        Consultations => "CONSULTATIONS",
+        PanelEstablished => "PANEL_ESTABLISHED",
+        PanelComposed => "PANEL_COMPOSED",
+        PanelSuspended => "PANEL_SUSPENDED",
+        PanelReportCirculated => "PANEL_REPORT_CIRCULATED",
+        Appealed => "APPEALED",
+        AppealArbitration => "APPEAL_ARBITRATION",
+        ReportAdopted => "REPORT_ADOPTED",
+        Compliance => "COMPLIANCE",
+        RetaliationAuthorized => "RETALIATION_AUTHORIZED",
+        Settled => "SETTLED",
+        Withdrawn => "WITHDRAWN",
+        Lapsed => "LAPSED",
+        Concluded => "CONCLUDED",
+    }
+);
 
 use Stage::*;
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
-        Consultations,
-        PanelEstablished,
-        PanelComposed,
-        PanelSuspended,
-        PanelReportCirculated,
-        Appealed,
-        AppealArbitration,
-        ReportAdopted,
-        Compliance,
-        RetaliationAuthorized,
-        Settled,
-        Withdrawn,
-        Lapsed,
-        Concluded,
-    ];
-
     /// The stages a dispute may move to from this one: the whole table.
     pub fn next(self) -> &'static [Stage] {
         match self {
@@ -66,33 +50,9 @@ impl Stage {
         self.next().is_empty()
     }
 
-    /// The stored name, the proto enum value without its prefix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Consultations => "CONSULTATIONS",
-            PanelEstablished => "PANEL_ESTABLISHED",
-            PanelComposed => "PANEL_COMPOSED",
-            PanelSuspended => "PANEL_SUSPENDED",
-            PanelReportCirculated => "PANEL_REPORT_CIRCULATED",
-            Appealed => "APPEALED",
-            AppealArbitration => "APPEAL_ARBITRATION",
-            ReportAdopted => "REPORT_ADOPTED",
-            Compliance => "COMPLIANCE",
-            RetaliationAuthorized => "RETALIATION_AUTHORIZED",
-            Settled => "SETTLED",
-            Withdrawn => "WITHDRAWN",
-            Lapsed => "LAPSED",
-            Concluded => "CONCLUDED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// The terminal stages, for the open/closed filter.
     pub fn terminal() -> impl Iterator<Item = Stage> {
-        Self::ALL.into_iter().filter(|s| s.is_terminal())
+        Self::ALL.iter().copied().filter(|s| s.is_terminal())
     }
 }
 
@@ -142,8 +102,8 @@ mod tests {
     #[test]
     fn every_pair_of_stages_is_legal_exactly_as_the_table_says() {
         let mut checked = 0;
-        for from in Stage::ALL {
-            for to in Stage::ALL {
+        for &from in Stage::ALL {
+            for &to in Stage::ALL {
                 assert_eq!(from.can_move_to(to), LEGAL.contains(&(from, to)), "{from:?} -> {to:?}");
                 checked += 1;
             }
@@ -162,7 +122,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in Stage::ALL {
+        for &s in Stage::ALL {
             assert_eq!(Stage::parse(s.as_str()), Some(s));
         }
     }

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use tradewatch_common::{
     proto::{common as cpb, tariff as pb},
+    proto_enum_map,
     types::{
         Economy, HsCode, Money, format_date, format_decimal, parse_currency, parse_date, parse_non_negative,
         parse_positive,
@@ -17,42 +18,8 @@ use crate::domain::{
 
 pub use tradewatch_common::types::timestamp;
 
-pub fn kind_to_proto(k: MeasureKind) -> pb::MeasureKind {
-    match k {
-        MeasureKind::Mfn => pb::MeasureKind::Mfn,
-        MeasureKind::Preferential => pb::MeasureKind::Preferential,
-        MeasureKind::Surtax => pb::MeasureKind::Surtax,
-        MeasureKind::Retaliatory => pb::MeasureKind::Retaliatory,
-        MeasureKind::AntiDumping => pb::MeasureKind::AntiDumping,
-        MeasureKind::Countervailing => pb::MeasureKind::Countervailing,
-        MeasureKind::Safeguard => pb::MeasureKind::Safeguard,
-        MeasureKind::TariffRateQuota => pb::MeasureKind::TariffRateQuota,
-    }
-}
-
-/// The domain kind of a proto enum number, if it names one.
-pub fn kind(raw: i32) -> Option<MeasureKind> {
-    pb::MeasureKind::try_from(raw)
-        .ok()
-        .and_then(|k| MeasureKind::parse(k.as_str_name().trim_start_matches("MEASURE_KIND_")))
-}
-
-pub fn status_to_proto(s: MeasureStatus) -> pb::MeasureStatus {
-    match s {
-        MeasureStatus::Announced => pb::MeasureStatus::Announced,
-        MeasureStatus::InForce => pb::MeasureStatus::InForce,
-        MeasureStatus::Suspended => pb::MeasureStatus::Suspended,
-        MeasureStatus::Expired => pb::MeasureStatus::Expired,
-        MeasureStatus::Revoked => pb::MeasureStatus::Revoked,
-    }
-}
-
-/// The domain status of a proto enum number, if it names one.
-pub fn status(raw: i32) -> Option<MeasureStatus> {
-    pb::MeasureStatus::try_from(raw)
-        .ok()
-        .and_then(|s| MeasureStatus::parse(s.as_str_name().trim_start_matches("MEASURE_STATUS_")))
-}
+proto_enum_map!(kind, kind_to_proto, pb::MeasureKind, MeasureKind, "MEASURE_KIND_");
+proto_enum_map!(status, status_to_proto, pb::MeasureStatus, MeasureStatus, "MEASURE_STATUS_");
 
 fn optional_date(v: &mut Violations, field: &str, s: &str) -> Option<Option<NaiveDate>> {
     if s.is_empty() { Some(None) } else { v.check(field, parse_date(s)).map(Some) }
@@ -137,7 +104,7 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
         title: s.title.clone(),
         imposing_economy: s.imposing_economy.to_string(),
         target_economies: s.target_economies.iter().map(ToString::to_string).collect(),
-        kind: kind_to_proto(s.kind).into(),
+        kind: kind_to_proto(s.kind),
         hs_codes: s.hs_codes.iter().map(ToString::to_string).collect(),
         excluded_hs_codes: s.excluded_hs_codes.iter().map(ToString::to_string).collect(),
         ad_valorem_percent: format_decimal(s.ad_valorem_percent),
@@ -151,7 +118,7 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
         announced_on: s.announced_on.map(format_date).unwrap_or_default(),
         effective_from: format_date(s.effective_from),
         effective_to: s.effective_to.map(format_date).unwrap_or_default(),
-        status: status_to_proto(m.status_on(today)).into(),
+        status: status_to_proto(m.status_on(today)),
         quota: s.quota.as_ref().map(|q| pb::Quota {
             quantity: format_decimal(q.quantity),
             unit: q.unit.clone(),
@@ -170,7 +137,7 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
 pub fn change_to_proto(c: &StatusChange) -> pb::MeasureStatusChange {
     pb::MeasureStatusChange {
         measure_id: c.measure_id.to_string(),
-        status: status_to_proto(c.status).into(),
+        status: status_to_proto(c.status),
         effective_on: format_date(c.effective_on),
         reason: c.reason.clone(),
         change_time: Some(timestamp(c.change_time)),
@@ -180,7 +147,7 @@ pub fn change_to_proto(c: &StatusChange) -> pb::MeasureStatusChange {
 fn line_to_proto(l: &DutyLine) -> pb::AppliedDuty {
     pb::AppliedDuty {
         measure_id: l.measure_id.to_string(),
-        kind: kind_to_proto(l.kind).into(),
+        kind: kind_to_proto(l.kind),
         matched_hs_code: l.matched_hs_code.to_string(),
         ad_valorem_percent: format_decimal(l.ad_valorem_percent),
         amount: Some((&l.amount).into()),

@@ -5,53 +5,26 @@ use rust_decimal::Decimal;
 use tradewatch_common::{
     Error, Result,
     error::FieldViolation,
+    named_enum,
     types::{Economy, HsCode, Money, format_date, format_decimal},
 };
 use uuid::Uuid;
 
-/// What a measure is, which decides how it takes part in duty resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MeasureKind {
-    Mfn,
-    Preferential,
-    Surtax,
-    Retaliatory,
-    AntiDumping,
-    Countervailing,
-    Safeguard,
-    TariffRateQuota,
-}
+named_enum!(
+    /// What a measure is, which decides how it takes part in duty resolution.
+    pub enum MeasureKind {
+        Mfn => "MFN",
+        Preferential => "PREFERENTIAL",
+        Surtax => "SURTAX",
+        Retaliatory => "RETALIATORY",
+        AntiDumping => "ANTI_DUMPING",
+        Countervailing => "COUNTERVAILING",
+        Safeguard => "SAFEGUARD",
+        TariffRateQuota => "TARIFF_RATE_QUOTA",
+    }
+);
 
 impl MeasureKind {
-    pub const ALL: [Self; 8] = [
-        Self::Mfn,
-        Self::Preferential,
-        Self::Surtax,
-        Self::Retaliatory,
-        Self::AntiDumping,
-        Self::Countervailing,
-        Self::Safeguard,
-        Self::TariffRateQuota,
-    ];
-
-    /// The stored name, the proto enum value without its prefix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mfn => "MFN",
-            Self::Preferential => "PREFERENTIAL",
-            Self::Surtax => "SURTAX",
-            Self::Retaliatory => "RETALIATORY",
-            Self::AntiDumping => "ANTI_DUMPING",
-            Self::Countervailing => "COUNTERVAILING",
-            Self::Safeguard => "SAFEGUARD",
-            Self::TariffRateQuota => "TARIFF_RATE_QUOTA",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// MFN and preferential rates form the base (rule 1).
     pub fn is_base(self) -> bool {
         matches!(self, Self::Mfn | Self::Preferential)
@@ -63,33 +36,16 @@ impl MeasureKind {
     }
 }
 
-/// A measure's status on a given day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MeasureStatus {
-    Announced,
-    InForce,
-    Suspended,
-    Expired,
-    Revoked,
-}
-
-impl MeasureStatus {
-    pub const ALL: [Self; 5] = [Self::Announced, Self::InForce, Self::Suspended, Self::Expired, Self::Revoked];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Announced => "ANNOUNCED",
-            Self::InForce => "IN_FORCE",
-            Self::Suspended => "SUSPENDED",
-            Self::Expired => "EXPIRED",
-            Self::Revoked => "REVOKED",
-        }
+named_enum!(
+    /// A measure's status on a given day.
+    pub enum MeasureStatus {
+        Announced => "ANNOUNCED",
+        InForce => "IN_FORCE",
+        Suspended => "SUSPENDED",
+        Expired => "EXPIRED",
+        Revoked => "REVOKED",
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+);
 
 /// A duty of a fixed amount per unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,10 +340,10 @@ pub(crate) mod tests {
 
     #[test]
     fn kinds_and_statuses_round_trip_their_names() {
-        for k in MeasureKind::ALL {
+        for &k in MeasureKind::ALL {
             assert_eq!(MeasureKind::parse(k.as_str()), Some(k));
         }
-        for s in MeasureStatus::ALL {
+        for &s in MeasureStatus::ALL {
             assert_eq!(MeasureStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(MeasureKind::parse("UNSPECIFIED"), None);
