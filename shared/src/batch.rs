@@ -38,6 +38,23 @@ pub fn in_request_order<T: Clone>(
     Ok(ids.iter().filter_map(|id| found.iter().find(|f| id_of(f) == *id).cloned()).collect())
 }
 
+/// Refuses a batched answer that would not fit in one message: a batch
+/// cannot be continued like a page, so the caller asks for fewer ids.
+pub fn check_size<P: prost::Message>(resource: &'static str, items: &[P], budget: usize) -> Result<()> {
+    let size: usize = items.iter().map(|m| m.encoded_len() + 6).sum();
+    if size > budget {
+        return Err(Error::out_of_range(
+            "RESPONSE_TOO_LARGE",
+            format!(
+                "these {} {resource}s take {size} bytes, more than one message carries; ask for fewer ids",
+                items.len()
+            ),
+        )
+        .with_metadata("max_bytes", budget.to_string()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

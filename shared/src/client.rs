@@ -31,22 +31,28 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Deadline(Option<Instant>);
 
 impl Deadline {
-    /// The deadline of an incoming request.
+    /// The deadline of an incoming request: the one the server's guard set
+    /// (the shorter of the caller's `grpc-timeout` and the server's own
+    /// limit), else the caller's.
     pub fn of<T>(request: &Request<T>) -> Self {
-        Self::from_metadata(request.metadata())
+        match request.extensions().get::<Deadline>() {
+            Some(deadline) => *deadline,
+            None => Self::from_metadata(request.metadata()),
+        }
     }
 
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
         let timeout = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-        Self(timeout.map(|t| Instant::now() + t))
+        Self(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
     pub fn none() -> Self {
         Self(None)
     }
 
+    /// `d` from now; a `d` too large for the clock is no deadline.
     pub fn after(d: Duration) -> Self {
-        Self(Some(Instant::now() + d))
+        Self(Instant::now().checked_add(d))
     }
 
     fn remaining(&self) -> Option<Duration> {
@@ -54,9 +60,16 @@ impl Deadline {
     }
 }
 
-/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+/// `grpc-timeout` as the gRPC spec writes it: 1 to 8 ASCII digits and a
+/// unit (H, M, S, m, u, n). Anything else is no timeout at all.
+pub fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+    if !s.is_ascii() {
+        return None;
+    }
     let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.checked_mul(3600)?),
@@ -259,6 +272,20 @@ mod tests {
         assert_eq!(parse_grpc_timeout("5"), None);
         assert_eq!(parse_grpc_timeout(""), None);
         assert_eq!(parse_grpc_timeout("xS"), None);
+        assert_eq!(parse_grpc_timeout("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)));
+        for hostile in ["18446744073709551615S", "123456789S", "-1S", "+1S", "1 S", "S", "1s", "é"] {
+            assert_eq!(parse_grpc_timeout(hostile), None, "{hostile}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_grpc_timeout_is_no_deadline_and_no_panic() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("grpc-timeout", tonic::metadata::MetadataValue::from_static("18446744073709551615S"));
+        assert!(Deadline::from_metadata(&metadata).remaining().is_none());
+        metadata.insert("grpc-timeout", tonic::metadata::MetadataValue::from_static("99999999H"));
+        let _ = Deadline::from_metadata(&metadata);
+        let _ = Deadline::after(Duration::MAX);
     }
 
     #[tokio::test]

@@ -32,11 +32,23 @@ pub struct ServerSettings {
     pub drain_timeout_secs: u64,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// The deadline of every call, unless the caller's `grpc-timeout` is
+    /// shorter: DEADLINE_EXCEEDED past it.
+    pub request_timeout_ms: u64,
+    /// Calls served at once by the process; more are UNAVAILABLE with reason
+    /// `OVERLOADED`. Health and reflection are never counted nor shed.
+    pub max_in_flight: usize,
+    /// Concurrent HTTP/2 streams one connection may open.
+    pub max_concurrent_streams: u32,
 }
 
 impl ServerSettings {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 }
 
@@ -52,6 +64,13 @@ pub struct DatabaseSettings {
     pub migrate_on_start: bool,
     /// How long a call waits for a pooled connection before UNAVAILABLE.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of serving connections: a statement
+    /// running longer is cancelled (UNAVAILABLE). Migrations run without it.
+    pub statement_timeout_ms: u64,
+    /// How long a write waits for a lock another write holds: PostgreSQL's
+    /// `lock_timeout` (then ABORTED) and SQLite's busy timeout (then
+    /// UNAVAILABLE). Both are safe to retry.
+    pub lock_timeout_ms: u64,
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -62,6 +81,8 @@ impl fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("lock_timeout_ms", &self.lock_timeout_ms)
             .finish()
     }
 }
@@ -152,6 +173,21 @@ impl Settings {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return bad("database.url", format!("{:?} is neither sqlite:… nor postgres://…", redact_url(url)));
         }
+        if self.server.request_timeout_ms == 0 {
+            return bad("server.request_timeout_ms", "must be greater than zero".into());
+        }
+        if self.server.max_in_flight == 0 {
+            return bad("server.max_in_flight", "must be at least 1".into());
+        }
+        if self.server.max_concurrent_streams == 0 {
+            return bad("server.max_concurrent_streams", "must be at least 1".into());
+        }
+        if self.database.lock_timeout_ms == 0 {
+            return bad("database.lock_timeout_ms", "must be greater than zero".into());
+        }
+        if self.database.statement_timeout_ms == 0 {
+            return bad("database.statement_timeout_ms", "must be greater than zero".into());
+        }
         if self.database.max_connections == Some(0) {
             return bad("database.max_connections", "must be at least 1".into());
         }
@@ -185,9 +221,14 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("server.port", i64::from(service.default_port).into()),
         ("server.drain_timeout_secs", 20_i64.into()),
         ("server.max_message_bytes", (4_i64 * 1024 * 1024).into()),
+        ("server.request_timeout_ms", 30_000_i64.into()),
+        ("server.max_in_flight", 1_024_i64.into()),
+        ("server.max_concurrent_streams", 200_i64.into()),
         ("database.url", format!("sqlite://var/{}.db?mode=rwc", service.name).into()),
         ("database.migrate_on_start", true.into()),
         ("database.acquire_timeout_ms", 5_000_i64.into()),
+        ("database.statement_timeout_ms", 15_000_i64.into()),
+        ("database.lock_timeout_ms", 3_000_i64.into()),
         ("peers.tariff_url", "http://127.0.0.1:50052".into()),
         ("peers.dispute_url", "http://127.0.0.1:50051".into()),
         ("peers.timeout_ms", 5_000_i64.into()),

@@ -5,16 +5,28 @@
 use std::{path::Path, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseSettings;
 
-/// Opens the pool. A SQLite file's folder is made if missing.
+/// What a pool is for: serving calls runs under the statement timeout;
+/// migrations do not (an index build may take longer than any call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Serve,
+    Migrate,
+}
+
+/// Opens the pool for serving. A SQLite file's folder is made if missing.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    connect_for(settings, Purpose::Serve).await
+}
+
+async fn connect_for(settings: &DatabaseSettings, purpose: Purpose) -> Result<DatabaseConnection, DbErr> {
     let url = settings.url.as_str();
     let sqlite = url.starts_with("sqlite:");
     if sqlite {
@@ -29,14 +41,21 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     if sqlite {
         // WAL lets readers run beside the one writer; write transactions
         // begin IMMEDIATE (see `begin_write`), so busy_timeout covers waits.
-        opt.max_connections(settings.max_connections.unwrap_or(4)).min_connections(1).map_sqlx_sqlite_opts(|o| {
+        let busy = Duration::from_millis(settings.lock_timeout_ms);
+        opt.max_connections(settings.max_connections.unwrap_or(4)).min_connections(1).map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(busy)
                 .foreign_keys(true)
         });
     } else {
-        opt.max_connections(settings.max_connections.unwrap_or(10)).min_connections(1);
+        // Every session waits at most this long for a row lock, and runs no
+        // statement longer than this: one stuck writer cannot drain the pool.
+        let statement = if purpose == Purpose::Serve { settings.statement_timeout_ms } else { 0 };
+        let lock = settings.lock_timeout_ms;
+        opt.max_connections(settings.max_connections.unwrap_or(10)).min_connections(1).map_sqlx_postgres_opts(
+            move |o| o.options([("statement_timeout", statement.to_string()), ("lock_timeout", lock.to_string())]),
+        );
     }
     Database::connect(opt).await
 }
@@ -67,7 +86,7 @@ pub async fn open<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<Datab
 
 /// `<service>-service migrate`: brings the schema up to date and closes.
 pub async fn migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<(), DbErr> {
-    let db = connect(settings).await?;
+    let db = connect_for(settings, Purpose::Migrate).await?;
     M::up(&db, None).await?;
     tracing::info!(applied = M::migrations().len(), "schema up to date");
     db.close().await
@@ -84,6 +103,30 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// Rows one multi-row INSERT carries: far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters for any of our tables.
+pub const INSERT_CHUNK_ROWS: usize = 500;
+
+/// Ids one `IN (…)` list carries.
+pub const ID_CHUNK: usize = 500;
+
+/// Inserts `rows` in statements of at most [`INSERT_CHUNK_ROWS`] rows, so no
+/// request can reach a bind-parameter limit. Nothing to insert is no
+/// statement at all.
+pub async fn insert_chunked<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait + Send,
+{
+    let mut rows = rows.into_iter();
+    loop {
+        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK_ROWS).collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        A::Entity::insert_many(chunk).exec_without_returning(conn).await?;
+    }
+}
+
 /// Whether `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
@@ -94,9 +137,28 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.ping().await
 }
 
-/// The backend of a connection, for the few statements that differ.
-pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
-    db.get_database_backend()
+/// A custom SQL expression written with `?` placeholders, bound to
+/// `values` in order, on either backend: PostgreSQL numbers its placeholders
+/// (`$1`, `$2`, …), SQLite takes `?`. The SQL must hold no other `?`.
+pub fn custom_expr(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::sea_query::SimpleExpr {
+    let sql = match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 8);
+            for (i, part) in sql.split('?').enumerate() {
+                if i > 0 {
+                    numbered.push_str(&format!("${i}"));
+                }
+                numbered.push_str(part);
+            }
+            numbered
+        }
+        _ => sql.to_owned(),
+    };
+    sea_orm::sea_query::Expr::cust_with_values(sql, values)
 }
 
 /// A list stored comma-joined in one column (economies, HS codes, ids: none

@@ -59,15 +59,33 @@ impl Error {
 
     /// INVALID_ARGUMENT naming every bad field.
     pub fn invalid(violations: Vec<FieldViolation>) -> Self {
-        let message = match violations.as_slice() {
-            [one] => format!("{}: {}", one.field, one.description),
+        Self::invalid_with_omitted(violations, 0)
+    }
+
+    /// INVALID_ARGUMENT naming the bad fields listed, and counting the
+    /// `omitted` ones past the listing limit ("…and N more"). The message
+    /// spells out the first few; the BadRequest details list all of them.
+    pub fn invalid_with_omitted(violations: Vec<FieldViolation>, omitted: usize) -> Self {
+        const IN_MESSAGE: usize = 5;
+        let total = violations.len() + omitted;
+        let mut message = match violations.as_slice() {
+            [one] if omitted == 0 => format!("{}: {}", one.field, one.description),
             many => format!(
-                "{} invalid fields: {}",
-                many.len(),
-                many.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+                "{total} invalid fields: {}",
+                many.iter()
+                    .take(IN_MESSAGE)
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         };
+        if total > IN_MESSAGE.min(violations.len()) && total > 1 {
+            message.push_str(&format!("; …and {} more", total - IN_MESSAGE.min(violations.len())));
+        }
         let mut err = Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message);
+        if omitted > 0 {
+            err = err.with_metadata("omitted_violations", omitted.to_string());
+        }
         err.0.violations = violations;
         err
     }
@@ -98,9 +116,13 @@ impl Error {
 
     /// ALREADY_EXISTS: another `resource` already has this `field`.
     pub fn already_exists(resource: &'static str, field: &str, value: &str) -> Self {
-        Self::new(Code::AlreadyExists, "ALREADY_EXISTS", format!("a {resource} with {field} {value:?} already exists"))
-            .with_metadata("resource", resource)
-            .with_metadata("field", field)
+        Self::new(
+            Code::AlreadyExists,
+            "ALREADY_EXISTS",
+            format!("a {resource} with {field} {} already exists", crate::types::quote(value)),
+        )
+        .with_metadata("resource", resource)
+        .with_metadata("field", field)
     }
 
     /// FAILED_PRECONDITION with a stable reason such as `ILLEGAL_STAGE_TRANSITION`.
@@ -120,6 +142,23 @@ impl Error {
     /// RESOURCE_EXHAUSTED, for instance a quota with no room.
     pub fn resource_exhausted(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(Code::ResourceExhausted, reason, message)
+    }
+
+    /// OUT_OF_RANGE: the request asks past what the service can answer.
+    pub fn out_of_range(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::OutOfRange, reason, message)
+    }
+
+    /// ABORTED: a concurrent write got in the way; retrying the same request
+    /// is safe.
+    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::Aborted, reason, message)
+    }
+
+    /// DEADLINE_EXCEEDED: the call's deadline passed before it finished; what
+    /// it would have written is rolled back.
+    pub fn deadline_exceeded(message: impl Into<String>) -> Self {
+        Self::new(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message)
     }
 
     /// UNAVAILABLE: a database or a called service is down; safe to retry.
@@ -168,29 +207,85 @@ impl Error {
     }
 }
 
-/// Whether a database error means the database cannot be reached (so the
-/// caller may retry), rather than that a statement failed.
-fn is_outage(err: &sea_orm::DbErr) -> bool {
+/// What a database error means to the caller, when it is not a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DbCondition {
+    /// The database cannot be reached or is restarting: UNAVAILABLE.
+    Unreachable,
+    /// SQLite's write lock stayed taken past the busy timeout: UNAVAILABLE.
+    Busy,
+    /// A statement ran past the statement timeout: UNAVAILABLE.
+    Timeout,
+    /// A row lock stayed held past the lock timeout: ABORTED.
+    LockTimeout,
+    /// A deadlock or a serialization failure: ABORTED.
+    Conflict,
+}
+
+fn classify(err: &sea_orm::DbErr) -> Option<DbCondition> {
     use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            matches!(**e, Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed | Sqlx::Tls(_))
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) => return Some(DbCondition::Unreachable),
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return Some(DbCondition::Unreachable),
+        _ => return None,
+    };
+    match &**sqlx {
+        Sqlx::Io(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_) => Some(DbCondition::Unreachable),
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite's codes are numbers, the primary code in the low byte.
+            if let Ok(n) = code.parse::<u32>() {
+                return matches!(n & 0xff, 5 | 6).then_some(DbCondition::Busy);
+            }
+            match code.as_ref() {
+                "55P03" => Some(DbCondition::LockTimeout),
+                "40P01" | "40001" => Some(DbCondition::Conflict),
+                "57014" => Some(DbCondition::Timeout),
+                // Shutting down, restarting, too many connections, read-only
+                // after a failover, not accepting connections.
+                "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000" => Some(DbCondition::Unreachable),
+                c if c.starts_with("08") => Some(DbCondition::Unreachable),
+                _ => None,
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
-        match &err {
-            e if is_outage(e) => {
-                tracing::warn!(error = %err, "database unavailable");
+        let Some(condition) = classify(&err) else {
+            return Self::internal(err);
+        };
+        tracing::warn!(error = %err, ?condition, "database refused the call");
+        let e = match condition {
+            DbCondition::Unreachable => {
                 Self::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
-                    .with_source(err.into())
             }
-            _ => Self::internal(err),
-        }
+            DbCondition::Busy => {
+                Self::unavailable("DATABASE_BUSY", "the database is busy with other writes; retry later")
+            }
+            DbCondition::Timeout => {
+                Self::unavailable("DATABASE_TIMEOUT", "the database did not answer in time; retry later")
+            }
+            DbCondition::LockTimeout => Self::aborted(
+                "LOCK_TIMEOUT",
+                "another write holds this resource; nothing was written, retry the request",
+            ),
+            DbCondition::Conflict => Self::aborted(
+                "TRANSACTION_CONFLICT",
+                "a concurrent write conflicted; nothing was written, retry the request",
+            ),
+        };
+        e.with_source(err.into())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod etag;
+pub mod guard;
 pub mod idempotency;
 pub mod paging;
 pub mod proto;
@@ -18,6 +19,8 @@ pub mod telemetry;
 pub mod types;
 pub mod validate;
 
+#[cfg(feature = "testing")]
+pub mod arb;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -20,6 +20,8 @@ const VERSION: u8 = 1;
 const SEAL: &[u8] = b"tradewatch page token v1";
 const FINGERPRINT_LEN: usize = 8;
 const CHECKSUM_LEN: usize = 8;
+/// Our tokens hold a sort key of a few dozen bytes; anything longer is not one.
+const MAX_TOKEN_CHARS: usize = 512;
 
 /// One page to serve: at most `size` items after the cursor `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,36 @@ impl Page {
         Self { size, after, fingerprint }
     }
 
+    /// Cuts a page whose encoded messages would not fit in `budget` bytes
+    /// (see [`response_budget`]): the items that fit stay, at least one, and
+    /// `next_page_token` continues right after the last of them. A page is
+    /// never refused for its size; it is cut short and continued.
+    pub fn fit<P: prost::Message>(
+        &self,
+        items: &mut Vec<P>,
+        next_page_token: &mut String,
+        budget: usize,
+        cursor_of: impl Fn(&P) -> String,
+    ) {
+        let mut used = 0usize;
+        let mut keep = items.len();
+        for (i, item) in items.iter().enumerate() {
+            // A repeated field's element: its tag, its length and its bytes.
+            let len = item.encoded_len();
+            used = used.saturating_add(len + prost::length_delimiter_len(len) + 1);
+            if used > budget {
+                keep = i.max(1);
+                break;
+            }
+        }
+        if keep < items.len() {
+            items.truncate(keep);
+            if let Some(last) = items.last() {
+                *next_page_token = encode(&cursor_of(last), &self.fingerprint);
+            }
+        }
+    }
+
     /// How many rows to fetch: one more than the page, to know whether
     /// another page follows.
     pub fn fetch_limit(&self) -> u64 {
@@ -67,6 +99,12 @@ impl Page {
             (rows, String::new())
         }
     }
+}
+
+/// The bytes a list response may spend on its items under a message limit
+/// of `max_message_bytes`: the rest is room for the token and framing.
+pub fn response_budget(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_sub((max_message_bytes / 16).max(1024))
 }
 
 fn bad_cursor() -> Error {
@@ -119,6 +157,9 @@ fn encode(cursor: &str, fingerprint: &[u8; FINGERPRINT_LEN]) -> String {
 
 fn decode(token: &str, fingerprint: &[u8; FINGERPRINT_LEN]) -> Result<String, &'static str> {
     const INVALID: &str = "is not a page token this service issued";
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(INVALID);
+    }
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| INVALID)?;
     if bytes.len() < 1 + FINGERPRINT_LEN + CHECKSUM_LEN || bytes[0] != VERSION {
         return Err(INVALID);
@@ -176,6 +217,33 @@ mod tests {
             let (_, v) = page(bad, &filters("CAD"));
             assert!(!v.is_empty(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_page_too_large_for_one_message_is_cut_and_continued() {
+        let (first, _) = page("", &filters("CAD"));
+        let big = |n: usize| Money { currency_code: "CAD".into(), amount: n.to_string().repeat(100) };
+        let mut items = vec![big(1), big(2), big(3)];
+        let mut token = String::new();
+        first.fit(&mut items, &mut token, 250, |m| m.amount[..1].to_owned());
+        assert_eq!(items.len(), 2);
+        let (second, v) = page(&token, &filters("CAD"));
+        assert!(v.is_empty());
+        assert_eq!(second.after.as_deref(), Some("2"));
+        let mut one = vec![big(1), big(2)];
+        let mut token = String::new();
+        first.fit(&mut one, &mut token, 10, |m| m.amount[..1].to_owned());
+        assert_eq!(one.len(), 1, "at least one item is always served");
+        let mut small = vec![big(1)];
+        let mut token = String::new();
+        first.fit(&mut small, &mut token, 10_000, |m| m.amount.clone());
+        assert!(token.is_empty(), "a page that fits keeps its token");
+    }
+
+    #[test]
+    fn a_huge_token_is_refused_unread() {
+        let (_, v) = page(&"A".repeat(4_000_000), &filters("CAD"));
+        assert!(!v.is_empty());
     }
 
     #[test]

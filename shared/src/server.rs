@@ -1,6 +1,8 @@
 //! The one gRPC server every service runs: its API beside
 //! `grpc.health.v1.Health` and server reflection v1 and v1alpha, on one port,
-//! with message-size limits, a span per RPC and a graceful shutdown.
+//! with message-size limits, a span per RPC, the guard of [`crate::guard`]
+//! (deadline, calls in flight, caught panics), a bound on streams per
+//! connection, and a graceful shutdown.
 //!
 //! Health: `""` is SERVING while the process serves; the service's own name is
 //! SERVING only while its database answers (checked every few seconds), so a
@@ -17,9 +19,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::ServerSettings, db, proto, telemetry};
+use crate::{config::ServerSettings, db, guard::GuardLayer, proto, telemetry};
 
 const DB_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Headers of one call, bearer token included, fit well within this.
+const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
 
 /// A server bound to its port, not yet serving.
 pub struct GrpcServer {
@@ -86,11 +91,15 @@ impl GrpcServer {
 
         let max = self.settings.max_message_bytes;
         tracing::info!(address = %self.local_addr, service = service_name, max_message_bytes = max, "serving");
+        let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight);
         let serve = tonic::transport::Server::builder()
             .trace_fn(telemetry::rpc_span)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(self.settings.max_concurrent_streams)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .tcp_nodelay(true)
+            .layer(guard)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
         tokio::pin!(serve);

@@ -67,12 +67,17 @@ impl TestDatabase {
                 port: 0,
                 drain_timeout_secs: 5,
                 max_message_bytes: 4 * 1024 * 1024,
+                request_timeout_ms: 30_000,
+                max_in_flight: 1_024,
+                max_concurrent_streams: 200,
             },
             database: DatabaseSettings {
                 url: self.url.clone(),
                 max_connections: None,
                 migrate_on_start: true,
                 acquire_timeout_ms: 5_000,
+                statement_timeout_ms: 15_000,
+                lock_timeout_ms: 3_000,
             },
             peers: PeerSettings {
                 tariff_url: "http://127.0.0.1:1".into(),

@@ -9,6 +9,19 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+/// Most characters of a caller's value that an error message quotes.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// A caller's value as an error message quotes it: escaped, and cut to
+/// [`MAX_QUOTED_CHARS`] characters (then `…`), so no error echoes a huge
+/// or hostile value back whole.
+pub fn quote(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}…", &s[..end]),
+    }
+}
+
 /// An economy: an ISO 3166-1 alpha-3 country code, or `EUN` for the European
 /// Union as a customs union.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,7 +39,7 @@ impl Economy {
         {
             return Ok(Self(s.to_owned()));
         }
-        Err(format!("{s:?} is not an upper-case ISO 3166-1 alpha-3 code (such as CAN, CHN, USA) or EUN"))
+        Err(format!("{} is not an upper-case ISO 3166-1 alpha-3 code (such as CAN, CHN, USA) or EUN", quote(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -47,15 +60,19 @@ pub struct HsCode(String);
 
 impl HsCode {
     pub fn parse(s: &str) -> Result<Self, String> {
+        // Ten digits and their dots; anything longer is refused unread.
+        if s.len() > 20 {
+            return Err(format!("{} is not an HS code: 2, 4, 6, 8 or 10 digits", quote(s)));
+        }
         let digits: String = s.chars().filter(|c| *c != '.').collect();
         if digits.is_empty() {
             return Err("is required".into());
         }
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{s:?} is not an HS code: digits only, with optional dots"));
+            return Err(format!("{} is not an HS code: digits only, with optional dots", quote(s)));
         }
         if digits.len() < 2 || digits.len() > 10 || !digits.len().is_multiple_of(2) {
-            return Err(format!("{s:?} is not an HS code: 2, 4, 6, 8 or 10 digits"));
+            return Err(format!("{} is not an HS code: 2, 4, 6, 8 or 10 digits", quote(s)));
         }
         Ok(Self(digits))
     }
@@ -64,7 +81,7 @@ impl HsCode {
     pub fn parse_line(s: &str) -> Result<Self, String> {
         let code = Self::parse(s)?;
         if code.0.len() < 6 {
-            return Err(format!("{s:?} is too short to resolve a duty: give 6 to 10 digits"));
+            return Err(format!("{} is too short to resolve a duty: give 6 to 10 digits", quote(s)));
         }
         Ok(code)
     }
@@ -99,7 +116,7 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
         && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         Ok(d) if well_formed => Ok(d),
-        _ => Err(format!("{s:?} is not a date written YYYY-MM-DD")),
+        _ => Err(format!("{} is not a date written YYYY-MM-DD", quote(s))),
     }
 }
 
@@ -109,32 +126,85 @@ pub fn format_date(d: NaiveDate) -> String {
 }
 
 /// A decimal string such as `"6.1"`, `"-3"`, `"1250000.00"`: no exponent, no
-/// thousands separators, at most 28 significant digits.
+/// thousands separators, at most 28 significant digits. For values read back
+/// from storage; a caller's values go through [`parse_bounded`].
 pub fn parse_decimal(s: &str) -> Result<Decimal, String> {
     if s.is_empty() {
         return Err("is required (a decimal string such as \"6.1\")".into());
     }
     let plain = s.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
     if !plain || s.matches('.').count() > 1 || s.ends_with('.') || s.starts_with('.') || s == "-" {
-        return Err(format!("{s:?} is not a decimal string such as \"6.1\""));
+        return Err(format!("{} is not a decimal string such as \"6.1\"", quote(s)));
     }
-    Decimal::from_str(s).map_err(|_| format!("{s:?} is out of range for a decimal"))
+    // rust_decimal rounds digits past its 28th: refuse them instead.
+    let (int, frac) = s.trim_start_matches('-').split_once('.').unwrap_or((s.trim_start_matches('-'), ""));
+    if int.trim_start_matches('0').len() + frac.trim_end_matches('0').len() > 28 {
+        return Err(format!("{} has more digits than a decimal keeps", quote(s)));
+    }
+    Decimal::from_str(s).map_err(|_| format!("{} is out of range for a decimal", quote(s)))
 }
 
-/// A decimal that is zero or more.
-pub fn parse_non_negative(s: &str) -> Result<Decimal, String> {
-    let d = parse_decimal(s)?;
+/// What a caller's decimal may hold: how large, and how many decimal places.
+#[derive(Debug, Clone, Copy)]
+pub struct DecimalBounds {
+    /// Digits before the point of the largest value (15 for 10^15).
+    max_int_digits: usize,
+    /// The largest value, written out.
+    max: &'static str,
+    pub max_scale: usize,
+}
+
+impl DecimalBounds {
+    /// A percentage: 0 to 100,000, at most 6 decimal places.
+    pub const PERCENT: Self = Self { max_int_digits: 6, max: "100000", max_scale: 6 };
+    /// An amount of money: 0 to 10^15, at most 4 decimal places.
+    pub const MONEY: Self = Self { max_int_digits: 16, max: "1000000000000000", max_scale: 4 };
+    /// A quantity: 0 to 10^12, at most 4 decimal places.
+    pub const QUANTITY: Self = Self { max_int_digits: 13, max: "1000000000000", max_scale: 4 };
+
+    fn max(&self) -> Decimal {
+        Decimal::from_str(self.max).unwrap_or(Decimal::MAX)
+    }
+}
+
+/// A caller's decimal within `bounds`: zero or more, no larger than the
+/// bound, and no more decimal places than it keeps. Extra digits are refused,
+/// never rounded away; trailing zeros are not digits of the value.
+pub fn parse_bounded(s: &str, bounds: DecimalBounds) -> Result<Decimal, String> {
+    if s.len() > 64 {
+        return Err(format!("{} is too long for a decimal", quote(s)));
+    }
+    let plain = s.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
+    if s.is_empty() {
+        return Err("is required (a decimal string such as \"6.1\")".into());
+    }
+    if !plain || s.matches('.').count() > 1 || s.ends_with('.') || s.starts_with('.') || s == "-" {
+        return Err(format!("{} is not a decimal string such as \"6.1\"", quote(s)));
+    }
+    let unsigned = s.trim_start_matches('-');
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if frac.trim_end_matches('0').len() > bounds.max_scale {
+        return Err(format!("{} has more than {} decimal places", quote(s), bounds.max_scale));
+    }
+    let too_large = || format!("{} is larger than {}", quote(s), bounds.max);
+    if int.trim_start_matches('0').len() > bounds.max_int_digits {
+        return Err(too_large());
+    }
+    let d = Decimal::from_str(s).map_err(|_| too_large())?;
     if d.is_sign_negative() && !d.is_zero() {
-        return Err(format!("{s:?} must not be negative"));
+        return Err(format!("{} must not be negative", quote(s)));
     }
-    Ok(d)
+    if d > bounds.max() {
+        return Err(too_large());
+    }
+    Ok(d.normalize())
 }
 
-/// A decimal greater than zero.
-pub fn parse_positive(s: &str) -> Result<Decimal, String> {
-    let d = parse_decimal(s)?;
-    if d <= Decimal::ZERO {
-        return Err(format!("{s:?} must be greater than zero"));
+/// A caller's decimal within `bounds` that is also greater than zero.
+pub fn parse_bounded_positive(s: &str, bounds: DecimalBounds) -> Result<Decimal, String> {
+    let d = parse_bounded(s, bounds)?;
+    if d.is_zero() {
+        return Err(format!("{} must be greater than zero", quote(s)));
     }
     Ok(d)
 }
@@ -151,7 +221,7 @@ pub fn parse_currency(s: &str) -> Result<String, String> {
     } else if s.is_empty() {
         Err("is required (an ISO 4217 code such as CAD)".into())
     } else {
-        Err(format!("{s:?} is not an ISO 4217 currency code such as CAD"))
+        Err(format!("{} is not an ISO 4217 currency code such as CAD", quote(s)))
     }
 }
 
@@ -201,7 +271,7 @@ pub fn parse_id(s: &str) -> Result<Uuid, String> {
     if s.is_empty() {
         return Err("is required".into());
     }
-    Uuid::try_parse(s).map_err(|_| format!("{s:?} is not a UUID"))
+    Uuid::try_parse(s).map_err(|_| format!("{} is not a UUID", quote(s)))
 }
 
 /// An optional `request_id`: empty, or a UUID.
@@ -289,10 +359,47 @@ mod tests {
         {
             assert!(parse_decimal(bad).is_err(), "{bad}");
         }
-        assert!(parse_non_negative("-0.01").is_err());
-        assert!(parse_non_negative("0").is_ok());
-        assert!(parse_positive("0").is_err());
-        assert!(parse_positive("0.001").is_ok());
+        let long = format!("0.{}1", "0".repeat(40));
+        assert!(parse_decimal(&long).is_err(), "never rounded to zero");
+    }
+
+    #[test]
+    fn bounded_decimals_refuse_what_they_cannot_keep() {
+        use DecimalBounds as B;
+        assert_eq!(parse_bounded("6.1", B::PERCENT), Ok(Decimal::new(61, 1)));
+        assert_eq!(parse_bounded("100000", B::PERCENT), Ok(Decimal::new(100_000, 0)));
+        assert_eq!(parse_bounded("0.123456", B::PERCENT), Ok(Decimal::new(123_456, 6)));
+        assert_eq!(parse_bounded("1.5000000000", B::PERCENT), Ok(Decimal::new(15, 1)), "trailing zeros are no digits");
+        assert_eq!(parse_bounded("000012.5", B::PERCENT), Ok(Decimal::new(125, 1)));
+        assert_eq!(parse_bounded("1000000000000000", B::MONEY).map(format_decimal), Ok("1000000000000000".into()));
+        assert_eq!(parse_bounded("1000000000000", B::QUANTITY).map(format_decimal), Ok("1000000000000".into()));
+        for (bad, bounds) in [
+            ("100000.000001", B::PERCENT),
+            ("0.0000001", B::PERCENT),
+            ("79228162514264337593543950335", B::PERCENT),
+            ("79228162514264337593543950335", B::MONEY),
+            ("1000000000000000.0001", B::MONEY),
+            ("0.00001", B::MONEY),
+            ("1000000000000.0001", B::QUANTITY),
+            ("-0.01", B::MONEY),
+            ("", B::MONEY),
+            ("1e5", B::MONEY),
+        ] {
+            assert!(parse_bounded(bad, bounds).is_err(), "{bad}");
+        }
+        let hostile = format!("0.{}1", "0".repeat(10_000));
+        let err = parse_bounded(&hostile, B::MONEY).err().unwrap_or_default();
+        assert!(err.len() < 120, "the echo is cut: {err}");
+        assert!(parse_bounded_positive("0", B::QUANTITY).is_err());
+        assert!(parse_bounded_positive("0.0001", B::QUANTITY).is_ok());
+    }
+
+    #[test]
+    fn quotes_are_cut() {
+        assert_eq!(quote("CAN"), "\"CAN\"");
+        let q = quote(&"x".repeat(1_000_000));
+        assert!(q.chars().count() <= MAX_QUOTED_CHARS + 3, "{}", q.len());
+        assert_eq!(quote("a\0b"), "\"a\\0b\"");
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Application {
         let relay = tokio::spawn(relay.run(stopped, drain));
 
         let limit = self.settings.server.max_message_bytes;
-        let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), dispute, tariff, wake))
+        let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), dispute, tariff, wake, limit))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let shutdown = async move {

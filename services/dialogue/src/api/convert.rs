@@ -6,7 +6,7 @@ use tradewatch_common::{
     proto::dialogue as pb,
     proto_enum_map,
     types::{Economy, format_date, parse_date, parse_id},
-    validate::{Violations, required_enum},
+    validate::{Violations, limits, required_enum},
 };
 use uuid::Uuid;
 
@@ -45,12 +45,16 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
     let track = required_enum(v, &f("track"), s.track, track);
     let level = required_enum(v, &f("level"), s.level, level);
     let host_economy = v.check(f("host_economy"), Economy::parse(&s.host_economy));
-    let economies = v.check_each(&f("economies"), &s.economies, Economy::parse);
+    let economies = v.list(&f("economies"), &s.economies, limits::ECONOMIES, Economy::parse);
     let location = v.optional_text(&f("location"), &s.location, 200);
     let starts_on = v.check(f("starts_on"), parse_date(&s.starts_on));
     let ends_on = if s.ends_on.is_empty() { starts_on } else { v.check(f("ends_on"), parse_date(&s.ends_on)) };
-    let participants: Vec<Option<Participant>> = s
-        .participants
+    let participants: Vec<Option<Participant>> =
+        if v.count(&f("participants"), &s.participants, limits::PARTICIPANTS) {
+            s.participants.as_slice()
+        } else {
+            &[]
+        }
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -66,17 +70,19 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
             Some(Participant { name: name?, role: role?, organization: organization?, economy: economy? })
         })
         .collect();
-    let agenda: Vec<Option<AgendaItem>> = s
-        .agenda
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let topic = v.text(&f(&format!("agenda[{i}].topic")), &a.topic, 500);
-            let dispute_ids = v.check_each(&f(&format!("agenda[{i}].dispute_ids")), &a.dispute_ids, parse_id);
-            let measure_ids = v.check_each(&f(&format!("agenda[{i}].measure_ids")), &a.measure_ids, parse_id);
-            Some(AgendaItem { topic: topic?, dispute_ids, measure_ids })
-        })
-        .collect();
+    let agenda: Vec<Option<AgendaItem>> =
+        if v.count(&f("agenda"), &s.agenda, limits::AGENDA_ITEMS) { s.agenda.as_slice() } else { &[] }
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let topic = v.text(&f(&format!("agenda[{i}].topic")), &a.topic, 500);
+                let dispute_ids =
+                    v.list(&f(&format!("agenda[{i}].dispute_ids")), &a.dispute_ids, limits::LINKED_IDS, parse_id);
+                let measure_ids =
+                    v.list(&f(&format!("agenda[{i}].measure_ids")), &a.measure_ids, limits::LINKED_IDS, parse_id);
+                Some(AgendaItem { topic: topic?, dispute_ids, measure_ids })
+            })
+            .collect();
     let outcome_summary = v.optional_text(&f("outcome_summary"), &s.outcome_summary, 10_000);
     let source_url = v.url(&f("source_url"), &s.source_url);
     let spec = SessionSpec {
@@ -94,6 +100,24 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
         source_url: source_url?,
     };
     v.rules(prefix, spec, |s| s.violations())
+}
+
+/// The lists of a session within their limits, checked before any database
+/// work or peer call (an update's patch is merged and validated later).
+pub fn check_counts(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) {
+    v.count(&format!("{prefix}.economies"), &s.economies, limits::ECONOMIES);
+    v.count(&format!("{prefix}.participants"), &s.participants, limits::PARTICIPANTS);
+    if v.count(&format!("{prefix}.agenda"), &s.agenda, limits::AGENDA_ITEMS) {
+        for (i, a) in s.agenda.iter().enumerate() {
+            v.count(&format!("{prefix}.agenda[{i}].dispute_ids"), &a.dispute_ids, limits::LINKED_IDS);
+            v.count(&format!("{prefix}.agenda[{i}].measure_ids"), &a.measure_ids, limits::LINKED_IDS);
+        }
+    }
+}
+
+/// Whether an update mask may name `path`.
+pub fn is_updatable(path: &str) -> bool {
+    copy_updatable(path, &pb::DialogueSession::default(), &mut pb::DialogueSession::default())
 }
 
 pub fn session_to_proto(s: &Session) -> pb::DialogueSession {

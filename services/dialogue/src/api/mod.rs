@@ -15,11 +15,11 @@ use tradewatch_common::{
     client::{Deadline, Peer},
     etag,
     idempotency::{self, Key},
-    paging::Page,
+    paging::{self, Page},
     proto::dialogue::{self as pb, dialogue_service_server::DialogueService},
     today,
     types::{Economy, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    validate::{Violations, optional_enum, required_enum, update_mask},
 };
 use uuid::Uuid;
 
@@ -36,13 +36,21 @@ pub struct DialogueApi {
     tariff: Peer,
     /// Wakes the relay when an effect is queued.
     relay: Arc<Notify>,
+    /// What the items of one list page may take: under the message limit.
+    page_budget: usize,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
 impl DialogueApi {
-    pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, relay: Arc<Notify>) -> Self {
-        Self { db, dispute, tariff, relay }
+    pub fn new(
+        db: DatabaseConnection,
+        dispute: Peer,
+        tariff: Peer,
+        relay: Arc<Notify>,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self { db, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// Asks the dispute and tariff services, at once and in batches, whether
@@ -190,11 +198,10 @@ impl DialogueService for DialogueApi {
         let filters = pb::ListSessionsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (sessions, next_page_token) = store::list_sessions(&self.db, &filter, &page).await?;
-        Ok(Response::new(pb::ListSessionsResponse {
-            sessions: sessions.iter().map(session_to_proto).collect(),
-            next_page_token,
-        }))
+        let (sessions, mut next_page_token) = store::list_sessions(&self.db, &filter, &page).await?;
+        let mut sessions: Vec<_> = sessions.iter().map(session_to_proto).collect();
+        page.fit(&mut sessions, &mut next_page_token, self.page_budget, |s| s.id.clone());
+        Ok(Response::new(pb::ListSessionsResponse { sessions, next_page_token }))
     }
 
     async fn update_session(&self, request: Request<pb::UpdateSessionRequest>) -> Reply<pb::UpdateSessionResponse> {
@@ -205,21 +212,9 @@ impl DialogueService for DialogueApi {
             return Err(Error::invalid_field("session", "is required").into());
         };
         let id = id_field(&mut v, "session.id", &patch.id);
-        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add("update_mask", "names no field: list the fields to update");
-        }
-        let mut probe = pb::DialogueSession::default();
-        for (i, path) in paths.iter().enumerate() {
-            if !copy_updatable(path, &patch, &mut probe) {
-                let why = if path == "status" {
-                    "\"status\" changes only through SetSessionStatus".to_owned()
-                } else {
-                    format!("{path:?} is not an updatable field of a session")
-                };
-                v.add(format!("update_mask.paths[{i}]"), why);
-            }
-        }
+        let paths =
+            update_mask(&mut v, req.update_mask.as_ref(), "session", is_updatable, &[("status", "SetSessionStatus")]);
+        check_counts(&mut v, "session", &patch);
         let id = v.finish_with(id)?;
         // Links on a new agenda are checked before the transaction.
         if paths.iter().any(|p| p == "agenda") {
@@ -353,11 +348,10 @@ impl DialogueService for DialogueApi {
         let filters = pb::ListCommitmentsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (commitments, next_page_token) = store::list_commitments(&self.db, &filter, &page).await?;
-        Ok(Response::new(pb::ListCommitmentsResponse {
-            commitments: commitments.iter().map(commitment_to_proto).collect(),
-            next_page_token,
-        }))
+        let (commitments, mut next_page_token) = store::list_commitments(&self.db, &filter, &page).await?;
+        let mut commitments: Vec<_> = commitments.iter().map(commitment_to_proto).collect();
+        page.fit(&mut commitments, &mut next_page_token, self.page_budget, |c| c.id.clone());
+        Ok(Response::new(pb::ListCommitmentsResponse { commitments, next_page_token }))
     }
 
     async fn set_commitment_status(

@@ -65,20 +65,22 @@ async fn write_session_index(conn: &impl ConnectionTrait, s: &Session) -> Result
         .spec
         .economies
         .iter()
-        .map(|e| session_economy::ActiveModel { session_id: Set(s.id), economy: Set(e.to_string()) });
-    session_economy::Entity::insert_many(economies).exec_without_returning(conn).await?;
+        .map(|e| session_economy::ActiveModel { session_id: Set(s.id), economy: Set(e.to_string()) })
+        .collect();
+    db::insert_chunked(conn, economies).await?;
     let mut links: Vec<(&str, Uuid)> = s.spec.agenda_disputes().into_iter().map(|(_, id)| ("dispute", id)).collect();
     links.extend(s.spec.agenda_measures().into_iter().map(|(_, id)| ("measure", id)));
     links.sort();
     links.dedup();
-    if !links.is_empty() {
-        let rows = links.into_iter().map(|(kind, id)| session_link::ActiveModel {
+    let rows = links
+        .into_iter()
+        .map(|(kind, id)| session_link::ActiveModel {
             session_id: Set(s.id),
             kind: Set(kind.to_owned()),
             target_id: Set(id),
-        });
-        session_link::Entity::insert_many(rows).exec_without_returning(conn).await?;
-    }
+        })
+        .collect();
+    db::insert_chunked(conn, rows).await?;
     Ok(())
 }
 

@@ -8,4 +8,5 @@
 mod commitments;
 mod effects;
 mod helpers;
+mod hostile;
 mod sessions;

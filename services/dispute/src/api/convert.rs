@@ -6,7 +6,7 @@ use tradewatch_common::{
     proto::dispute as pb,
     proto_enum_map,
     types::{Economy, HsCode, format_date, parse_date, parse_id},
-    validate::{Violations, required_enum},
+    validate::{Violations, limits, required_enum},
 };
 
 use crate::domain::{Dispute, DisputeSpec, Event, EventKind, Forum, Stage};
@@ -26,10 +26,10 @@ pub fn dispute_spec(v: &mut Violations, prefix: &str, d: &pb::Dispute) -> Option
     let summary = v.optional_text(&f("summary"), &d.summary, 10_000);
     let complainant = v.check(f("complainant"), Economy::parse(&d.complainant));
     let respondent = v.check(f("respondent"), Economy::parse(&d.respondent));
-    let third_parties = v.check_each(&f("third_parties"), &d.third_parties, Economy::parse);
+    let third_parties = v.list(&f("third_parties"), &d.third_parties, limits::ECONOMIES, Economy::parse);
     let forum = required_enum(v, &f("forum"), d.forum, forum);
-    let hs_codes = v.check_each(&f("hs_codes"), &d.hs_codes, HsCode::parse);
-    let measure_ids = v.check_each(&f("measure_ids"), &d.measure_ids, parse_id);
+    let hs_codes = v.list(&f("hs_codes"), &d.hs_codes, limits::HS_CODES, HsCode::parse);
+    let measure_ids = v.list(&f("measure_ids"), &d.measure_ids, limits::LINKED_IDS, parse_id);
     let legal_basis = v.optional_text(&f("legal_basis"), &d.legal_basis, 2_000);
     let opened_on = v.check(f("opened_on"), parse_date(&d.opened_on));
     let source_url = v.url(&f("source_url"), &d.source_url);
@@ -85,6 +85,19 @@ pub fn event_to_proto(e: &Event) -> pb::DisputeEvent {
         description: e.description.clone(),
         create_time: Some(timestamp(e.create_time)),
     }
+}
+
+/// The lists of a dispute within their limits, checked before any database
+/// work or peer call (an update's patch is merged and validated later).
+pub fn check_counts(v: &mut Violations, prefix: &str, d: &pb::Dispute) {
+    v.count(&format!("{prefix}.third_parties"), &d.third_parties, limits::ECONOMIES);
+    v.count(&format!("{prefix}.hs_codes"), &d.hs_codes, limits::HS_CODES);
+    v.count(&format!("{prefix}.measure_ids"), &d.measure_ids, limits::LINKED_IDS);
+}
+
+/// Whether an update mask may name `path`.
+pub fn is_updatable(path: &str) -> bool {
+    copy_updatable(path, &pb::Dispute::default(), &mut pb::Dispute::default())
 }
 
 /// Copies the field named by an update-mask `path` from `from` into `into`;

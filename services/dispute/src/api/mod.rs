@@ -11,11 +11,11 @@ use tradewatch_common::{
     client::{self, Deadline, Peer},
     etag,
     idempotency::{self, Key},
-    paging::Page,
+    paging::{self, Page},
     proto::dispute::{self as pb, dispute_service_server::DisputeService},
     today,
     types::{Economy, HsCode, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    validate::{Violations, limits, optional_enum, required_enum, update_mask},
 };
 use uuid::Uuid;
 
@@ -29,11 +29,13 @@ use crate::{
 pub struct DisputeApi {
     db: DatabaseConnection,
     tariff: Peer,
+    /// What the items of one list page may take: under the message limit.
+    page_budget: usize,
 }
 
 impl DisputeApi {
-    pub fn new(db: DatabaseConnection, tariff: Peer) -> Self {
-        Self { db, tariff }
+    pub fn new(db: DatabaseConnection, tariff: Peer, max_message_bytes: usize) -> Self {
+        Self { db, tariff, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// INVALID_ARGUMENT naming `{field}[i]` for each measure the tariff
@@ -105,8 +107,9 @@ impl DisputeService for DisputeApi {
         let ids = batch::ids(&mut v, &req.ids);
         v.finish()?;
         let found = store::get_many(&self.db, &ids).await?;
-        let disputes =
+        let disputes: Vec<_> =
             batch::in_request_order("dispute", &ids, &found, |d| d.id)?.iter().map(dispute_to_proto).collect();
+        batch::check_size("dispute", &disputes, self.page_budget)?;
         Ok(Response::new(pb::BatchGetDisputesResponse { disputes }))
     }
 
@@ -129,11 +132,10 @@ impl DisputeService for DisputeApi {
         let filters = pb::ListDisputesRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (disputes, next_page_token) = store::list(&self.db, &filter, &page).await?;
-        Ok(Response::new(pb::ListDisputesResponse {
-            disputes: disputes.iter().map(dispute_to_proto).collect(),
-            next_page_token,
-        }))
+        let (disputes, mut next_page_token) = store::list(&self.db, &filter, &page).await?;
+        let mut disputes: Vec<_> = disputes.iter().map(dispute_to_proto).collect();
+        page.fit(&mut disputes, &mut next_page_token, self.page_budget, |d| d.id.clone());
+        Ok(Response::new(pb::ListDisputesResponse { disputes, next_page_token }))
     }
 
     async fn update_dispute(&self, request: Request<pb::UpdateDisputeRequest>) -> Reply<pb::UpdateDisputeResponse> {
@@ -144,23 +146,16 @@ impl DisputeService for DisputeApi {
             return Err(Error::invalid_field("dispute", "is required").into());
         };
         let id = id_field(&mut v, "dispute.id", &patch.id);
-        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add("update_mask", "names no field: list the fields to update");
-        }
-        let mut probe = pb::Dispute::default();
-        for (i, path) in paths.iter().enumerate() {
-            if !copy_updatable(path, &patch, &mut probe) {
-                let why = if path == "stage" {
-                    "\"stage\" changes only through AdvanceDispute".to_owned()
-                } else {
-                    format!("{path:?} is not an updatable field of a dispute")
-                };
-                v.add(format!("update_mask.paths[{i}]"), why);
-            }
-        }
+        let paths = update_mask(
+            &mut v,
+            req.update_mask.as_ref(),
+            "dispute",
+            is_updatable,
+            &[("stage", "AdvanceDispute"), ("closed_on", "AdvanceDispute")],
+        );
+        check_counts(&mut v, "dispute", &patch);
         let new_links = if paths.iter().any(|p| p == "measure_ids") {
-            v.check_each("dispute.measure_ids", &patch.measure_ids, parse_id)
+            v.list("dispute.measure_ids", &patch.measure_ids, limits::LINKED_IDS, parse_id)
         } else {
             vec![]
         };

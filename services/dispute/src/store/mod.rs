@@ -52,22 +52,20 @@ pub async fn insert(conn: &impl ConnectionTrait, d: &Dispute, created: &Event) -
 async fn write_links(conn: &impl ConnectionTrait, d: &Dispute) -> Result<()> {
     dispute_code::Entity::delete_many().filter(dispute_code::Column::DisputeId.eq(d.id)).exec(conn).await?;
     dispute_measure::Entity::delete_many().filter(dispute_measure::Column::DisputeId.eq(d.id)).exec(conn).await?;
-    if !d.spec.hs_codes.is_empty() {
-        let rows = d
-            .spec
-            .hs_codes
-            .iter()
-            .map(|c| dispute_code::ActiveModel { dispute_id: Set(d.id), hs_code: Set(c.to_string()) });
-        dispute_code::Entity::insert_many(rows).exec_without_returning(conn).await?;
-    }
-    if !d.spec.measure_ids.is_empty() {
-        let rows = d
-            .spec
-            .measure_ids
-            .iter()
-            .map(|m| dispute_measure::ActiveModel { dispute_id: Set(d.id), measure_id: Set(*m) });
-        dispute_measure::Entity::insert_many(rows).exec_without_returning(conn).await?;
-    }
+    let codes = d
+        .spec
+        .hs_codes
+        .iter()
+        .map(|c| dispute_code::ActiveModel { dispute_id: Set(d.id), hs_code: Set(c.to_string()) })
+        .collect();
+    db::insert_chunked(conn, codes).await?;
+    let measures = d
+        .spec
+        .measure_ids
+        .iter()
+        .map(|m| dispute_measure::ActiveModel { dispute_id: Set(d.id), measure_id: Set(*m) })
+        .collect();
+    db::insert_chunked(conn, measures).await?;
     Ok(())
 }
 

@@ -6,4 +6,5 @@
 
 mod disputes;
 mod helpers;
+mod hostile;
 mod stages;

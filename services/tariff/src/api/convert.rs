@@ -6,10 +6,10 @@ use tradewatch_common::{
     proto::{common as cpb, tariff as pb},
     proto_enum_map,
     types::{
-        Economy, HsCode, Money, format_date, format_decimal, parse_currency, parse_date, parse_non_negative,
-        parse_positive,
+        DecimalBounds, Economy, HsCode, Money, format_date, format_decimal, parse_bounded, parse_bounded_positive,
+        parse_currency, parse_date,
     },
-    validate::{Violations, required_enum},
+    validate::{Violations, limits, required_enum},
 };
 
 use crate::domain::{
@@ -32,7 +32,7 @@ pub fn money(v: &mut Violations, field: &str, m: Option<&cpb::Money>) -> Option<
         return None;
     };
     let currency = v.check(format!("{field}.currency_code"), parse_currency(&m.currency_code));
-    let amount = v.check(format!("{field}.amount"), parse_non_negative(&m.amount));
+    let amount = v.check(format!("{field}.amount"), parse_bounded(&m.amount, DecimalBounds::MONEY));
     Some(Money::new(currency?, amount?))
 }
 
@@ -43,11 +43,12 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
     let reference = v.text(&f("reference"), &m.reference, 200);
     let title = v.text(&f("title"), &m.title, 500);
     let imposing_economy = v.check(f("imposing_economy"), Economy::parse(&m.imposing_economy));
-    let target_economies = v.check_each(&f("target_economies"), &m.target_economies, Economy::parse);
+    let target_economies = v.list(&f("target_economies"), &m.target_economies, limits::ECONOMIES, Economy::parse);
     let kind = required_enum(v, &f("kind"), m.kind, kind);
-    let hs_codes = v.check_each(&f("hs_codes"), &m.hs_codes, HsCode::parse);
-    let excluded_hs_codes = v.check_each(&f("excluded_hs_codes"), &m.excluded_hs_codes, HsCode::parse);
-    let ad_valorem_percent = v.check(f("ad_valorem_percent"), parse_non_negative(&m.ad_valorem_percent));
+    let hs_codes = v.list(&f("hs_codes"), &m.hs_codes, limits::HS_CODES, HsCode::parse);
+    let excluded_hs_codes = v.list(&f("excluded_hs_codes"), &m.excluded_hs_codes, limits::HS_CODES, HsCode::parse);
+    let ad_valorem_percent =
+        v.check(f("ad_valorem_percent"), parse_bounded(&m.ad_valorem_percent, DecimalBounds::PERCENT));
     let specific_duty = match &m.specific_duty {
         None => Some(None),
         Some(d) => {
@@ -62,7 +63,7 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
     let quota = match &m.quota {
         None => Some(None),
         Some(q) => {
-            let quantity = v.check(f("quota.quantity"), parse_positive(&q.quantity));
+            let quantity = v.check(f("quota.quantity"), parse_bounded_positive(&q.quantity, DecimalBounds::QUANTITY));
             let unit = v.text(&f("quota.unit"), &q.unit, 50);
             let start = v.check(f("quota.period_start"), parse_date(&q.period_start));
             let end = v.check(f("quota.period_end"), parse_date(&q.period_end));
@@ -164,6 +165,19 @@ pub fn resolution_to_proto(r: &Resolution) -> pb::ResolveDutyResponse {
         quota_full: r.quota_full,
         notes: r.notes.clone(),
     }
+}
+
+/// The lists of a measure within their limits, checked before any database
+/// work (an update's patch is merged and fully validated only later).
+pub fn check_counts(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) {
+    v.count(&format!("{prefix}.hs_codes"), &m.hs_codes, limits::HS_CODES);
+    v.count(&format!("{prefix}.excluded_hs_codes"), &m.excluded_hs_codes, limits::HS_CODES);
+    v.count(&format!("{prefix}.target_economies"), &m.target_economies, limits::ECONOMIES);
+}
+
+/// Whether an update mask may name `path`.
+pub fn is_updatable(path: &str) -> bool {
+    copy_updatable(path, &pb::TariffMeasure::default(), &mut pb::TariffMeasure::default())
 }
 
 /// Copies the field named by an update-mask `path` from `from` into `into`;

@@ -8,11 +8,11 @@ use tonic::{Request, Response, Status};
 use tradewatch_common::{
     Error, batch, etag,
     idempotency::{self, Key},
-    paging::Page,
+    paging::{self, Page},
     proto::tariff::{self as pb, tariff_service_server::TariffService},
     today,
-    types::{Economy, HsCode, new_id, parse_date, parse_id, parse_positive, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    types::{DecimalBounds, Economy, HsCode, new_id, parse_bounded_positive, parse_date, parse_id, parse_request_id},
+    validate::{Violations, optional_enum, required_enum, update_mask},
 };
 
 use self::convert::*;
@@ -24,11 +24,13 @@ use crate::{
 #[derive(Clone)]
 pub struct TariffApi {
     db: DatabaseConnection,
+    /// What the items of one list page may take: under the message limit.
+    page_budget: usize,
 }
 
 impl TariffApi {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, max_message_bytes: usize) -> Self {
+        Self { db, page_budget: paging::response_budget(max_message_bytes) }
     }
 }
 
@@ -84,10 +86,11 @@ impl TariffService for TariffApi {
         v.finish()?;
         let found = store::get_many(&self.db, &ids).await?;
         let today = today();
-        let measures = batch::in_request_order("measure", &ids, &found, |m| m.id)?
+        let measures: Vec<_> = batch::in_request_order("measure", &ids, &found, |m| m.id)?
             .iter()
             .map(|m| measure_to_proto(m, today))
             .collect();
+        batch::check_size("measure", &measures, self.page_budget)?;
         Ok(Response::new(pb::BatchGetMeasuresResponse { measures }))
     }
 
@@ -113,11 +116,10 @@ impl TariffService for TariffApi {
         let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (measures, next_page_token) = store::list(&self.db, &filter, &page).await?;
-        Ok(Response::new(pb::ListMeasuresResponse {
-            measures: measures.iter().map(|m| measure_to_proto(m, today)).collect(),
-            next_page_token,
-        }))
+        let (measures, mut next_page_token) = store::list(&self.db, &filter, &page).await?;
+        let mut measures: Vec<_> = measures.iter().map(|m| measure_to_proto(m, today)).collect();
+        page.fit(&mut measures, &mut next_page_token, self.page_budget, |m| m.id.clone());
+        Ok(Response::new(pb::ListMeasuresResponse { measures, next_page_token }))
     }
 
     async fn update_measure(&self, request: Request<pb::UpdateMeasureRequest>) -> Reply<pb::UpdateMeasureResponse> {
@@ -127,16 +129,14 @@ impl TariffService for TariffApi {
             return Err(Error::invalid_field("measure", "is required").into());
         };
         let id = id_field(&mut v, "measure.id", &patch.id);
-        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add("update_mask", "names no field: list the fields to update");
-        }
-        let mut probe = pb::TariffMeasure::default();
-        for (i, path) in paths.iter().enumerate() {
-            if !copy_updatable(path, &patch, &mut probe) {
-                v.add(format!("update_mask.paths[{i}]"), format!("{path:?} is not an updatable field of a measure"));
-            }
-        }
+        let paths = update_mask(
+            &mut v,
+            req.update_mask.as_ref(),
+            "measure",
+            is_updatable,
+            &[("status", "SetMeasureStatus"), ("quota.used", "RecordQuotaUsage")],
+        );
+        check_counts(&mut v, "measure", &patch);
         let id = v.finish_with(id)?;
         let today = today();
         let response = idempotency::write(&self.db, None, move |txn| {
@@ -236,7 +236,7 @@ impl TariffService for TariffApi {
         let mut req = request.into_inner();
         let mut v = Violations::new();
         let id = id_field(&mut v, "measure_id", &req.measure_id);
-        let quantity = v.check("quantity", parse_positive(&req.quantity));
+        let quantity = v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY));
         let request_id = v.check("request_id", parse_request_id(&req.request_id));
         let (id, quantity) = v.finish_with(id.zip(quantity))?;
         req.request_id.clear();
@@ -266,7 +266,7 @@ impl TariffService for TariffApi {
         let quantity = if req.quantity.is_empty() {
             Some(None)
         } else {
-            v.check("quantity", parse_positive(&req.quantity)).map(Some)
+            v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY)).map(Some)
         };
         let shipment = (|| {
             Some(Shipment {

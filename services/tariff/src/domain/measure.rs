@@ -99,8 +99,11 @@ impl MeasureSpec {
         if self.hs_codes.is_empty() {
             bad("hs_codes".into(), "is required: at least one HS prefix".into());
         }
+        // Linear: each exclusion's shorter prefixes (at most four) looked up.
+        let covered: std::collections::HashSet<&HsCode> = self.hs_codes.iter().collect();
         for (i, excluded) in self.excluded_hs_codes.iter().enumerate() {
-            if !self.hs_codes.iter().any(|c| c.covers(excluded) && c != excluded) {
+            let prefixes = excluded.prefixes();
+            if !prefixes[..prefixes.len() - 1].iter().any(|p| covered.contains(p)) {
                 bad(format!("excluded_hs_codes[{i}]"), format!("{excluded} lies inside none of hs_codes"));
             }
         }
@@ -202,9 +205,9 @@ impl Measure {
         self.status_on(day) == MeasureStatus::InForce
     }
 
-    /// Room left in the quota, if the measure has one.
+    /// Room left in the quota, if the measure has one (never negative).
     pub fn quota_room(&self) -> Option<Decimal> {
-        self.spec.quota.as_ref().map(|q| q.quantity - self.quota_used)
+        self.spec.quota.as_ref().map(|q| q.quantity.checked_sub(self.quota_used).unwrap_or_default().max(Decimal::ZERO))
     }
 
     /// Adds `quantity` to the quota fill, or says why it cannot.
@@ -227,7 +230,11 @@ impl Measure {
             )
             .with_metadata("remaining", format_decimal(room)));
         }
-        self.quota_used += quantity;
+        // Both are bounded (10^12), so the sum fits; checked all the same.
+        self.quota_used = self
+            .quota_used
+            .checked_add(quantity)
+            .ok_or_else(|| Error::out_of_range("QUOTA_OVERFLOW", "the quota fill would overflow"))?;
         Ok(())
     }
 

@@ -211,21 +211,36 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
         None => stack,
     };
 
-    let total: Decimal = lines.iter().map(|l| l.amount.amount).sum();
+    let total = lines.iter().try_fold(Decimal::ZERO, |sum, l| sum.checked_add(l.amount.amount)).ok_or_else(overflow)?;
     let currency = shipment.customs_value.currency.clone();
     let effective_rate_percent = if shipment.customs_value.amount.is_zero() {
         Decimal::ZERO
     } else {
-        (total * Decimal::ONE_HUNDRED / shipment.customs_value.amount).round_dp(4).normalize()
+        total
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|t| t.checked_div(shipment.customs_value.amount))
+            .ok_or_else(overflow)?
+            .round_dp(4)
+            .normalize()
     };
     Ok(Resolution { lines, total_duty: Money::new(currency, total), effective_rate_percent, quota_full, notes })
+}
+
+/// Every computation is checked: values past what a decimal holds are
+/// OUT_OF_RANGE, never a panic.
+fn overflow() -> Error {
+    Error::out_of_range("DUTY_OVERFLOW", "the duty on this shipment is too large to compute; check the values sent")
 }
 
 /// The duty one measure levies on the shipment, rounded to cents.
 fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
     let spec = &c.measure.spec;
     let value = &shipment.customs_value;
-    let mut amount = value.amount * spec.ad_valorem_percent / Decimal::ONE_HUNDRED;
+    let mut amount = value
+        .amount
+        .checked_mul(spec.ad_valorem_percent)
+        .and_then(|a| a.checked_div(Decimal::ONE_HUNDRED))
+        .ok_or_else(overflow)?;
     if let Some(specific) = &spec.specific_duty {
         let Some(quantity) = shipment.quantity else {
             return Err(Error::invalid_field(
@@ -248,7 +263,8 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
                 ),
             ));
         }
-        amount += specific.amount.amount * quantity;
+        amount =
+            specific.amount.amount.checked_mul(quantity).and_then(|s| amount.checked_add(s)).ok_or_else(overflow)?;
     }
     Ok(DutyLine {
         measure_id: c.measure.id,
@@ -475,7 +491,50 @@ mod tests {
         (0u32..=30000).prop_map(|n| Decimal::new(i64::from(n), 2))
     }
 
+    /// Any decimal at all, up to the type's limits: stored data may predate
+    /// today's bounds, so the rules must hold for values no caller can send.
+    fn arb_any_decimal() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s).abs()),
+            Just(Decimal::MAX),
+            Just(Decimal::ZERO),
+            (0u32..=28).prop_map(|s| Decimal::from_i128_with_scale(1, s)),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn no_value_makes_resolution_panic(
+            rates in proptest::collection::vec(arb_any_decimal(), 1..6),
+            specific in proptest::option::of(arb_any_decimal()),
+            value in arb_any_decimal(), quantity in proptest::option::of(arb_any_decimal()),
+            quota in arb_any_decimal(), used in arb_any_decimal(),
+        ) {
+            let mut measures = vec![measure(spec(MeasureKind::Mfn, &["8703"], "0"))];
+            for (i, rate) in rates.iter().enumerate() {
+                let kind = [MeasureKind::Mfn, MeasureKind::Surtax, MeasureKind::Preferential, MeasureKind::Safeguard][i % 4];
+                let mut s = spec(kind, &["870380"], "0");
+                s.reference = format!("R{i}");
+                s.ad_valorem_percent = *rate;
+                s.specific_duty = specific.map(|a| SpecificDuty { amount: Money::new("CAD", a), unit: "kg".into() });
+                measures.push(measure(s));
+            }
+            let mut q = measure(trq("870380", "6.1", "1"));
+            if let Some(terms) = q.spec.quota.as_mut() { terms.quantity = quota; }
+            q.quota_used = used;
+            measures.push(q);
+            let mut ship = shipment("87038000", "2026-06-15", "1");
+            ship.customs_value = Money::new("CAD", value);
+            ship.quantity = quantity;
+            match resolve(&ship, &measures) {
+                Ok(r) => prop_assert!(r.total_duty.amount >= Decimal::ZERO),
+                Err(e) => prop_assert!(
+                    matches!(e.code(), Code::OutOfRange | Code::InvalidArgument | Code::FailedPrecondition),
+                    "{:?}", e
+                ),
+            }
+        }
+
         #[test]
         fn total_is_the_sum_of_the_lines(
             base in arb_rate(), extra in proptest::collection::vec(arb_rate(), 0..5),

@@ -80,16 +80,16 @@ async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Re
         .spec
         .hs_codes
         .iter()
-        .map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) });
-    measure_code::Entity::insert_many(codes).exec_without_returning(conn).await?;
-    if !m.spec.target_economies.is_empty() {
-        let targets = m
-            .spec
-            .target_economies
-            .iter()
-            .map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) });
-        measure_target::Entity::insert_many(targets).exec_without_returning(conn).await?;
-    }
+        .map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) })
+        .collect();
+    db::insert_chunked(conn, codes).await?;
+    let targets = m
+        .spec
+        .target_economies
+        .iter()
+        .map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) })
+        .collect();
+    db::insert_chunked(conn, targets).await?;
     Ok(())
 }
 
@@ -131,12 +131,17 @@ pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<M
     with_changes(conn, rows).await
 }
 
-/// The importer's measures that cover a prefix of `code` and whose
-/// effective period holds `day`: the candidates of `ResolveDuty`. Three
-/// indexed look-ups and no scan: the ids under the code's prefixes (a
-/// covering index), those measures by primary key, and their timelines.
-/// The ids are fetched first so that no planner can prefer walking all of an
-/// importer's measures.
+/// Most measures of one importer that may cover one tariff line. A real
+/// schedule has a handful (the MFN lines at each prefix length and a few
+/// special measures); past this, resolution is refused rather than made to do
+/// work without bound.
+pub const MAX_CANDIDATES: u64 = 1_000;
+
+/// The importer's measures whose prefixes cover `code` and whose effective
+/// period holds `day`: the candidates of `ResolveDuty`. The measures come by
+/// primary key from the covering index of codes (the importer is compared
+/// without its index, so no planner walks all of an importer's measures),
+/// at most [`MAX_CANDIDATES`] of them, then their timelines.
 pub async fn resolution_candidates(
     conn: &impl ConnectionTrait,
     importer: &Economy,
@@ -144,27 +149,65 @@ pub async fn resolution_candidates(
     day: NaiveDate,
 ) -> Result<Vec<Measure>> {
     let prefixes: Vec<String> = code.prefixes().iter().map(ToString::to_string).collect();
-    let ids: Vec<Uuid> = measure_code::Entity::find()
-        .select_only()
-        .column(measure_code::Column::MeasureId)
-        .filter(measure_code::Column::HsCode.is_in(prefixes))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    if ids.is_empty() {
-        return Ok(vec![]);
-    }
     let rows = measure::Entity::find()
-        .filter(measure::Column::Id.is_in(ids))
-        .filter(measure::Column::ImposingEconomy.eq(importer.as_str()))
-        .filter(measure::Column::EffectiveFrom.lte(day))
-        .filter(Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)))
+        .filter(
+            measure::Column::Id.in_subquery(
+                Query::select()
+                    .distinct()
+                    .column(measure_code::Column::MeasureId)
+                    .from(measure_code::Entity)
+                    .and_where(measure_code::Column::HsCode.is_in(prefixes))
+                    .to_owned(),
+            ),
+        )
+        .filter(db::custom_expr(conn, "(measures.imposing_economy || '') = ?", vec![importer.as_str().into()]))
+        .limit(MAX_CANDIDATES + 1)
         .all(conn)
         .await?;
+    if u64::try_from(rows.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
+        return Err(Error::failed_precondition(
+            "TOO_MANY_MEASURES",
+            format!(
+                "more than {MAX_CANDIDATES} measures of {importer} cover {code}: the schedule is too dense to resolve; \
+                 expire or revoke the measures that no longer apply"
+            ),
+        )
+        .with_metadata("max_measures", MAX_CANDIDATES.to_string()));
+    }
+    let rows =
+        rows.into_iter().filter(|r| r.effective_from <= day && r.effective_to.is_none_or(|to| to >= day)).collect();
     with_changes(conn, rows).await
 }
 
-/// One page of measures in id order (creation order).
+/// The status of a measure on the day bound to each `?` (six times), in
+/// SQL, as [`Measure::status_on`] computes it: the latest change effective
+/// on or before the day, where REVOKED and EXPIRED win, a suspension yields to
+/// the dates' EXPIRED, and otherwise the dates decide.
+const STATUS_ON_DAY: &str = "CASE \
+    WHEN (SELECT sc.status FROM measure_status_changes sc WHERE sc.measure_id = measures.id AND sc.effective_on <= ? \
+          ORDER BY sc.effective_on DESC, sc.id DESC LIMIT 1) IN ('REVOKED', 'EXPIRED') \
+    THEN (SELECT sc.status FROM measure_status_changes sc WHERE sc.measure_id = measures.id AND sc.effective_on <= ? \
+          ORDER BY sc.effective_on DESC, sc.id DESC LIMIT 1) \
+    WHEN ? >= measures.effective_from AND measures.effective_to IS NOT NULL AND ? > measures.effective_to THEN 'EXPIRED' \
+    WHEN (SELECT sc.status FROM measure_status_changes sc WHERE sc.measure_id = measures.id AND sc.effective_on <= ? \
+          ORDER BY sc.effective_on DESC, sc.id DESC LIMIT 1) = 'SUSPENDED' THEN 'SUSPENDED' \
+    WHEN ? < measures.effective_from THEN 'ANNOUNCED' \
+    ELSE 'IN_FORCE' END";
+
+/// A filter: the measure's status on `day` is `status`.
+fn status_on_day_is(
+    conn: &impl ConnectionTrait,
+    status: MeasureStatus,
+    day: NaiveDate,
+) -> sea_orm::sea_query::SimpleExpr {
+    let mut values: Vec<sea_orm::Value> = vec![day.into(); 6];
+    values.push(status.as_str().into());
+    db::custom_expr(conn, &format!("({STATUS_ON_DAY}) = ?"), values)
+}
+
+/// One page of measures in id order (creation order). Every filter,
+/// status on a day included, is evaluated in SQL: a page costs one query
+/// however many measures the filters pass over.
 pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Page) -> Result<(Vec<Measure>, String)> {
     let mut query = measure::Entity::find().order_by_asc(measure::Column::Id);
     if let Some(e) = &filter.imposing_economy {
@@ -207,39 +250,18 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
             ),
         );
     }
+    if let Some((status, day)) = filter.status {
+        query = query.filter(status_on_day_is(conn, status, day));
+    }
     if let Some(day) = filter.in_force_on {
-        query = query.filter(measure::Column::EffectiveFrom.lte(day)).filter(
-            Condition::any().add(measure::Column::EffectiveTo.is_null()).add(measure::Column::EffectiveTo.gte(day)),
-        );
+        query = query.filter(status_on_day_is(conn, MeasureStatus::InForce, day));
     }
-
-    // Status depends on the timeline, so it is checked here, reading on in
-    // batches until the page is full: the page stays exact, with no gaps.
-    let mut after = page.after.as_deref().map(paging::parse_id_cursor).transpose()?;
-    let wanted = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
-    let mut out = Vec::new();
-    loop {
-        let mut q = query.clone();
-        if let Some(a) = after {
-            q = q.filter(measure::Column::Id.gt(a));
-        }
-        let rows = q.limit(page.fetch_limit()).all(conn).await?;
-        let exhausted = u64::try_from(rows.len()).unwrap_or(u64::MAX) < page.fetch_limit();
-        after = rows.last().map(|r| r.id);
-        for m in with_changes(conn, rows).await? {
-            let status_ok = filter.status.is_none_or(|(s, today)| m.status_on(today) == s);
-            let in_force_ok = filter.in_force_on.is_none_or(|d| m.applies_on(d));
-            if status_ok && in_force_ok {
-                out.push(m);
-            }
-        }
-        if out.len() >= wanted || exhausted || after.is_none() {
-            break;
-        }
+    if let Some(after) = page.after.as_deref().map(paging::parse_id_cursor).transpose()? {
+        query = query.filter(measure::Column::Id.gt(after));
     }
-    out.sort_by_key(|m| m.id);
-    out.truncate(wanted);
-    Ok(page.finish(out, |m| paging::id_cursor(m.id)))
+    let rows = query.limit(page.fetch_limit()).all(conn).await?;
+    let measures = with_changes(conn, rows).await?;
+    Ok(page.finish(measures, |m| paging::id_cursor(m.id)))
 }
 
 /// Writes the measure's new state if its version is still `expected`, and
@@ -311,15 +333,17 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
         return Ok(vec![]);
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let changes = status_change::Entity::find()
-        .filter(status_change::Column::MeasureId.is_in(ids))
-        .order_by_asc(status_change::Column::EffectiveOn)
-        .order_by_asc(status_change::Column::Id)
-        .all(conn)
-        .await?;
     let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
-    for c in changes {
-        by_measure.entry(c.measure_id).or_default().push(change_from_row(c)?);
+    for chunk in ids.chunks(db::ID_CHUNK) {
+        let changes = status_change::Entity::find()
+            .filter(status_change::Column::MeasureId.is_in(chunk.iter().copied()))
+            .order_by_asc(status_change::Column::EffectiveOn)
+            .order_by_asc(status_change::Column::Id)
+            .all(conn)
+            .await?;
+        for c in changes {
+            by_measure.entry(c.measure_id).or_default().push(change_from_row(c)?);
+        }
     }
     rows.into_iter()
         .map(|r| {

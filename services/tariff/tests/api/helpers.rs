@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use tariff_service::{SERVICE, app::Application};
 use tonic::{Status, transport::Channel};
 use tradewatch_common::{
+    config::Settings,
     proto::{
         common::Money,
         tariff::{self as pb, tariff_service_client::TariffServiceClient},
@@ -16,19 +17,28 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
     pub db: sea_orm::DatabaseConnection,
+    /// The URL of the service's database, for a second connection of a test's own.
+    pub url: String,
     server: RunningServer,
     // Dropped last: the database outlives the server.
     _database: TestDatabase,
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose settings `change` adjusts first (limits, timeouts).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::new().await.expect("test database");
-    let app = Application::build(database.settings(SERVICE)).await.expect("build the tariff service");
+    let mut settings = database.settings(SERVICE);
+    change(&mut settings);
+    let app = Application::build(settings).await.expect("build the tariff service");
     let addr = app.local_addr();
     let db = app.db().clone();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
     let client = TariffServiceClient::new(channel(addr).await);
-    TestApp { addr, client, db, server, _database: database }
+    TestApp { addr, client, db, url: database.url.clone(), server, _database: database }
 }
 
 pub async fn channel(addr: SocketAddr) -> Channel {

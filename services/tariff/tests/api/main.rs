@@ -5,7 +5,9 @@
 //! `TRADEWATCH_TEST_DATABASE_URL`, on PostgreSQL (a fresh database per test).
 
 mod helpers;
+mod hostile;
 mod measures;
+mod properties;
 mod quota;
 mod resolve;
 mod server;
