@@ -30,8 +30,12 @@ pub struct ServerSettings {
     pub port: u16,
     /// How long in-flight calls may take to finish after SIGTERM.
     pub drain_timeout_secs: u64,
-    /// Largest message accepted or sent, in bytes.
+    /// Largest message sent, in bytes; a list page is cut short to fit.
     pub max_message_bytes: usize,
+    /// Largest request accepted, in bytes. Decoding expands a message (a
+    /// list of short strings takes some 40 times its wire size), so requests
+    /// are held to less than responses.
+    pub max_request_bytes: usize,
     /// The deadline of every call, unless the caller's `grpc-timeout` is
     /// shorter: DEADLINE_EXCEEDED past it.
     pub request_timeout_ms: u64,
@@ -169,6 +173,9 @@ impl Settings {
         if !(1024..=64 * 1024 * 1024).contains(&self.server.max_message_bytes) {
             return bad("server.max_message_bytes", "must be between 1 KiB and 64 MiB".into());
         }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_request_bytes) {
+            return bad("server.max_request_bytes", "must be between 1 KiB and 64 MiB".into());
+        }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return bad("database.url", format!("{:?} is neither sqlite:… nor postgres://…", redact_url(url)));
@@ -221,6 +228,7 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("server.port", i64::from(service.default_port).into()),
         ("server.drain_timeout_secs", 20_i64.into()),
         ("server.max_message_bytes", (4_i64 * 1024 * 1024).into()),
+        ("server.max_request_bytes", (1024_i64 * 1024).into()),
         ("server.request_timeout_ms", 30_000_i64.into()),
         ("server.max_in_flight", 1_024_i64.into()),
         ("server.max_concurrent_streams", 200_i64.into()),

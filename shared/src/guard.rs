@@ -1,4 +1,4 @@
-//! The guard in front of every service's API (DESIGN §8): a deadline on
+//! The guard in front of every service's API: a deadline on
 //! every call, a bound on calls in flight in the process, and a panic caught
 //! and answered INTERNAL while the process goes on serving.
 //!
@@ -118,8 +118,7 @@ where
                     tracing::warn!(%path, ?budget, "deadline exceeded: call abandoned, its transaction rolled back");
                     Ok(reply(
                         Error::deadline_exceeded(format!(
-                            "the call did not finish within its deadline of {} ms; nothing it began was kept",
-                            budget.as_millis()
+                            "the call did not finish within its deadline ({budget:?}); nothing it began was kept"
                         ))
                         .with_metadata("timeout_ms", budget.as_millis().to_string()),
                     ))

@@ -89,8 +89,13 @@ impl GrpcServer {
             }
         };
 
-        let max = self.settings.max_message_bytes;
-        tracing::info!(address = %self.local_addr, service = service_name, max_message_bytes = max, "serving");
+        tracing::info!(
+            address = %self.local_addr,
+            service = service_name,
+            max_request_bytes = self.settings.max_request_bytes,
+            max_message_bytes = self.settings.max_message_bytes,
+            "serving"
+        );
         let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight);
         let serve = tonic::transport::Server::builder()
             .trace_fn(telemetry::rpc_span)

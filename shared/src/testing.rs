@@ -67,6 +67,7 @@ impl TestDatabase {
                 port: 0,
                 drain_timeout_secs: 5,
                 max_message_bytes: 4 * 1024 * 1024,
+                max_request_bytes: 1024 * 1024,
                 request_timeout_ms: 30_000,
                 max_in_flight: 1_024,
                 max_concurrent_streams: 200,

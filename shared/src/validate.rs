@@ -9,7 +9,7 @@ use crate::{
     types::quote,
 };
 
-/// The limits of every request (DESIGN §8), checked before any work that
+/// The limits of every request, checked before any work that
 /// grows with a list, and before any database work.
 pub mod limits {
     /// HS prefixes on a measure or a dispute.
@@ -305,7 +305,7 @@ mod tests {
             v.text("notes", "line one\nline two\r\n\tindented", 100).as_deref(),
             Some("line one\nline two\r\n\tindented")
         );
-        assert_eq!(v.text("title", "Surtaxe sur les véhicules — 電動車", 100).is_some(), true);
+        assert!(v.text("title", "Surtaxe sur les véhicules — 電動車", 100).is_some());
         assert!(v.is_empty());
     }
 

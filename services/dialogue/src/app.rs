@@ -64,7 +64,7 @@ impl Application {
 
         let limit = self.settings.server.max_message_bytes;
         let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), dispute, tariff, wake, limit))
-            .max_decoding_message_size(limit)
+            .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
         let shutdown = async move {
             shutdown.await;

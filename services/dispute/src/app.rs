@@ -41,7 +41,7 @@ impl Application {
         let tariff = Peer::new("tariff service", &peers.tariff_url, Duration::from_millis(peers.timeout_ms))?;
         let limit = self.settings.server.max_message_bytes;
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff, limit))
-            .max_decoding_message_size(limit)
+            .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
         self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await
     }

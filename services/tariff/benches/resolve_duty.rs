@@ -70,6 +70,8 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
         max_connections: None,
         migrate_on_start: true,
         acquire_timeout_ms: 5_000,
+        statement_timeout_ms: 15_000,
+        lock_timeout_ms: 3_000,
     };
     let db = tradewatch_common::db::connect(&settings).await.unwrap();
     store::Migrator::up(&db, None).await.unwrap();

@@ -38,7 +38,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let limit = self.settings.server.max_message_bytes;
         let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), limit))
-            .max_decoding_message_size(limit)
+            .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
         self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await
     }

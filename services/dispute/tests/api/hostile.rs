@@ -1,4 +1,4 @@
-//! What a hostile or careless caller sends (DESIGN §8): limits named by
+//! What a hostile or careless caller sends: limits named by
 //! field, control characters refused, an absurd `grpc-timeout` ignored, and
 //! generated requests answered only with documented codes.
 
