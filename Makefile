@@ -4,16 +4,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+# Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
 .PHONY: run seed build test tools lint proto-lint fmt-check clippy bench k8s-check images ci clean
 
 ## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
-	./target/debug/tradewatch-demo run
+	"$(TARGET_DIR)/debug/tradewatch-demo" run
 
 ## seed: load the demo data into a running stack (TARIFF=, DISPUTE=, DIALOGUE= URLs to point elsewhere)
 seed: build
-	./target/debug/tradewatch-demo seed $(if $(TARIFF),--tariff $(TARIFF)) $(if $(DISPUTE),--dispute $(DISPUTE)) $(if $(DIALOGUE),--dialogue $(DIALOGUE))
+	"$(TARGET_DIR)/debug/tradewatch-demo" seed $(if $(TARIFF),--tariff $(TARIFF)) $(if $(DISPUTE),--dispute $(DISPUTE)) $(if $(DIALOGUE),--dialogue $(DIALOGUE))
 
 build:
 	$(CARGO) build --workspace --bins
