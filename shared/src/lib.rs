@@ -14,6 +14,7 @@ pub mod guard;
 pub mod idempotency;
 pub mod paging;
 pub mod proto;
+pub mod schema;
 pub mod server;
 pub mod telemetry;
 pub mod types;

@@ -143,7 +143,7 @@ pub struct AgendaItem {
 #[derive(Debug, Deserialize)]
 pub struct Commitment {
     pub description: String,
-    pub owner_economy: String,
+    pub owner_economies: Vec<String>,
     #[serde(default)]
     pub due_on: String,
     pub status: String,
@@ -155,8 +155,73 @@ pub struct Commitment {
 }
 
 impl Dataset {
+    /// The dataset as shipped. The record keeps the file exactly as its
+    /// fact-check left it, where a record may say `note` twice: both notes
+    /// are kept, joined.
     pub fn load() -> anyhow::Result<Self> {
-        Ok(serde_json::from_str(DATASET)?)
+        let merged: Merged = serde_json::from_str(DATASET)?;
+        Ok(serde_json::from_value(merged.0)?)
+    }
+}
+
+/// JSON read with repeated keys merged rather than refused: repeated texts
+/// are joined with a space, anything else repeated keeps its last value.
+struct Merged(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Merged {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        use serde_json::Value;
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Merged;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Merged, E> {
+                Ok(Merged(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Merged, E> {
+                Ok(Merged(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Merged, E> {
+                Ok(Merged(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Merged, E> {
+                Ok(Merged(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Merged, E> {
+                Ok(Merged(Value::String(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Merged, E> {
+                Ok(Merged(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Merged, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Merged(v)) = seq.next_element()? {
+                    out.push(v);
+                }
+                Ok(Merged(Value::Array(out)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Merged, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((key, Merged(value))) = map.next_entry::<String, Merged>()? {
+                    match (out.get_mut(&key), value) {
+                        (Some(Value::String(first)), Value::String(more)) => {
+                            first.push(' ');
+                            first.push_str(&more);
+                        }
+                        (_, value) => {
+                            out.insert(key, value);
+                        }
+                    }
+                }
+                Ok(Merged(Value::Object(out)))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -359,7 +424,7 @@ pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
             };
             let commitment = lpb::Commitment {
                 description: c.description.clone(),
-                owner_economy: c.owner_economy.clone(),
+                owner_economies: c.owner_economies.clone(),
                 due_on: c.due_on.clone(),
                 dispute_id: c
                     .dispute_key
@@ -412,6 +477,10 @@ mod tests {
     fn the_dataset_parses_and_every_key_resolves() -> anyhow::Result<()> {
         let data = Dataset::load()?;
         assert_eq!((data.measures.len(), data.disputes.len(), data.sessions.len()), (13, 3, 5));
+        let commitments: usize = data.sessions.iter().map(|s| s.commitments.len()).sum();
+        assert_eq!(commitments, 8);
+        let ds636 = data.disputes.iter().find(|d| d.key == "ds636").map(|d| d.note.as_str()).unwrap_or_default();
+        assert!(ds636.starts_with("Third parties reserved") && ds636.contains("Legal basis summarised"), "{ds636}");
         let measures: Vec<_> = data.measures.iter().map(|m| m.key.clone()).collect();
         let disputes: Vec<_> = data.disputes.iter().map(|d| d.key.clone()).collect();
         for d in &data.disputes {

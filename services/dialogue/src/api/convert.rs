@@ -165,7 +165,7 @@ pub fn session_to_proto(s: &Session) -> pb::DialogueSession {
 pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> Option<CommitmentSpec> {
     let f = |name: &str| format!("{prefix}.{name}");
     let description = v.text(&f("description"), &c.description, 5_000);
-    let owner_economy = v.check(f("owner_economy"), Economy::parse(&c.owner_economy));
+    let owner_economies = v.list(&f("owner_economies"), &c.owner_economies, limits::ECONOMIES, Economy::parse);
     let due_on = optional_date(v, &f("due_on"), &c.due_on);
     let dispute_id = optional_id(v, &f("dispute_id"), &c.dispute_id);
     let measure_id = optional_id(v, &f("measure_id"), &c.measure_id);
@@ -173,7 +173,7 @@ pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> 
     let effect_on = optional_date(v, &f("effect_on"), &c.effect_on);
     let spec = CommitmentSpec {
         description: description?,
-        owner_economy: owner_economy?,
+        owner_economies,
         due_on: due_on?,
         dispute_id: dispute_id?,
         measure_id: measure_id?,
@@ -188,7 +188,7 @@ pub fn commitment_to_proto(c: &Commitment) -> pb::Commitment {
         id: c.id.to_string(),
         session_id: c.session_id.to_string(),
         description: c.spec.description.clone(),
-        owner_economy: c.spec.owner_economy.to_string(),
+        owner_economies: c.spec.owner_economies.iter().map(ToString::to_string).collect(),
         due_on: c.spec.due_on.map(format_date).unwrap_or_default(),
         status: commitment_status_to_proto(c.status),
         dispute_id: c.spec.dispute_id.map(|i| i.to_string()).unwrap_or_default(),

@@ -291,20 +291,16 @@ impl DialogueService for DialogueApi {
         }
         let session =
             store::get_session(&self.db, session_id).await?.ok_or_else(|| Error::not_found("session", session_id))?;
-        if !session.spec.economies.contains(&spec.owner_economy) {
-            return Err(Error::invalid_field(
-                "commitment.owner_economy",
-                format!("{} does not take part in session {session_id}", spec.owner_economy),
-            )
-            .into());
-        }
+        let mut v = Violations::new();
+        let spec = v.rules("commitment", spec, |s| s.violations_in(&session.spec));
+        let spec = v.finish_with(spec)?;
         let disputes: Vec<_> = spec.dispute_id.map(|id| ("commitment.dispute_id".to_owned(), id)).into_iter().collect();
         let measures: Vec<_> = spec.measure_id.map(|id| ("commitment.measure_id".to_owned(), id)).into_iter().collect();
         self.check_links(&disputes, &measures, deadline).await?;
         let commitment = Commitment::new(session_id, spec, tradewatch_common::now());
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                // The session may have gone since it was read: the foreign key says so.
+                // The session may have gone since it was read: read it again.
                 store::get_session(txn, session_id).await?.ok_or_else(|| Error::not_found("session", session_id))?;
                 store::insert_commitment(txn, &commitment).await?;
                 Ok(pb::AddCommitmentResponse { commitment: Some(commitment_to_proto(&commitment)) })

@@ -51,7 +51,8 @@ named_enum!(pub enum EffectState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitmentSpec {
     pub description: String,
-    pub owner_economy: Economy,
+    /// One or more, no repeats: a joint commitment has several owners.
+    pub owner_economies: Vec<Economy>,
     pub due_on: Option<NaiveDate>,
     pub dispute_id: Option<Uuid>,
     pub measure_id: Option<Uuid>,
@@ -63,6 +64,9 @@ impl CommitmentSpec {
     /// The rules between fields, named relative to the commitment.
     pub fn violations(&self) -> Vec<FieldViolation> {
         let mut out = Vec::new();
+        if self.owner_economies.is_empty() {
+            out.push(FieldViolation::new("owner_economies", "is required: at least one economy"));
+        }
         match self.effect {
             Effect::SettleDispute if self.dispute_id.is_none() => {
                 out.push(FieldViolation::new("dispute_id", "is required by the SETTLE_DISPUTE effect"));
@@ -76,6 +80,24 @@ impl CommitmentSpec {
             _ => {}
         }
         out
+    }
+}
+
+impl CommitmentSpec {
+    /// The rules against the session the commitment is added to: every
+    /// owner takes part in it.
+    pub fn violations_in(&self, session: &super::SessionSpec) -> Vec<FieldViolation> {
+        self.owner_economies
+            .iter()
+            .enumerate()
+            .filter(|(_, owner)| !session.economies.contains(owner))
+            .map(|(i, owner)| {
+                FieldViolation::new(
+                    format!("owner_economies[{i}]"),
+                    format!("{owner} does not take part in the session"),
+                )
+            })
+            .collect()
     }
 }
 
@@ -176,7 +198,7 @@ mod tests {
     fn spec(effect: Effect) -> CommitmentSpec {
         CommitmentSpec {
             description: "Suspend the additional duty on canola meal and peas".into(),
-            owner_economy: eco("CHN"),
+            owner_economies: vec![eco("CHN")],
             due_on: Some(day("2026-03-01")),
             dispute_id: None,
             measure_id: Some(Uuid::now_v7()),

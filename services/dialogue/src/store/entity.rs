@@ -53,6 +53,25 @@ pub mod session_economy {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod commitment_owner {
+    use sea_orm::entity::prelude::*;
+
+    /// One owner of a commitment.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "commitment_owners")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub commitment_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub economy: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod session_link {
     use sea_orm::entity::prelude::*;
 
@@ -85,7 +104,8 @@ pub mod commitment {
         pub id: Uuid,
         pub session_id: Uuid,
         pub description: String,
-        pub owner_economy: String,
+        /// Comma-joined; one row each in `commitment_owners` too.
+        pub owner_economies: String,
         pub due_on: Option<Date>,
         pub status: String,
         pub dispute_id: Option<Uuid>,

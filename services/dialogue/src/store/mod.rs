@@ -18,7 +18,7 @@ use tradewatch_common::{
 };
 use uuid::Uuid;
 
-use self::entity::{commitment, outbox, session, session_economy, session_link};
+use self::entity::{commitment, commitment_owner, outbox, session, session_economy, session_link};
 pub use self::migration::Migrator;
 use crate::domain::{
     AgendaItem, Commitment, CommitmentSpec, CommitmentStatus, Effect, EffectOrder, EffectState, Level, Participant,
@@ -229,6 +229,13 @@ fn session_from_row(r: session::Model) -> Result<Session> {
 
 pub async fn insert_commitment(conn: &impl ConnectionTrait, c: &Commitment) -> Result<()> {
     commitment::Entity::insert(commitment_row(c)).exec_without_returning(conn).await?;
+    let owners = c
+        .spec
+        .owner_economies
+        .iter()
+        .map(|e| commitment_owner::ActiveModel { commitment_id: Set(c.id), economy: Set(e.to_string()) })
+        .collect();
+    db::insert_chunked(conn, owners).await?;
     Ok(())
 }
 
@@ -250,7 +257,15 @@ pub async fn list_commitments(
         q = q.filter(commitment::Column::SessionId.eq(s));
     }
     if let Some(e) = &f.owner_economy {
-        q = q.filter(commitment::Column::OwnerEconomy.eq(e.as_str()));
+        q = q.filter(
+            commitment::Column::Id.in_subquery(
+                Query::select()
+                    .column(commitment_owner::Column::CommitmentId)
+                    .from(commitment_owner::Entity)
+                    .and_where(commitment_owner::Column::Economy.eq(e.as_str()))
+                    .to_owned(),
+            ),
+        );
     }
     if let Some(s) = f.status {
         q = q.filter(commitment::Column::Status.eq(s.as_str()));
@@ -297,7 +312,7 @@ fn commitment_row(c: &Commitment) -> commitment::ActiveModel {
         id: Set(c.id),
         session_id: Set(c.session_id),
         description: Set(c.spec.description.clone()),
-        owner_economy: Set(c.spec.owner_economy.to_string()),
+        owner_economies: Set(db::join_list(&c.spec.owner_economies)),
         due_on: Set(c.spec.due_on),
         status: Set(c.status.as_str().to_owned()),
         dispute_id: Set(c.spec.dispute_id),
@@ -320,7 +335,7 @@ fn commitment_from_row(r: commitment::Model) -> Result<Commitment> {
         session_id: r.session_id,
         spec: CommitmentSpec {
             description: r.description,
-            owner_economy: Economy::parse(&r.owner_economy).map_err(|e| bad("owner", e))?,
+            owner_economies: db::split_list(&r.owner_economies, Economy::parse).map_err(|e| bad("owners", e))?,
             due_on: r.due_on,
             dispute_id: r.dispute_id,
             measure_id: r.measure_id,

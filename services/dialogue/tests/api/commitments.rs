@@ -18,7 +18,7 @@ async fn commitments_are_checked_stored_and_filtered() {
             &s.id,
             pb::Commitment {
                 description: "Resume ministerial dialogue on energy".into(),
-                owner_economy: "CAN".into(),
+                owner_economies: vec!["CAN".into()],
                 due_on: "2026-12-31".into(),
                 ..Default::default()
             },
@@ -26,6 +26,27 @@ async fn commitments_are_checked_stored_and_filtered() {
         .await
         .unwrap();
     assert_eq!(plain.effect(), pb::CommitmentEffect::None, "no effect given means NONE");
+    let joint = app
+        .add(
+            &s.id,
+            pb::Commitment {
+                description: "Launch a Ministerial Energy Dialogue".into(),
+                owner_economies: vec!["CAN".into(), "CHN".into()],
+                due_on: "2026-12-31".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(joint.owner_economies, ["CAN", "CHN"], "both sides commit");
+    assert_invalid(
+        app.add(&s.id, pb::Commitment { owner_economies: vec![], ..joint.clone() }).await,
+        &["commitment.owner_economies"],
+    );
+    assert_invalid(
+        app.add(&s.id, pb::Commitment { owner_economies: vec!["CAN".into(), "CAN".into()], ..joint.clone() }).await,
+        &["commitment.owner_economies[1]"],
+    );
 
     let list = |req: pb::ListCommitmentsRequest| {
         let mut client = app.client.clone();
@@ -38,11 +59,16 @@ async fn commitments_are_checked_stored_and_filtered() {
     };
     assert_eq!(
         list(pb::ListCommitmentsRequest { session_id: s.id.clone(), ..Default::default() }).await.unwrap(),
-        [c.id.clone(), plain.id.clone()]
+        [c.id.clone(), plain.id.clone(), joint.id.clone()]
     );
     assert_eq!(
         list(pb::ListCommitmentsRequest { owner_economy: "CHN".into(), ..Default::default() }).await.unwrap(),
-        [c.id.clone()]
+        [c.id.clone(), joint.id.clone()],
+        "the owner filter matches any owner"
+    );
+    assert_eq!(
+        list(pb::ListCommitmentsRequest { owner_economy: "CAN".into(), ..Default::default() }).await.unwrap(),
+        [plain.id.clone(), joint.id.clone()]
     );
     assert_eq!(
         list(pb::ListCommitmentsRequest { measure_id: measure.id.clone(), ..Default::default() }).await.unwrap(),
@@ -62,7 +88,7 @@ async fn commitments_are_checked_stored_and_filtered() {
     app.set_status(&plain.id, CommitmentStatus::InProgress, "").await.unwrap();
     assert_eq!(
         list(pb::ListCommitmentsRequest { overdue_on: "2027-01-01".into(), ..Default::default() }).await.unwrap(),
-        [c.id.clone(), plain.id.clone()]
+        [c.id.clone(), plain.id.clone(), joint.id.clone()]
     );
     assert_eq!(
         list(pb::ListCommitmentsRequest { status: CommitmentStatus::InProgress.into(), ..Default::default() })
@@ -73,7 +99,7 @@ async fn commitments_are_checked_stored_and_filtered() {
     app.set_status(&plain.id, CommitmentStatus::Withdrawn, "").await.unwrap();
     assert_eq!(
         list(pb::ListCommitmentsRequest { overdue_on: "2027-01-01".into(), ..Default::default() }).await.unwrap(),
-        [c.id.clone()],
+        [c.id.clone(), joint.id.clone()],
         "a withdrawn one is not overdue"
     );
     assert_invalid(
@@ -87,8 +113,8 @@ async fn bad_commitments_are_refused_and_write_nothing() {
     let app = spawn_app().await;
     let s = app.create_session(beijing(vec![])).await.unwrap();
     let mut outsider = suspend(&uuid());
-    outsider.owner_economy = "USA".into();
-    assert_invalid(app.add(&s.id, outsider).await, &["commitment.owner_economy"]);
+    outsider.owner_economies = vec!["CAN".into(), "USA".into()];
+    assert_invalid(app.add(&s.id, outsider).await, &["commitment.owner_economies[1]"]);
     assert_invalid(app.add(&s.id, suspend(&uuid())).await, &["commitment.measure_id"]);
     let settle_nothing =
         pb::Commitment { effect: pb::CommitmentEffect::SettleDispute.into(), measure_id: String::new(), ..suspend("") };
@@ -109,7 +135,10 @@ async fn status_moves_follow_the_rules() {
     let app = spawn_app().await;
     let s = app.create_session(beijing(vec![])).await.unwrap();
     let c = app
-        .add(&s.id, pb::Commitment { description: "x".into(), owner_economy: "CAN".into(), ..Default::default() })
+        .add(
+            &s.id,
+            pb::Commitment { description: "x".into(), owner_economies: vec!["CAN".into()], ..Default::default() },
+        )
         .await
         .unwrap();
     let mut client = app.client.clone();

@@ -8,7 +8,7 @@ use crate::helpers::*;
 fn settle(dispute_id: &str) -> pb::Commitment {
     pb::Commitment {
         description: "Settle the dispute over canola and peas".into(),
-        owner_economy: "CAN".into(),
+        owner_economies: vec!["CAN".into()],
         dispute_id: dispute_id.into(),
         effect: pb::CommitmentEffect::SettleDispute.into(),
         ..Default::default()

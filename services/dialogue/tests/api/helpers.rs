@@ -238,7 +238,7 @@ pub fn beijing(agenda: Vec<pb::AgendaItem>) -> pb::DialogueSession {
 pub fn suspend(measure_id: &str) -> pb::Commitment {
     pb::Commitment {
         description: "Suspend the additional duty on Canadian canola meal and peas".into(),
-        owner_economy: "CHN".into(),
+        owner_economies: vec!["CHN".into()],
         due_on: "2026-03-01".into(),
         measure_id: measure_id.into(),
         effect: pb::CommitmentEffect::SuspendMeasure.into(),

@@ -93,7 +93,7 @@ async fn an_absurd_grpc_timeout_on_every_write_is_ignored_not_a_panic() {
     assert!(updated.is_ok(), "{updated:?}");
     let commitment = pb::Commitment {
         description: "Hold a ministerial energy dialogue".into(),
-        owner_economy: "CAN".into(),
+        owner_economies: vec!["CAN".into()],
         due_on: "2026-06-30".into(),
         ..Default::default()
     };
@@ -158,18 +158,18 @@ fn arb_session(ids: Vec<String>, links: Vec<String>) -> impl Strategy<Value = pb
 
 fn arb_commitment(links: Vec<String>) -> impl Strategy<Value = pb::Commitment> {
     (
-        (text(), text(), text(), text(), enum_value(), arb::id(links.clone())),
+        (text(), text(), list(), text(), enum_value(), arb::id(links.clone())),
         (arb::id(links), enum_value(), text(), enum_value(), text(), text()),
     )
         .prop_map(
             |(
-                (id, description, owner_economy, due_on, status, dispute_id),
+                (id, description, owner_economies, due_on, status, dispute_id),
                 (measure_id, effect, effect_on, effect_state, effect_detail, etag),
             )| pb::Commitment {
                 id,
                 session_id: String::new(),
                 description,
-                owner_economy,
+                owner_economies,
                 due_on,
                 status,
                 dispute_id,
