@@ -3,48 +3,48 @@
 
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
+use clap::{FromArgMatches as _, Parser, Subcommand};
+
 use crate::{
     config::{ServiceInfo, Settings},
     telemetry,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Migrate (unless `database.migrate_on_start` is false) and serve.
+    /// Bring the schema up to date (unless database.migrate_on_start is false) and serve [default]
     Serve,
-    /// Bring the schema up to date and exit, for a Kubernetes Job.
+    /// Bring the schema up to date and exit, for a Kubernetes Job
     Migrate,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+/// A Tradewatch service. Settings come from defaults, then the optional
+/// file, then TRADEWATCH__SECTION__KEY environment variables.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(version)]
 pub struct Args {
-    pub command: Command,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// A TOML file of settings
+    #[arg(short, long, value_name = "FILE", env = "TRADEWATCH_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
 
-fn usage(binary: &str) -> String {
-    format!("usage: {binary} [serve|migrate] [--config FILE]")
-}
-
-/// Parses the arguments after the program name.
-pub fn parse_args(binary: &str, args: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut command = None;
-    let mut config = None;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "serve" if command.is_none() => command = Some(Command::Serve),
-            "migrate" if command.is_none() => command = Some(Command::Migrate),
-            "--config" | "-c" => match args.next() {
-                Some(file) => config = Some(PathBuf::from(file)),
-                None => return Err(format!("--config needs a file\n{}", usage(binary))),
-            },
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
-            "-h" | "--help" => return Err(usage(binary)),
-            other => return Err(format!("unexpected argument {other:?}\n{}", usage(binary))),
-        }
+impl Args {
+    /// What to do: `serve` unless told otherwise.
+    pub fn command(&self) -> Command {
+        self.command.unwrap_or(Command::Serve)
     }
-    Ok(Args { command: command.unwrap_or(Command::Serve), config })
+
+    /// Parses the arguments (program name first) of `binary`: help,
+    /// version and errors the way clap words them.
+    pub fn try_parse_for(binary: &str, args: impl IntoIterator<Item = String>) -> Result<Self, clap::Error> {
+        let matches = <Self as clap::CommandFactory>::command()
+            .name(binary.to_owned())
+            .bin_name(binary.to_owned())
+            .try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
 }
 
 /// Reads arguments and settings, starts telemetry, runs `main`, and turns the
@@ -56,12 +56,10 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let binary = format!("{}-service", service.name);
-    let args = match parse_args(&binary, std::env::args().skip(1)) {
+    let args = match Args::try_parse_for(&binary, std::env::args()) {
         Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
+        // Help and version print and exit 0; a usage error exits 2.
+        Err(err) => err.exit(),
     };
     let settings = match Settings::load(service, args.config.as_deref()) {
         Ok(settings) => settings,
@@ -78,7 +76,7 @@ where
         }
     };
     tracing::debug!(?settings, "settings");
-    let outcome = main(args.command, settings).await;
+    let outcome = main(args.command(), settings).await;
     let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -122,18 +120,28 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args("tariff-service", args.iter().map(|s| (*s).to_owned()))
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_for(
+            "tariff-service",
+            std::iter::once("tariff-service").chain(args.iter().copied()).map(str::to_owned),
+        )
     }
 
     #[test]
     fn commands_and_config() {
-        assert_eq!(parse(&[]), Ok(Args { command: Command::Serve, config: None }));
-        assert_eq!(parse(&["migrate"]).map(|a| a.command), Ok(Command::Migrate));
-        assert_eq!(parse(&["serve", "--config", "t.toml"]).map(|a| a.config), Ok(Some(PathBuf::from("t.toml"))));
-        assert_eq!(parse(&["--config=t.toml"]).map(|a| a.config), Ok(Some(PathBuf::from("t.toml"))));
-        assert!(parse(&["--config"]).is_err());
-        assert!(parse(&["deploy"]).is_err());
-        assert!(parse(&["serve", "migrate"]).is_err());
+        let serve = parse(&[]).map(|a| (a.command(), a.config)).ok();
+        assert_eq!(serve, Some((Command::Serve, None)));
+        assert_eq!(parse(&["migrate"]).map(|a| a.command()).ok(), Some(Command::Migrate));
+        let file = Some(PathBuf::from("t.toml"));
+        assert_eq!(parse(&["serve", "--config", "t.toml"]).map(|a| a.config).ok(), Some(file.clone()));
+        assert_eq!(parse(&["--config=t.toml"]).map(|a| a.config).ok(), Some(file.clone()));
+        assert_eq!(parse(&["migrate", "-c", "t.toml"]).map(|a| a.config).ok(), Some(file));
+        for bad in [&["--config"][..], &["deploy"], &["serve", "migrate"], &["--port", "1"]] {
+            let err = parse(bad).err().map(|e| e.kind());
+            assert!(err.is_some_and(|k| k != clap::error::ErrorKind::DisplayHelp), "{bad:?}");
+        }
+        let help = parse(&["--help"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(help.contains("Usage: tariff-service [OPTIONS] [COMMAND]"), "{help}");
+        assert!(help.contains("migrate"), "{help}");
     }
 }

@@ -103,14 +103,6 @@ impl Peer {
         Ok(Self { name, channel, timeout })
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
-    }
-
     /// A request to the peer: the shorter of our timeout and the caller's
     /// remaining time, and the current trace context.
     pub fn request<M>(&self, message: M, deadline: Deadline) -> Request<M> {
@@ -170,11 +162,9 @@ impl Peer {
             code => {
                 let details = status.get_error_details();
                 let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
-                let mut err = Error::from_peer(
-                    code,
-                    peer_reason(&reason),
-                    format!("the {} refused: {}", self.name, status.message()),
-                );
+                let reason = if reason.is_empty() { "PEER_REFUSED".to_owned() } else { reason };
+                let mut err =
+                    Error::from_peer(code, reason, format!("the {} refused: {}", self.name, status.message()));
                 if let Some(info) = details.error_info() {
                     for (k, v) in &info.metadata {
                         err = err.with_metadata(k.clone(), v.clone());
@@ -232,23 +222,6 @@ impl Peer {
         })
         .await
     }
-}
-
-/// Reasons are `&'static`: keep the peer's when it is one we know.
-fn peer_reason(reason: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "INVALID_ARGUMENT",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "ETAG_MISMATCH",
-        "ILLEGAL_STAGE_TRANSITION",
-        "MEASURE_STATUS_FINAL",
-        "MEASURE_STATUS_UNCHANGED",
-        "MEASURE_NOT_SUSPENDED",
-        "QUOTA_EXHAUSTED",
-        "NOT_A_QUOTA",
-    ];
-    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("PEER_REFUSED")
 }
 
 /// Adds a field violation for every id in `ids` (at `field[i]`) that is in `missing`.

@@ -127,6 +127,40 @@ where
     }
 }
 
+/// An entity whose rows carry a `version` that every update bumps: the
+/// etag of its resource (AIP-154).
+pub trait Versioned: EntityTrait {
+    /// The resource's name in errors: `measure`, `dispute`, …
+    const RESOURCE: &'static str;
+    const ID: Self::Column;
+    const VERSION: Self::Column;
+    /// Never written again after the insert.
+    const CREATE_TIME: Self::Column;
+}
+
+/// Writes `row` over the row `id` if that row's version is still
+/// `expected` (`row` carries the next one); another writer in between is
+/// ABORTED, as a stale etag is.
+pub async fn update_versioned<E: Versioned>(
+    conn: &impl ConnectionTrait,
+    id: uuid::Uuid,
+    expected: i64,
+    mut row: E::ActiveModel,
+) -> crate::Result<()>
+where
+    E::ActiveModel: Send,
+{
+    use sea_orm::{ColumnTrait as _, QueryFilter as _};
+    row.not_set(E::ID);
+    row.not_set(E::CREATE_TIME);
+    let result =
+        E::update_many().set(row).filter(E::ID.eq(id)).filter(E::VERSION.eq(expected)).exec(conn).await?;
+    if result.rows_affected == 0 {
+        return Err(crate::Error::etag_mismatch(E::RESOURCE, id));
+    }
+    Ok(())
+}
+
 /// Whether `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

@@ -5,7 +5,7 @@
 //! every field violation. Database and internal errors are logged with their
 //! cause and answered with an opaque message: no SQL and no stack ever leaves.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -37,7 +37,7 @@ pub struct Error(Box<Inner>);
 #[error("{code:?} {reason}: {message}")]
 struct Inner {
     code: Code,
-    reason: &'static str,
+    reason: Cow<'static, str>,
     message: String,
     metadata: HashMap<String, String>,
     violations: Vec<FieldViolation>,
@@ -46,10 +46,10 @@ struct Inner {
 }
 
 impl Error {
-    fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: Code, reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             metadata: HashMap::new(),
             violations: Vec::new(),
@@ -176,8 +176,8 @@ impl Error {
         self
     }
 
-    /// A code and reason passed on from another service.
-    pub fn from_peer(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+    /// A code and reason passed on from another service, as it gave them.
+    pub fn from_peer(code: Code, reason: String, message: impl Into<String>) -> Self {
         Self::new(code, reason, message)
     }
 
@@ -190,8 +190,8 @@ impl Error {
         self.0.code
     }
 
-    pub fn reason(&self) -> &'static str {
-        self.0.reason
+    pub fn reason(&self) -> &str {
+        &self.0.reason
     }
 
     pub fn message(&self) -> &str {
@@ -303,13 +303,13 @@ impl From<Error> for Status {
         let err = *err.0;
         match err.code {
             Code::Internal | Code::Unknown | Code::DataLoss => {
-                tracing::error!(error = ?err.source, reason = err.reason, "internal error");
+                tracing::error!(error = ?err.source, reason = %err.reason, "internal error");
             }
             Code::Unavailable => tracing::warn!(message = %err.message, "unavailable"),
-            _ => tracing::debug!(code = ?err.code, reason = err.reason, message = %err.message, "request refused"),
+            _ => tracing::debug!(code = ?err.code, reason = %err.reason, message = %err.message, "request refused"),
         }
         let mut details = ErrorDetails::new();
-        details.set_error_info(err.reason, DOMAIN, err.metadata);
+        details.set_error_info(err.reason.into_owned(), DOMAIN, err.metadata);
         if !err.violations.is_empty() {
             details.set_bad_request(
                 err.violations

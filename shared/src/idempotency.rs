@@ -98,11 +98,6 @@ impl Key {
             fingerprint: Sha256::digest(request.encode_to_vec()).to_vec(),
         })
     }
-
-    /// The request id, for an idempotency key passed on to another service.
-    pub fn request_id(&self) -> Uuid {
-        self.request_id
-    }
 }
 
 async fn lookup<R: Message + Default>(conn: &impl ConnectionTrait, key: &Key) -> Result<Option<R>> {

@@ -53,7 +53,8 @@ macro_rules! named_enum {
 
 /// Two functions between a generated proto enum and a [`named_enum!`] domain
 /// enum, through the value's name: `$from(i32) -> Option<Domain>` (None for
-/// UNSPECIFIED and unknown numbers) and `$to(Domain) -> i32`.
+/// UNSPECIFIED and unknown numbers) and `$to(Domain) -> i32`; and a test
+/// that the two enums name the same values, so none maps to UNSPECIFIED.
 #[macro_export]
 macro_rules! proto_enum_map {
     ($from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
@@ -63,6 +64,23 @@ macro_rules! proto_enum_map {
 
         pub fn $to(v: $domain) -> i32 {
             <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())).map_or(0, Into::into)
+        }
+
+        #[cfg(test)]
+        mod $from {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn the_proto_and_domain_enums_name_the_same_values() {
+                for v in <$domain>::ALL {
+                    let raw = super::$to(*v);
+                    assert_ne!(raw, 0, "{:?} has no proto value", v);
+                    assert_eq!(super::$from(raw), Some(*v));
+                }
+                let proto_values = (1..64).filter(|n| <$pb>::try_from(*n).is_ok()).count();
+                assert_eq!(proto_values, <$domain>::ALL.len(), "a proto value with no domain value");
+            }
         }
     };
 }

@@ -54,10 +54,6 @@ impl TestDatabase {
         Ok(Self { url, backing: Backing::Postgres { admin_url, name } })
     }
 
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backing, Backing::Postgres { .. })
-    }
-
     /// Settings for a service under test: this database, port 0, short
     /// timeouts, peers as given.
     pub fn settings(&self, _service: ServiceInfo) -> Settings {
@@ -260,6 +256,11 @@ impl ServiceSlot {
         let mut s = self.db.settings(service);
         s.server.port = self.addr.map_or_else(restartable_port, |a| a.port());
         s
+    }
+
+    /// The URL of the slot's database, for a look from the test itself.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
     }
 
     /// The slot's URL; before its first start, one where nothing listens.

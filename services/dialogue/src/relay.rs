@@ -4,9 +4,8 @@
 //! Each effect is sent with its outbox id as `request_id`, so a delivery
 //! repeated after a crash, a restart or a lost answer is absorbed by the
 //! other side's idempotency and applies nothing twice. An outage is retried
-//! with exponential backoff for as long as it lasts; a refusal
-//! (FAILED_PRECONDITION, NOT_FOUND, INVALID_ARGUMENT, ALREADY_EXISTS) is
-//! final and marks the effect REJECTED with the reason. The relay starts with
+//! with exponential backoff for as long as it lasts; a refusal no retry can
+//! change (see `is_final`) marks the effect REJECTED with the reason. The relay starts with
 //! whatever the outbox holds, and on shutdown makes one last pass over what is
 //! due before it stops.
 

@@ -1,16 +1,50 @@
 //! `tradewatch-demo run`: the whole stack on this machine with the demo data
-//! (what `make run` does). `tradewatch-demo seed [--tariff URL] [--dispute URL]
-//! [--dialogue URL]`: loads the demo data into a running stack (`make seed`).
+//! (what `make run` does). `tradewatch-demo seed`: loads the demo data into a
+//! running stack (`make seed`).
 
 use std::{path::PathBuf, process::ExitCode};
 
+use clap::{Parser, Subcommand};
 use tradewatch_e2e::{demo, launcher};
 
-const USAGE: &str = "usage: tradewatch-demo [run [--var DIR] [--ports TARIFF,DISPUTE,DIALOGUE] | seed [--tariff URL] [--dispute URL] [--dialogue URL]]";
+/// The Tradewatch stack with the real Canada–China record.
+#[derive(Debug, Parser)]
+#[command(name = "tradewatch-demo", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the three services on SQLite, load the demo data once, stop them all on Ctrl-C [default]
+    Run {
+        /// Where the databases and logs go
+        #[arg(long, value_name = "DIR", default_value = "var")]
+        var: PathBuf,
+        /// The gRPC ports of the tariff, dispute and dialogue services
+        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE", value_parser = parse_ports)]
+        ports: Option<launcher::Ports>,
+    },
+    /// Load the demo data into a running stack, unless it already holds data
+    Seed {
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50052")]
+        tariff: String,
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
+        dispute: String,
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50053")]
+        dialogue: String,
+    },
+}
+
+fn parse_ports(s: &str) -> Result<launcher::Ports, String> {
+    launcher::Ports::parse(s).map_err(|e| e.to_string())
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match real_main().await {
+    let cli = Cli::parse();
+    match real_main(cli.command.unwrap_or(Command::Run { var: PathBuf::from("var"), ports: None })).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tradewatch-demo: {err:#}");
@@ -19,30 +53,15 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn real_main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_else(|| "run".into());
-    let mut var_dir = PathBuf::from("var");
-    let mut ports = launcher::Ports::default();
-    let mut at = ports.endpoints();
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--var" => var_dir = PathBuf::from(value),
-            "--ports" => ports = launcher::Ports::parse(&value)?,
-            "--tariff" => at.tariff = value,
-            "--dispute" => at.dispute = value,
-            "--dialogue" => at.dialogue = value,
-            _ => anyhow::bail!("unexpected {flag}\n{USAGE}"),
-        }
-    }
-    match command.as_str() {
-        "run" => {
+async fn real_main(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { var, ports } => {
             let exe = std::env::current_exe()?;
             let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-            launcher::run(launcher::Options { bin_dir, var_dir, ports }).await
+            launcher::run(launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default() }).await
         }
-        "seed" => {
+        Command::Seed { tariff, dispute, dialogue } => {
+            let at = demo::Endpoints { tariff, dispute, dialogue };
             if demo::is_loaded(&at).await? {
                 println!("The stack already holds data: nothing loaded.");
                 return Ok(());
@@ -51,6 +70,5 @@ async fn real_main() -> anyhow::Result<()> {
             println!("Loaded {loaded:?}");
             Ok(())
         }
-        _ => anyhow::bail!("{USAGE}"),
     }
 }

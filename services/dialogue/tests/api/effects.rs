@@ -53,7 +53,7 @@ async fn a_suspension_queued_while_the_tariff_service_is_down_survives_a_restart
     app.stop_tariff().await;
     let fulfilled = app.set_status(&c.id, CommitmentStatus::Fulfilled, "").await.unwrap();
     assert_eq!(fulfilled.effect_state(), EffectState::Pending);
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    app.wait_for_failed_deliveries(&c.id, 2).await;
     assert_eq!(
         app.commitment(&c.id).await.effect_state(),
         EffectState::Pending,
@@ -98,7 +98,6 @@ async fn a_relay_that_dies_after_delivery_is_absorbed_by_the_idempotency_key() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(app.history(&measure.id).await.len(), 2, "the tariff service applied it");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.commitment(&c.id).await.effect_state(), EffectState::Pending, "but the outbox never heard");
 
     // After a restart the relay delivers again, with the same key.
@@ -159,10 +158,10 @@ async fn the_relay_delivers_what_is_due_when_it_shuts_down() {
     app.stop_tariff().await;
     app.set_status(&c.id, CommitmentStatus::Fulfilled, "").await.unwrap();
     // The one attempt the fulfilment woke fails against the stopped tariff service.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    app.wait_for_failed_deliveries(&c.id, 1).await;
     app.start_tariff().await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(app.history(&measure.id).await.len(), 1, "the idle relay has not retried yet");
+    assert_eq!(app.history(&measure.id).await.len(), 1, "the idle relay has not retried");
+    assert_eq!(app.failed_deliveries(&c.id).await, 1, "it waits for its next pass, an hour away");
 
     app.stop_dialogue().await;
     let history = app.history(&measure.id).await;

@@ -209,6 +209,30 @@ impl TestApp {
         panic!("the effect of commitment {id} stayed PENDING");
     }
 
+    /// How often the relay has tried and failed to deliver the effect of a
+    /// commitment, read from the outbox.
+    pub async fn failed_deliveries(&self, commitment_id: &str) -> i32 {
+        use dialogue_service::store::entity::outbox;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let db = sea_orm::Database::connect(self.dialogue_slot.database_url()).await.unwrap();
+        let id = uuid::Uuid::parse_str(commitment_id).unwrap();
+        let row = outbox::Entity::find().filter(outbox::Column::CommitmentId.eq(id)).one(&db).await.unwrap();
+        db.close().await.unwrap();
+        row.map_or(0, |r| r.attempts)
+    }
+
+    /// Waits, boundedly, until the relay has failed to deliver the
+    /// commitment's effect at least `n` times.
+    pub async fn wait_for_failed_deliveries(&self, commitment_id: &str, n: i32) {
+        for _ in 0..100 {
+            if self.failed_deliveries(commitment_id).await >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the relay did not try {n} times");
+    }
+
     pub async fn history(&self, measure_id: &str) -> Vec<(tpb::MeasureStatus, String)> {
         let req = tpb::ListMeasureHistoryRequest { measure_id: measure_id.into(), ..Default::default() };
         let changes = self.tariff.clone().list_measure_history(req).await.unwrap().into_inner().changes;

@@ -295,8 +295,13 @@ async fn events_are_recorded_in_timeline_order() {
 }
 
 #[tokio::test]
-async fn shutdown_is_clean() {
+async fn shutdown_stops_serving_and_frees_the_port() {
     let app = spawn_app().await;
     app.create(dispute("WT/DS589")).await.unwrap();
+    let addr = app.addr;
+    let mut client = app.client.clone();
     tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "nothing listens on {addr} any more");
+    let after = client.get_dispute(pb::GetDisputeRequest { id: uuid() }).await;
+    assert_eq!(after.unwrap_err().code(), tonic::Code::Unavailable);
 }

@@ -10,6 +10,7 @@ use tradewatch_common::{
 };
 
 pub struct TestApp {
+    pub addr: SocketAddr,
     pub client: DisputeServiceClient<Channel>,
     pub tariff: TariffServiceClient<Channel>,
     pub tariff_addr: SocketAddr,
@@ -39,6 +40,7 @@ pub async fn spawn_app() -> TestApp {
     let addr = app.local_addr();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
     TestApp {
+        addr,
         client: DisputeServiceClient::new(testing::channel(addr).await.unwrap()),
         tariff: TariffServiceClient::new(testing::channel(tariff_server.addr).await.unwrap()),
         tariff_addr: tariff_server.addr,

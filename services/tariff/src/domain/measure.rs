@@ -384,31 +384,31 @@ pub(crate) mod tests {
         let mut m = measure(spec(MeasureKind::Surtax, &["72"], "25"));
         let d = date("2025-01-01");
         assert!(m.check_status_change(MeasureStatus::Suspended, d).is_ok());
-        let code = |r: Result<()>| r.err().map(|e| (e.code(), e.reason()));
+        let code = |r: Result<()>| r.err().map(|e| (e.code(), e.reason().to_owned()));
         assert_eq!(
             code(m.check_status_change(MeasureStatus::InForce, d)),
-            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED"))
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED".to_owned()))
         );
         assert_eq!(
             code(m.check_status_change(MeasureStatus::InForce, date("2023-06-01"))),
-            Some((tonic::Code::FailedPrecondition, "MEASURE_NOT_SUSPENDED"))
+            Some((tonic::Code::FailedPrecondition, "MEASURE_NOT_SUSPENDED".to_owned()))
         );
         assert_eq!(
             code(m.check_status_change(MeasureStatus::Announced, d)),
-            Some((tonic::Code::InvalidArgument, "INVALID_ARGUMENT"))
+            Some((tonic::Code::InvalidArgument, "INVALID_ARGUMENT".to_owned()))
         );
         let c = change(&m, MeasureStatus::Suspended, "2025-01-01");
         m.push_change(c);
         assert_eq!(
             code(m.check_status_change(MeasureStatus::Suspended, d)),
-            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED"))
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_UNCHANGED".to_owned()))
         );
         assert!(m.check_status_change(MeasureStatus::InForce, d).is_ok());
         let c = change(&m, MeasureStatus::Revoked, "2025-02-01");
         m.push_change(c);
         assert_eq!(
             code(m.check_status_change(MeasureStatus::InForce, date("2025-03-01"))),
-            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_FINAL"))
+            Some((tonic::Code::FailedPrecondition, "MEASURE_STATUS_FINAL".to_owned()))
         );
     }
 
@@ -439,7 +439,7 @@ pub(crate) mod tests {
         assert!(m.record_quota_usage(dec("0.5")).is_ok());
         assert_eq!(m.quota_room(), Some(Decimal::ZERO));
         let mut plain = measure(spec(MeasureKind::Mfn, &["87"], "6.1"));
-        assert_eq!(plain.record_quota_usage(dec("1")).err().map(|e| e.reason()), Some("NOT_A_QUOTA"));
+        assert_eq!(plain.record_quota_usage(dec("1")).err().as_ref().map(Error::reason), Some("NOT_A_QUOTA"));
     }
 
     #[test]

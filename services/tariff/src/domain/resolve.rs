@@ -390,7 +390,7 @@ mod tests {
         let r = resolve(&ship, &measures)?;
         assert_eq!(format_decimal(r.total_duty.amount), "420");
         ship.customs_value.currency = "USD".into();
-        assert_eq!(resolve(&ship, &measures).err().map(|e| e.reason()), Some("CURRENCY_MISMATCH"));
+        assert_eq!(resolve(&ship, &measures).err().as_ref().map(Error::reason), Some("CURRENCY_MISMATCH"));
         Ok(())
     }
 
