@@ -153,8 +153,7 @@ where
     use sea_orm::{ColumnTrait as _, QueryFilter as _};
     row.not_set(E::ID);
     row.not_set(E::CREATE_TIME);
-    let result =
-        E::update_many().set(row).filter(E::ID.eq(id)).filter(E::VERSION.eq(expected)).exec(conn).await?;
+    let result = E::update_many().set(row).filter(E::ID.eq(id)).filter(E::VERSION.eq(expected)).exec(conn).await?;
     if result.rows_affected == 0 {
         return Err(crate::Error::etag_mismatch(E::RESOURCE, id));
     }

@@ -61,6 +61,38 @@ impl Violations {
         }
     }
 
+    /// An optional field: empty means absent (`Some(None)`); otherwise the
+    /// parsed value, or `None` with the reason recorded under `field`.
+    pub fn optional<T>(
+        &mut self,
+        field: impl Into<String>,
+        raw: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        if raw.is_empty() { Some(None) } else { self.check(field, parse(raw)).map(Some) }
+    }
+
+    /// A filter field: empty means any (`None`); a bad value is recorded.
+    pub fn filter<T>(
+        &mut self,
+        field: impl Into<String>,
+        raw: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.optional(field, raw, parse).flatten()
+    }
+
+    /// A field whose empty value stands for `default`.
+    pub fn or_default<T>(
+        &mut self,
+        field: impl Into<String>,
+        raw: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.optional(field, raw, parse).map(|v| v.unwrap_or(default))
+    }
+
     /// Whether `values` has at most `max` elements; otherwise records it
     /// under `field`, so the elements need not be read at all.
     pub fn count<T>(&mut self, field: &str, values: &[T], max: usize) -> bool {

@@ -175,8 +175,7 @@ impl Relay {
             })?;
             c.effect_state = state;
             c.effect_detail = detail;
-            let expected = c.version;
-            store::update_commitment(&txn, &mut c, expected).await?;
+            store::update_commitment(&txn, &mut c).await?;
         }
         txn.commit().await?;
         Ok(())

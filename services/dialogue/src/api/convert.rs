@@ -1,14 +1,12 @@
 //! Proto messages to domain types and back. Every bad field is named by its
 //! path in the request.
 
-use chrono::NaiveDate;
 use tradewatch_common::{
     proto::dialogue as pb,
     proto_enum_map,
     types::{Economy, format_date, parse_date, parse_id},
     validate::{Violations, limits, required_enum},
 };
-use uuid::Uuid;
 
 pub use tradewatch_common::types::timestamp;
 
@@ -30,14 +28,6 @@ proto_enum_map!(
 proto_enum_map!(effect, effect_to_proto, pb::CommitmentEffect, Effect, "COMMITMENT_EFFECT_");
 proto_enum_map!(effect_state, effect_state_to_proto, pb::EffectState, EffectState, "EFFECT_STATE_");
 
-fn optional_date(v: &mut Violations, field: &str, raw: &str) -> Option<Option<NaiveDate>> {
-    if raw.is_empty() { Some(None) } else { v.check(field, parse_date(raw)).map(Some) }
-}
-
-fn optional_id(v: &mut Violations, field: &str, raw: &str) -> Option<Option<Uuid>> {
-    if raw.is_empty() { Some(None) } else { v.check(field, parse_id(raw)).map(Some) }
-}
-
 /// The client-set fields of a session; violations are named `{prefix}.{field}`.
 pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -> Option<SessionSpec> {
     let f = |name: &str| format!("{prefix}.{name}");
@@ -48,7 +38,10 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
     let economies = v.list(&f("economies"), &s.economies, limits::ECONOMIES, Economy::parse);
     let location = v.optional_text(&f("location"), &s.location, 200);
     let starts_on = v.check(f("starts_on"), parse_date(&s.starts_on));
-    let ends_on = if s.ends_on.is_empty() { starts_on } else { v.check(f("ends_on"), parse_date(&s.ends_on)) };
+    let ends_on = match v.optional(f("ends_on"), &s.ends_on, parse_date) {
+        Some(None) => starts_on,
+        ends_on => ends_on.flatten(),
+    };
     let participants: Vec<Option<Participant>> =
         if v.count(&f("participants"), &s.participants, limits::PARTICIPANTS) {
             s.participants.as_slice()
@@ -61,12 +54,9 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
             let name = v.text(&f(&format!("participants[{i}].name")), &p.name, 200);
             let role = v.optional_text(&f(&format!("participants[{i}].role")), &p.role, 200);
             let organization = v.optional_text(&f(&format!("participants[{i}].organization")), &p.organization, 200);
-            let economy = if p.economy.is_empty() {
-                Some(None)
-            } else {
-                v.check(f(&format!("participants[{i}].economy")), Economy::parse(&p.economy))
-                    .map(|e| Some(e.to_string()))
-            };
+            let economy = v
+                .optional(f(&format!("participants[{i}].economy")), &p.economy, Economy::parse)
+                .map(|e| e.map(|e| e.to_string()));
             Some(Participant { name: name?, role: role?, organization: organization?, economy: economy? })
         })
         .collect();
@@ -166,11 +156,11 @@ pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> 
     let f = |name: &str| format!("{prefix}.{name}");
     let description = v.text(&f("description"), &c.description, 5_000);
     let owner_economies = v.list(&f("owner_economies"), &c.owner_economies, limits::ECONOMIES, Economy::parse);
-    let due_on = optional_date(v, &f("due_on"), &c.due_on);
-    let dispute_id = optional_id(v, &f("dispute_id"), &c.dispute_id);
-    let measure_id = optional_id(v, &f("measure_id"), &c.measure_id);
+    let due_on = v.optional(f("due_on"), &c.due_on, parse_date);
+    let dispute_id = v.optional(f("dispute_id"), &c.dispute_id, parse_id);
+    let measure_id = v.optional(f("measure_id"), &c.measure_id, parse_id);
     let effect = if c.effect == 0 { Some(Effect::None) } else { required_enum(v, &f("effect"), c.effect, effect) };
-    let effect_on = optional_date(v, &f("effect_on"), &c.effect_on);
+    let effect_on = v.optional(f("effect_on"), &c.effect_on, parse_date);
     let spec = CommitmentSpec {
         description: description?,
         owner_economies,

@@ -122,10 +122,6 @@ fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
     v.check(field, parse_id(raw))
 }
 
-fn optional_id(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
-    if raw.is_empty() { None } else { id_field(v, field, raw) }
-}
-
 #[tonic::async_trait]
 impl DialogueService for DialogueApi {
     async fn create_session(&self, request: Request<pb::CreateSessionRequest>) -> Reply<pb::CreateSessionResponse> {
@@ -182,18 +178,15 @@ impl DialogueService for DialogueApi {
     async fn list_sessions(&self, request: Request<pb::ListSessionsRequest>) -> Reply<pb::ListSessionsResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        let date = |v: &mut Violations, field: &str, raw: &str| {
-            if raw.is_empty() { None } else { v.check(field, parse_date(raw)) }
-        };
         let filter = SessionFilter {
             track: optional_enum(&mut v, "track", req.track, track),
             level: optional_enum(&mut v, "level", req.level, level),
             status: optional_enum(&mut v, "status", req.status, session_status),
-            economy: if req.economy.is_empty() { None } else { v.check("economy", Economy::parse(&req.economy)) },
-            dispute_id: optional_id(&mut v, "dispute_id", &req.dispute_id),
-            measure_id: optional_id(&mut v, "measure_id", &req.measure_id),
-            from: date(&mut v, "starts_on_from", &req.starts_on_from),
-            to: date(&mut v, "starts_on_to", &req.starts_on_to),
+            economy: v.filter("economy", &req.economy, Economy::parse),
+            dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
+            measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+            from: v.filter("starts_on_from", &req.starts_on_from, parse_date),
+            to: v.filter("starts_on_to", &req.starts_on_to, parse_date),
         };
         let filters = pb::ListSessionsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
@@ -233,8 +226,7 @@ impl DialogueService for DialogueApi {
                 let mut v = Violations::new();
                 let spec = session_spec(&mut v, "session", &merged);
                 s.spec = v.finish_with(spec)?;
-                let expected = s.version;
-                store::update_session(txn, &mut s, expected, true).await?;
+                store::update_session(txn, &mut s, true).await?;
                 Ok(pb::UpdateSessionResponse { session: Some(session_to_proto(&s)) })
             })
         })
@@ -261,8 +253,7 @@ impl DialogueService for DialogueApi {
                     store::get_session_for_update(txn, id).await?.ok_or_else(|| Error::not_found("session", id))?;
                 etag::check(&sent_etag, s.version, "session", id)?;
                 s.set_status(status)?;
-                let expected = s.version;
-                store::update_session(txn, &mut s, expected, false).await?;
+                store::update_session(txn, &mut s, false).await?;
                 Ok(pb::SetSessionStatusResponse { session: Some(session_to_proto(&s)) })
             })
         })
@@ -326,20 +317,12 @@ impl DialogueService for DialogueApi {
         let req = request.into_inner();
         let mut v = Violations::new();
         let filter = CommitmentFilter {
-            session_id: optional_id(&mut v, "session_id", &req.session_id),
-            owner_economy: if req.owner_economy.is_empty() {
-                None
-            } else {
-                v.check("owner_economy", Economy::parse(&req.owner_economy))
-            },
+            session_id: v.filter("session_id", &req.session_id, parse_id),
+            owner_economy: v.filter("owner_economy", &req.owner_economy, Economy::parse),
             status: optional_enum(&mut v, "status", req.status, commitment_status),
-            dispute_id: optional_id(&mut v, "dispute_id", &req.dispute_id),
-            measure_id: optional_id(&mut v, "measure_id", &req.measure_id),
-            overdue_on: if req.overdue_on.is_empty() {
-                None
-            } else {
-                v.check("overdue_on", parse_date(&req.overdue_on))
-            },
+            dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
+            measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+            overdue_on: v.filter("overdue_on", &req.overdue_on, parse_date),
         };
         let filters = pb::ListCommitmentsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
@@ -358,11 +341,7 @@ impl DialogueService for DialogueApi {
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
         let status = required_enum(&mut v, "status", req.status, commitment_status);
-        let effect_on = if req.effect_on.is_empty() {
-            Some(None)
-        } else {
-            v.check("effect_on", parse_date(&req.effect_on)).map(Some)
-        };
+        let effect_on = v.optional("effect_on", &req.effect_on, parse_date);
         let request_id = v.check("request_id", parse_request_id(&req.request_id));
         let ((id, status), effect_on) = v.finish_with(id.zip(status).zip(effect_on))?;
         let sent_etag = req.etag.clone();
@@ -376,8 +355,7 @@ impl DialogueService for DialogueApi {
                     .ok_or_else(|| Error::not_found("commitment", id))?;
                 etag::check(&sent_etag, c.version, "commitment", id)?;
                 let order = c.set_status(status, effect_on, today)?;
-                let expected = c.version;
-                store::update_commitment(txn, &mut c, expected).await?;
+                store::update_commitment(txn, &mut c).await?;
                 if let Some(order) = &order {
                     store::enqueue(txn, order).await?;
                 }

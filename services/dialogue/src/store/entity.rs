@@ -150,3 +150,17 @@ pub mod outbox {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+impl tradewatch_common::db::Versioned for session::Entity {
+    const RESOURCE: &'static str = "session";
+    const ID: session::Column = session::Column::Id;
+    const VERSION: session::Column = session::Column::Version;
+    const CREATE_TIME: session::Column = session::Column::CreateTime;
+}
+
+impl tradewatch_common::db::Versioned for commitment::Entity {
+    const RESOURCE: &'static str = "commitment";
+    const ID: commitment::Column = commitment::Column::Id;
+    const VERSION: commitment::Column = commitment::Column::Version;
+    const CREATE_TIME: commitment::Column = commitment::Column::CreateTime;
+}

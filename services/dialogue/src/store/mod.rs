@@ -6,10 +6,8 @@ pub mod migration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Query,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Query,
 };
 use tradewatch_common::{
     Error, Result, db,
@@ -54,7 +52,7 @@ pub struct CommitmentFilter {
 // ---- sessions ----
 
 pub async fn insert_session(conn: &impl ConnectionTrait, s: &Session) -> Result<()> {
-    session::Entity::insert(session_row(s)?).exec_without_returning(conn).await?;
+    session::Entity::insert(session_to_row(s)?).exec_without_returning(conn).await?;
     write_session_index(conn, s).await
 }
 
@@ -147,33 +145,18 @@ pub async fn list_sessions(
 }
 
 /// Writes the session's new state if its version is still `expected`.
-pub async fn update_session(
-    conn: &impl ConnectionTrait,
-    s: &mut Session,
-    expected: i64,
-    index_changed: bool,
-) -> Result<()> {
-    s.version = expected + 1;
+pub async fn update_session(conn: &impl ConnectionTrait, s: &mut Session, index_changed: bool) -> Result<()> {
+    let expected = s.version;
+    s.version += 1;
     s.update_time = tradewatch_common::now();
-    let mut row = session_row(s)?;
-    row.id = NotSet;
-    row.create_time = NotSet;
-    let result = session::Entity::update_many()
-        .set(row)
-        .filter(session::Column::Id.eq(s.id))
-        .filter(session::Column::Version.eq(expected))
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 0 {
-        return Err(Error::etag_mismatch("session", s.id));
-    }
+    db::update_versioned::<session::Entity>(conn, s.id, expected, session_to_row(s)?).await?;
     if index_changed {
         write_session_index(conn, s).await?;
     }
     Ok(())
 }
 
-fn session_row(s: &Session) -> Result<session::ActiveModel> {
+fn session_to_row(s: &Session) -> Result<session::ActiveModel> {
     let json = |v: serde_json::Result<String>| v.map_err(Error::internal);
     Ok(session::ActiveModel {
         id: Set(s.id),
@@ -198,18 +181,18 @@ fn session_row(s: &Session) -> Result<session::ActiveModel> {
 
 fn session_from_row(r: session::Model) -> Result<Session> {
     let id = r.id;
-    let bad = |what: &str, why: String| db::corrupt("session", id, what, why);
+    let corrupt = |what: &str, why: String| db::corrupt("session", id, what, why);
     let participants: Vec<Participant> =
-        serde_json::from_str(&r.participants).map_err(|e| bad("participants", e.to_string()))?;
-    let agenda: Vec<AgendaItem> = serde_json::from_str(&r.agenda).map_err(|e| bad("agenda", e.to_string()))?;
+        serde_json::from_str(&r.participants).map_err(|e| corrupt("participants", e.to_string()))?;
+    let agenda: Vec<AgendaItem> = serde_json::from_str(&r.agenda).map_err(|e| corrupt("agenda", e.to_string()))?;
     Ok(Session {
         id,
         spec: SessionSpec {
             title: r.title,
-            track: Track::parse(&r.track).ok_or_else(|| bad("track", r.track.clone()))?,
-            level: Level::parse(&r.level).ok_or_else(|| bad("level", r.level.clone()))?,
-            host_economy: Economy::parse(&r.host_economy).map_err(|e| bad("host economy", e))?,
-            economies: db::split_list(&r.economies, Economy::parse).map_err(|e| bad("economies", e))?,
+            track: Track::parse(&r.track).ok_or_else(|| corrupt("track", r.track.clone()))?,
+            level: Level::parse(&r.level).ok_or_else(|| corrupt("level", r.level.clone()))?,
+            host_economy: Economy::parse(&r.host_economy).map_err(|e| corrupt("host economy", e))?,
+            economies: db::split_list(&r.economies, Economy::parse).map_err(|e| corrupt("economies", e))?,
             location: r.location,
             starts_on: r.starts_on,
             ends_on: r.ends_on,
@@ -218,7 +201,7 @@ fn session_from_row(r: session::Model) -> Result<Session> {
             outcome_summary: r.outcome_summary,
             source_url: r.source_url,
         },
-        status: SessionStatus::parse(&r.status).ok_or_else(|| bad("status", r.status.clone()))?,
+        status: SessionStatus::parse(&r.status).ok_or_else(|| corrupt("status", r.status.clone()))?,
         version: r.version,
         create_time: r.create_time,
         update_time: r.update_time,
@@ -228,7 +211,7 @@ fn session_from_row(r: session::Model) -> Result<Session> {
 // ---- commitments ----
 
 pub async fn insert_commitment(conn: &impl ConnectionTrait, c: &Commitment) -> Result<()> {
-    commitment::Entity::insert(commitment_row(c)).exec_without_returning(conn).await?;
+    commitment::Entity::insert(commitment_to_row(c)).exec_without_returning(conn).await?;
     let owners = c
         .spec
         .owner_economies
@@ -289,25 +272,14 @@ pub async fn list_commitments(
 }
 
 /// Writes the commitment's new state if its version is still `expected`.
-pub async fn update_commitment(conn: &impl ConnectionTrait, c: &mut Commitment, expected: i64) -> Result<()> {
-    c.version = expected + 1;
+pub async fn update_commitment(conn: &impl ConnectionTrait, c: &mut Commitment) -> Result<()> {
+    let expected = c.version;
+    c.version += 1;
     c.update_time = tradewatch_common::now();
-    let mut row = commitment_row(c);
-    row.id = NotSet;
-    row.create_time = NotSet;
-    let result = commitment::Entity::update_many()
-        .set(row)
-        .filter(commitment::Column::Id.eq(c.id))
-        .filter(commitment::Column::Version.eq(expected))
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 0 {
-        return Err(Error::etag_mismatch("commitment", c.id));
-    }
-    Ok(())
+    db::update_versioned::<commitment::Entity>(conn, c.id, expected, commitment_to_row(c)).await
 }
 
-fn commitment_row(c: &Commitment) -> commitment::ActiveModel {
+fn commitment_to_row(c: &Commitment) -> commitment::ActiveModel {
     commitment::ActiveModel {
         id: Set(c.id),
         session_id: Set(c.session_id),
@@ -329,21 +301,22 @@ fn commitment_row(c: &Commitment) -> commitment::ActiveModel {
 
 fn commitment_from_row(r: commitment::Model) -> Result<Commitment> {
     let id = r.id;
-    let bad = |what: &str, why: String| db::corrupt("commitment", id, what, why);
+    let corrupt = |what: &str, why: String| db::corrupt("commitment", id, what, why);
     Ok(Commitment {
         id,
         session_id: r.session_id,
         spec: CommitmentSpec {
             description: r.description,
-            owner_economies: db::split_list(&r.owner_economies, Economy::parse).map_err(|e| bad("owners", e))?,
+            owner_economies: db::split_list(&r.owner_economies, Economy::parse).map_err(|e| corrupt("owners", e))?,
             due_on: r.due_on,
             dispute_id: r.dispute_id,
             measure_id: r.measure_id,
-            effect: Effect::parse(&r.effect).ok_or_else(|| bad("effect", r.effect.clone()))?,
+            effect: Effect::parse(&r.effect).ok_or_else(|| corrupt("effect", r.effect.clone()))?,
             effect_on: r.effect_on,
         },
-        status: CommitmentStatus::parse(&r.status).ok_or_else(|| bad("status", r.status.clone()))?,
-        effect_state: EffectState::parse(&r.effect_state).ok_or_else(|| bad("effect state", r.effect_state.clone()))?,
+        status: CommitmentStatus::parse(&r.status).ok_or_else(|| corrupt("status", r.status.clone()))?,
+        effect_state: EffectState::parse(&r.effect_state)
+            .ok_or_else(|| corrupt("effect state", r.effect_state.clone()))?,
         effect_detail: r.effect_detail,
         version: r.version,
         create_time: r.create_time,

@@ -1,7 +1,6 @@
 //! Proto messages to domain types and back. Every bad field is named by its
 //! path in the request.
 
-use chrono::NaiveDate;
 use tradewatch_common::{
     proto::dispute as pb,
     proto_enum_map,
@@ -115,9 +114,4 @@ pub fn copy_updatable(path: &str, from: &pb::Dispute, into: &mut pb::Dispute) ->
         _ => return false,
     }
     true
-}
-
-/// A date that may be left empty for today.
-pub fn date_or_today(v: &mut Violations, field: &str, raw: &str, today: NaiveDate) -> Option<NaiveDate> {
-    if raw.is_empty() { Some(today) } else { v.check(field, parse_date(raw)) }
 }

@@ -14,7 +14,7 @@ use tradewatch_common::{
     paging::{self, Page},
     proto::dispute::{self as pb, dispute_service_server::DisputeService},
     today,
-    types::{Economy, HsCode, parse_id, parse_request_id},
+    types::{Economy, HsCode, parse_date, parse_id, parse_request_id},
     validate::{Violations, limits, optional_enum, required_enum, update_mask},
 };
 use uuid::Uuid;
@@ -81,7 +81,7 @@ impl DisputeService for DisputeApi {
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let (dispute, created) = Dispute::open(spec, tradewatch_common::now());
-                store::insert(txn, &dispute, &created).await?;
+                store::insert_dispute(txn, &dispute, &created).await?;
                 Ok(pb::CreateDisputeResponse { dispute: Some(dispute_to_proto(&dispute)) })
             })
         })
@@ -94,7 +94,7 @@ impl DisputeService for DisputeApi {
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
         let id = v.finish_with(id)?;
-        let d = store::get(&self.db, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+        let d = store::get_dispute(&self.db, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
         Ok(Response::new(pb::GetDisputeResponse { dispute: Some(dispute_to_proto(&d)) }))
     }
 
@@ -106,7 +106,7 @@ impl DisputeService for DisputeApi {
         let mut v = Violations::new();
         let ids = batch::ids(&mut v, &req.ids);
         v.finish()?;
-        let found = store::get_many(&self.db, &ids).await?;
+        let found = store::get_disputes(&self.db, &ids).await?;
         let disputes: Vec<_> =
             batch::in_request_order("dispute", &ids, &found, |d| d.id)?.iter().map(dispute_to_proto).collect();
         batch::check_size("dispute", &disputes, self.page_budget)?;
@@ -116,23 +116,20 @@ impl DisputeService for DisputeApi {
     async fn list_disputes(&self, request: Request<pb::ListDisputesRequest>) -> Reply<pb::ListDisputesResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        let economy = |v: &mut Violations, field: &str, raw: &str| {
-            if raw.is_empty() { None } else { v.check(field, Economy::parse(raw)) }
-        };
         let filter = DisputeFilter {
-            economy: economy(&mut v, "economy", &req.economy),
-            complainant: economy(&mut v, "complainant", &req.complainant),
-            respondent: economy(&mut v, "respondent", &req.respondent),
+            economy: v.filter("economy", &req.economy, Economy::parse),
+            complainant: v.filter("complainant", &req.complainant, Economy::parse),
+            respondent: v.filter("respondent", &req.respondent, Economy::parse),
             stage: optional_enum(&mut v, "stage", req.stage, stage),
             forum: optional_enum(&mut v, "forum", req.forum, forum),
-            hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
-            measure_id: if req.measure_id.is_empty() { None } else { id_field(&mut v, "measure_id", &req.measure_id) },
+            hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
+            measure_id: v.filter("measure_id", &req.measure_id, parse_id),
             open: req.open,
         };
         let filters = pb::ListDisputesRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (disputes, mut next_page_token) = store::list(&self.db, &filter, &page).await?;
+        let (disputes, mut next_page_token) = store::list_disputes(&self.db, &filter, &page).await?;
         let mut disputes: Vec<_> = disputes.iter().map(dispute_to_proto).collect();
         page.fit(&mut disputes, &mut next_page_token, self.page_budget, |d| d.id.clone());
         Ok(Response::new(pb::ListDisputesResponse { disputes, next_page_token }))
@@ -163,7 +160,8 @@ impl DisputeService for DisputeApi {
         self.check_measures("dispute.measure_ids", &new_links, deadline).await?;
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
-                let mut d = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+                let mut d =
+                    store::get_dispute_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
                 etag::check(&patch.etag, d.version, "dispute", id)?;
                 let mut merged = dispute_to_proto(&d);
                 for path in &paths {
@@ -172,8 +170,7 @@ impl DisputeService for DisputeApi {
                 let mut v = Violations::new();
                 let spec = dispute_spec(&mut v, "dispute", &merged);
                 d.spec = v.finish_with(spec)?;
-                let expected = d.version;
-                store::update(txn, &mut d, expected, true).await?;
+                store::update_dispute(txn, &mut d, true).await?;
                 Ok(pb::UpdateDisputeResponse { dispute: Some(dispute_to_proto(&d)) })
             })
         })
@@ -186,7 +183,7 @@ impl DisputeService for DisputeApi {
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
         let to = required_enum(&mut v, "to_stage", req.to_stage, stage);
-        let on = date_or_today(&mut v, "occurred_on", &req.occurred_on, today());
+        let on = v.or_default("occurred_on", &req.occurred_on, today(), parse_date);
         let note = v.optional_text("note", &req.note, 2_000);
         let request_id = v.check("request_id", parse_request_id(&req.request_id));
         let (((id, to), on), note) = v.finish_with(id.zip(to).zip(on).zip(note))?;
@@ -195,11 +192,11 @@ impl DisputeService for DisputeApi {
         let key = Key::new("AdvanceDispute", request_id.flatten(), &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let mut d = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+                let mut d =
+                    store::get_dispute_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
                 etag::check(&sent_etag, d.version, "dispute", id)?;
                 let event = d.advance(to, on, &note, tradewatch_common::now())?;
-                let expected = d.version;
-                store::update(txn, &mut d, expected, false).await?;
+                store::update_dispute(txn, &mut d, false).await?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::AdvanceDisputeResponse {
                     dispute: Some(dispute_to_proto(&d)),
@@ -242,7 +239,9 @@ impl DisputeService for DisputeApi {
         let key = Key::new("RecordDisputeEvent", request_id.flatten(), &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let d = store::get(txn, dispute_id).await?.ok_or_else(|| Error::not_found("dispute", dispute_id))?;
+                let d = store::get_dispute(txn, dispute_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("dispute", dispute_id))?;
                 if on < d.spec.opened_on {
                     return Err(Error::invalid_field("event.occurred_on", "is before the dispute was opened"));
                 }
@@ -274,10 +273,10 @@ impl DisputeService for DisputeApi {
         let filters = pb::ListDisputeEventsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         let id = v.finish_with(id)?;
-        if !store::exists(&self.db, id).await? {
+        if !store::dispute_exists(&self.db, id).await? {
             return Err(Error::not_found("dispute", id).into());
         }
-        let (events, next_page_token) = store::events(&self.db, id, &page).await?;
+        let (events, next_page_token) = store::list_events(&self.db, id, &page).await?;
         Ok(Response::new(pb::ListDisputeEventsResponse {
             events: events.iter().map(event_to_proto).collect(),
             next_page_token,

@@ -94,3 +94,10 @@ pub mod event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+impl tradewatch_common::db::Versioned for dispute::Entity {
+    const RESOURCE: &'static str = "dispute";
+    const ID: dispute::Column = dispute::Column::Id;
+    const VERSION: dispute::Column = dispute::Column::Version;
+    const CREATE_TIME: dispute::Column = dispute::Column::CreateTime;
+}

@@ -6,8 +6,7 @@ pub mod entity;
 pub mod migration;
 
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Query,
 };
 use tradewatch_common::{
@@ -37,8 +36,8 @@ pub struct DisputeFilter {
 
 /// Inserts a new dispute and its CREATED event. A duplicate reference is
 /// ALREADY_EXISTS.
-pub async fn insert(conn: &impl ConnectionTrait, d: &Dispute, created: &Event) -> Result<()> {
-    if let Err(err) = dispute::Entity::insert(active(d)).exec_without_returning(conn).await {
+pub async fn insert_dispute(conn: &impl ConnectionTrait, d: &Dispute, created: &Event) -> Result<()> {
+    if let Err(err) = dispute::Entity::insert(dispute_to_row(d)).exec_without_returning(conn).await {
         return Err(if db::is_unique_violation(&err) {
             Error::already_exists("dispute", "reference", &d.spec.reference)
         } else {
@@ -86,22 +85,22 @@ pub async fn insert_event(conn: &impl ConnectionTrait, e: &Event) -> Result<()> 
     Ok(())
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Dispute>> {
-    dispute::Entity::find_by_id(id).one(conn).await?.map(from_row).transpose()
+pub async fn get_dispute(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Dispute>> {
+    dispute::Entity::find_by_id(id).one(conn).await?.map(dispute_from_row).transpose()
 }
 
 /// One dispute, locked for the rest of the transaction (`FOR UPDATE` on
 /// PostgreSQL; on SQLite the IMMEDIATE transaction holds the write lock).
-pub async fn get_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Dispute>> {
-    dispute::Entity::find_by_id(id).lock_exclusive().one(conn).await?.map(from_row).transpose()
+pub async fn get_dispute_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Dispute>> {
+    dispute::Entity::find_by_id(id).lock_exclusive().one(conn).await?.map(dispute_from_row).transpose()
 }
 
-pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Dispute>> {
+pub async fn get_disputes(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Dispute>> {
     let rows = dispute::Entity::find().filter(dispute::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
-    rows.into_iter().map(from_row).collect()
+    rows.into_iter().map(dispute_from_row).collect()
 }
 
-pub async fn exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+pub async fn dispute_exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
     Ok(dispute::Entity::find_by_id(id)
         .select_only()
         .column(dispute::Column::Id)
@@ -112,7 +111,11 @@ pub async fn exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
 }
 
 /// One page of disputes in id order (creation order).
-pub async fn list(conn: &impl ConnectionTrait, f: &DisputeFilter, page: &Page) -> Result<(Vec<Dispute>, String)> {
+pub async fn list_disputes(
+    conn: &impl ConnectionTrait,
+    f: &DisputeFilter,
+    page: &Page,
+) -> Result<(Vec<Dispute>, String)> {
     let mut q = dispute::Entity::find().order_by_asc(dispute::Column::Id);
     if let Some(e) = &f.economy {
         q = q.filter(
@@ -169,27 +172,17 @@ pub async fn list(conn: &impl ConnectionTrait, f: &DisputeFilter, page: &Page) -
         q = q.filter(dispute::Column::Id.gt(paging::parse_id_cursor(cursor)?));
     }
     let rows = q.limit(page.fetch_limit()).all(conn).await?;
-    let disputes = rows.into_iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let disputes = rows.into_iter().map(dispute_from_row).collect::<Result<Vec<_>>>()?;
     Ok(page.finish(disputes, |d| paging::id_cursor(d.id)))
 }
 
 /// Writes the dispute's new state if its version is still `expected`, and
 /// bumps the version; another writer in between is ABORTED.
-pub async fn update(conn: &impl ConnectionTrait, d: &mut Dispute, expected: i64, links_changed: bool) -> Result<()> {
-    d.version = expected + 1;
+pub async fn update_dispute(conn: &impl ConnectionTrait, d: &mut Dispute, links_changed: bool) -> Result<()> {
+    let expected = d.version;
+    d.version += 1;
     d.update_time = tradewatch_common::now();
-    let mut row = active(d);
-    row.id = NotSet;
-    row.create_time = NotSet;
-    let result = dispute::Entity::update_many()
-        .set(row)
-        .filter(dispute::Column::Id.eq(d.id))
-        .filter(dispute::Column::Version.eq(expected))
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 0 {
-        return Err(Error::etag_mismatch("dispute", d.id));
-    }
+    db::update_versioned::<dispute::Entity>(conn, d.id, expected, dispute_to_row(d)).await?;
     if links_changed {
         write_links(conn, d).await?;
     }
@@ -198,7 +191,7 @@ pub async fn update(conn: &impl ConnectionTrait, d: &mut Dispute, expected: i64,
 
 /// One page of a dispute's timeline, oldest first: by the day each event
 /// occurred, then in the order they were recorded.
-pub async fn events(conn: &impl ConnectionTrait, dispute_id: Uuid, page: &Page) -> Result<(Vec<Event>, String)> {
+pub async fn list_events(conn: &impl ConnectionTrait, dispute_id: Uuid, page: &Page) -> Result<(Vec<Event>, String)> {
     let mut q = event::Entity::find()
         .filter(event::Column::DisputeId.eq(dispute_id))
         .order_by_asc(event::Column::OccurredOn)
@@ -216,19 +209,19 @@ pub async fn events(conn: &impl ConnectionTrait, dispute_id: Uuid, page: &Page) 
     Ok(page.finish(events, |e| paging::dated_cursor(e.occurred_on, e.id)))
 }
 
-fn from_row(r: dispute::Model) -> Result<Dispute> {
+fn dispute_from_row(r: dispute::Model) -> Result<Dispute> {
     let id = r.id;
-    let bad = |what: &str, why: String| db::corrupt("dispute", id, what, why);
+    let corrupt = |what: &str, why: String| db::corrupt("dispute", id, what, why);
     let spec = DisputeSpec {
         reference: r.reference,
         title: r.title,
         summary: r.summary,
-        complainant: Economy::parse(&r.complainant).map_err(|e| bad("complainant", e))?,
-        respondent: Economy::parse(&r.respondent).map_err(|e| bad("respondent", e))?,
-        third_parties: db::split_list(&r.third_parties, Economy::parse).map_err(|e| bad("third parties", e))?,
-        forum: Forum::parse(&r.forum).ok_or_else(|| bad("forum", r.forum.clone()))?,
-        hs_codes: db::split_list(&r.hs_codes, HsCode::parse).map_err(|e| bad("hs codes", e))?,
-        measure_ids: db::split_list(&r.measure_ids, parse_id).map_err(|e| bad("measure ids", e))?,
+        complainant: Economy::parse(&r.complainant).map_err(|e| corrupt("complainant", e))?,
+        respondent: Economy::parse(&r.respondent).map_err(|e| corrupt("respondent", e))?,
+        third_parties: db::split_list(&r.third_parties, Economy::parse).map_err(|e| corrupt("third parties", e))?,
+        forum: Forum::parse(&r.forum).ok_or_else(|| corrupt("forum", r.forum.clone()))?,
+        hs_codes: db::split_list(&r.hs_codes, HsCode::parse).map_err(|e| corrupt("hs codes", e))?,
+        measure_ids: db::split_list(&r.measure_ids, parse_id).map_err(|e| corrupt("measure ids", e))?,
         legal_basis: r.legal_basis,
         opened_on: r.opened_on,
         source_url: r.source_url,
@@ -236,7 +229,7 @@ fn from_row(r: dispute::Model) -> Result<Dispute> {
     Ok(Dispute {
         id,
         spec,
-        stage: Stage::parse(&r.stage).ok_or_else(|| bad("stage", r.stage.clone()))?,
+        stage: Stage::parse(&r.stage).ok_or_else(|| corrupt("stage", r.stage.clone()))?,
         closed_on: r.closed_on,
         version: r.version,
         create_time: r.create_time,
@@ -245,14 +238,14 @@ fn from_row(r: dispute::Model) -> Result<Dispute> {
 }
 
 fn event_from_row(r: event::Model) -> Result<Event> {
-    let bad = |what: &str, why: String| db::corrupt("dispute event", r.id, what, why);
+    let corrupt = |what: &str, why: String| db::corrupt("dispute event", r.id, what, why);
     let stage = |s: &Option<String>| -> Result<Option<Stage>> {
-        s.as_deref().map(|s| Stage::parse(s).ok_or_else(|| bad("stage", s.to_owned()))).transpose()
+        s.as_deref().map(|s| Stage::parse(s).ok_or_else(|| corrupt("stage", s.to_owned()))).transpose()
     };
     Ok(Event {
         id: r.id,
         dispute_id: r.dispute_id,
-        kind: EventKind::parse(&r.kind).ok_or_else(|| bad("kind", r.kind.clone()))?,
+        kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt("kind", r.kind.clone()))?,
         occurred_on: r.occurred_on,
         from_stage: stage(&r.from_stage)?,
         to_stage: stage(&r.to_stage)?,
@@ -261,7 +254,7 @@ fn event_from_row(r: event::Model) -> Result<Event> {
     })
 }
 
-fn active(d: &Dispute) -> dispute::ActiveModel {
+fn dispute_to_row(d: &Dispute) -> dispute::ActiveModel {
     let s = &d.spec;
     dispute::ActiveModel {
         id: Set(d.id),

@@ -21,10 +21,6 @@ pub use tradewatch_common::types::timestamp;
 proto_enum_map!(kind, kind_to_proto, pb::MeasureKind, MeasureKind, "MEASURE_KIND_");
 proto_enum_map!(status, status_to_proto, pb::MeasureStatus, MeasureStatus, "MEASURE_STATUS_");
 
-fn optional_date(v: &mut Violations, field: &str, s: &str) -> Option<Option<NaiveDate>> {
-    if s.is_empty() { Some(None) } else { v.check(field, parse_date(s)).map(Some) }
-}
-
 /// Money whose amount is zero or more.
 pub fn money(v: &mut Violations, field: &str, m: Option<&cpb::Money>) -> Option<Money> {
     let Some(m) = m else {
@@ -57,9 +53,9 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
             amount.zip(unit).map(|(amount, unit)| Some(SpecificDuty { amount, unit }))
         }
     };
-    let announced_on = optional_date(v, &f("announced_on"), &m.announced_on);
+    let announced_on = v.optional(f("announced_on"), &m.announced_on, parse_date);
     let effective_from = v.check(f("effective_from"), parse_date(&m.effective_from));
-    let effective_to = optional_date(v, &f("effective_to"), &m.effective_to);
+    let effective_to = v.optional(f("effective_to"), &m.effective_to, parse_date);
     let quota = match &m.quota {
         None => Some(None),
         Some(q) => {

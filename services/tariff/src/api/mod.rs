@@ -72,7 +72,7 @@ impl TariffService for TariffApi {
         let mut v = Violations::new();
         let id = id_field(&mut v, "id", &req.id);
         let id = v.finish_with(id)?;
-        let m = store::get(&self.db, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+        let m = store::get_measure(&self.db, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
         Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
     }
 
@@ -84,7 +84,7 @@ impl TariffService for TariffApi {
         let mut v = Violations::new();
         let ids = batch::ids(&mut v, &req.ids);
         v.finish()?;
-        let found = store::get_many(&self.db, &ids).await?;
+        let found = store::get_measures(&self.db, &ids).await?;
         let today = today();
         let measures: Vec<_> = batch::in_request_order("measure", &ids, &found, |m| m.id)?
             .iter()
@@ -97,26 +97,19 @@ impl TariffService for TariffApi {
     async fn list_measures(&self, request: Request<pb::ListMeasuresRequest>) -> Reply<pb::ListMeasuresResponse> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        let optional = |v: &mut Violations, field: &str, raw: &str, parse: fn(&str) -> Result<_, String>| {
-            if raw.is_empty() { None } else { v.check(field, parse(raw)) }
-        };
         let today = today();
         let filter = MeasureFilter {
-            imposing_economy: optional(&mut v, "imposing_economy", &req.imposing_economy, Economy::parse),
-            target_economy: optional(&mut v, "target_economy", &req.target_economy, Economy::parse),
+            imposing_economy: v.filter("imposing_economy", &req.imposing_economy, Economy::parse),
+            target_economy: v.filter("target_economy", &req.target_economy, Economy::parse),
             kind: optional_enum(&mut v, "kind", req.kind, kind),
             status: optional_enum(&mut v, "status", req.status, status).map(|s| (s, today)),
-            hs_code: if req.hs_code.is_empty() { None } else { v.check("hs_code", HsCode::parse(&req.hs_code)) },
-            in_force_on: if req.in_force_on.is_empty() {
-                None
-            } else {
-                v.check("in_force_on", parse_date(&req.in_force_on))
-            },
+            hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
+            in_force_on: v.filter("in_force_on", &req.in_force_on, parse_date),
         };
         let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         v.finish()?;
-        let (measures, mut next_page_token) = store::list(&self.db, &filter, &page).await?;
+        let (measures, mut next_page_token) = store::list_measures(&self.db, &filter, &page).await?;
         let mut measures: Vec<_> = measures.iter().map(|m| measure_to_proto(m, today)).collect();
         page.fit(&mut measures, &mut next_page_token, self.page_budget, |m| m.id.clone());
         Ok(Response::new(pb::ListMeasuresResponse { measures, next_page_token }))
@@ -141,7 +134,8 @@ impl TariffService for TariffApi {
         let today = today();
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
-                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                let mut m =
+                    store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 etag::check(&patch.etag, m.version, "measure", id)?;
                 let mut merged = measure_to_proto(&m, today);
                 for path in &paths {
@@ -155,8 +149,7 @@ impl TariffService for TariffApi {
                     v.add("measure.quota.quantity", format!("is less than the {} already used", m.quota_used));
                 }
                 m.spec = v.finish_with(spec)?;
-                let expected = m.version;
-                store::update(txn, &mut m, expected, true).await?;
+                store::update_measure(txn, &mut m, true).await?;
                 Ok(pb::UpdateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
@@ -173,11 +166,7 @@ impl TariffService for TariffApi {
         let id = id_field(&mut v, "id", &req.id);
         let status = required_enum(&mut v, "status", req.status, status);
         let today = today();
-        let effective_on = if req.effective_on.is_empty() {
-            Some(today)
-        } else {
-            v.check("effective_on", parse_date(&req.effective_on))
-        };
+        let effective_on = v.or_default("effective_on", &req.effective_on, today, parse_date);
         let reason = v.optional_text("reason", &req.reason, 2_000);
         let request_id = v.check("request_id", parse_request_id(&req.request_id));
         let (id, status, effective_on, reason) =
@@ -186,7 +175,8 @@ impl TariffService for TariffApi {
         let key = Key::new("SetMeasureStatus", request_id.flatten(), &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                let mut m =
+                    store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 etag::check(&req.etag, m.version, "measure", id)?;
                 m.check_status_change(status, effective_on)?;
                 let change = StatusChange {
@@ -198,7 +188,7 @@ impl TariffService for TariffApi {
                     change_time: tradewatch_common::now(),
                 };
                 let reply_change = change_to_proto(&change);
-                store::add_status_change(txn, &mut m, change).await?;
+                store::insert_status_change(txn, &mut m, change).await?;
                 Ok(pb::SetMeasureStatusResponse {
                     measure: Some(measure_to_proto(&m, today)),
                     change: Some(reply_change),
@@ -219,10 +209,10 @@ impl TariffService for TariffApi {
         let filters = pb::ListMeasureHistoryRequest { page_size: 0, page_token: String::new(), ..req.clone() };
         let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
         let id = v.finish_with(id)?;
-        if !store::exists(&self.db, id).await? {
+        if !store::measure_exists(&self.db, id).await? {
             return Err(Error::not_found("measure", id).into());
         }
-        let (changes, next_page_token) = store::history(&self.db, id, &page).await?;
+        let (changes, next_page_token) = store::list_status_changes(&self.db, id, &page).await?;
         Ok(Response::new(pb::ListMeasureHistoryResponse {
             changes: changes.iter().map(change_to_proto).collect(),
             next_page_token,
@@ -244,10 +234,10 @@ impl TariffService for TariffApi {
         let today = today();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let mut m = store::get_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+                let mut m =
+                    store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 m.record_quota_usage(quantity)?;
-                let expected = m.version;
-                store::update(txn, &mut m, expected, false).await?;
+                store::update_measure(txn, &mut m, false).await?;
                 Ok(pb::RecordQuotaUsageResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
@@ -263,11 +253,7 @@ impl TariffService for TariffApi {
         let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
         let date = v.check("date", parse_date(&req.date));
         let value = money(&mut v, "customs_value", req.customs_value.as_ref());
-        let quantity = if req.quantity.is_empty() {
-            Some(None)
-        } else {
-            v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY)).map(Some)
-        };
+        let quantity = v.optional("quantity", &req.quantity, |q| parse_bounded_positive(q, DecimalBounds::QUANTITY));
         let shipment = (|| {
             Some(Shipment {
                 importing_economy: importing?,

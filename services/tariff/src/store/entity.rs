@@ -111,3 +111,10 @@ pub mod status_change {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+impl tradewatch_common::db::Versioned for measure::Entity {
+    const RESOURCE: &'static str = "measure";
+    const ID: measure::Column = measure::Column::Id;
+    const VERSION: measure::Column = measure::Column::Version;
+    const CREATE_TIME: measure::Column = measure::Column::CreateTime;
+}

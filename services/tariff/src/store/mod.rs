@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Query,
 };
 use tradewatch_common::{
@@ -52,7 +51,7 @@ pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, toda
         create_time: now,
         update_time: now,
     };
-    if let Err(err) = measure::Entity::insert(active(&m)).exec_without_returning(conn).await {
+    if let Err(err) = measure::Entity::insert(measure_to_row(&m)).exec_without_returning(conn).await {
         return Err(if db::is_unique_violation(&err) {
             Error::already_exists("measure", "reference", &m.spec.reference)
         } else {
@@ -68,7 +67,7 @@ pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, toda
         reason: "created".into(),
         change_time: now,
     };
-    insert_change(conn, &change).await?;
+    write_status_change(conn, &change).await?;
     m.changes.push(change);
     Ok(m)
 }
@@ -93,7 +92,7 @@ async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Re
     Ok(())
 }
 
-async fn insert_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<()> {
+async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<()> {
     status_change::Entity::insert(status_change::ActiveModel {
         id: Set(c.id),
         measure_id: Set(c.measure_id),
@@ -108,7 +107,7 @@ async fn insert_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<
 }
 
 /// One measure, or None.
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
+pub async fn get_measure(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
     let Some(row) = measure::Entity::find_by_id(id).one(conn).await? else {
         return Ok(None);
     };
@@ -118,7 +117,7 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure
 /// One measure, locked for the rest of the transaction (`FOR UPDATE` on
 /// PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write
 /// lock).
-pub async fn get_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
+pub async fn get_measure_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Measure>> {
     let Some(row) = measure::Entity::find_by_id(id).lock_exclusive().one(conn).await? else {
         return Ok(None);
     };
@@ -126,7 +125,7 @@ pub async fn get_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Opt
 }
 
 /// The measures with these ids that exist, in no particular order.
-pub async fn get_many(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Measure>> {
+pub async fn get_measures(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Measure>> {
     let rows = measure::Entity::find().filter(measure::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
     with_changes(conn, rows).await
 }
@@ -208,7 +207,11 @@ fn status_on_day_is(
 /// One page of measures in id order (creation order). Every filter,
 /// status on a day included, is evaluated in SQL: a page costs one query
 /// however many measures the filters pass over.
-pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Page) -> Result<(Vec<Measure>, String)> {
+pub async fn list_measures(
+    conn: &impl ConnectionTrait,
+    filter: &MeasureFilter,
+    page: &Page,
+) -> Result<(Vec<Measure>, String)> {
     let mut query = measure::Entity::find().order_by_asc(measure::Column::Id);
     if let Some(e) = &filter.imposing_economy {
         query = query.filter(measure::Column::ImposingEconomy.eq(e.as_str()));
@@ -264,23 +267,13 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &MeasureFilter, page: &Pa
     Ok(page.finish(measures, |m| paging::id_cursor(m.id)))
 }
 
-/// Writes the measure's new state if its version is still `expected`, and
-/// bumps the version; another writer in between is ABORTED.
-pub async fn update(conn: &impl ConnectionTrait, m: &mut Measure, expected: i64, codes_changed: bool) -> Result<()> {
-    m.version = expected + 1;
+/// Writes the measure's new state if nobody changed it since it was read,
+/// and bumps its version; another writer in between is ABORTED.
+pub async fn update_measure(conn: &impl ConnectionTrait, m: &mut Measure, codes_changed: bool) -> Result<()> {
+    let expected = m.version;
+    m.version += 1;
     m.update_time = tradewatch_common::now();
-    let mut row = active(m);
-    row.id = NotSet;
-    row.create_time = NotSet;
-    let result = measure::Entity::update_many()
-        .set(row)
-        .filter(measure::Column::Id.eq(m.id))
-        .filter(measure::Column::Version.eq(expected))
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 0 {
-        return Err(Error::etag_mismatch("measure", m.id));
-    }
+    db::update_versioned::<measure::Entity>(conn, m.id, expected, measure_to_row(m)).await?;
     if codes_changed {
         write_codes_and_targets(conn, m).await?;
     }
@@ -288,16 +281,15 @@ pub async fn update(conn: &impl ConnectionTrait, m: &mut Measure, expected: i64,
 }
 
 /// Records a status change and bumps the measure's version.
-pub async fn add_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
-    let expected = m.version;
-    insert_change(conn, &change).await?;
+pub async fn insert_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
+    write_status_change(conn, &change).await?;
     m.push_change(change);
-    update(conn, m, expected, false).await
+    update_measure(conn, m, false).await
 }
 
 /// One page of a measure's status timeline, in the order the changes take
 /// hold.
-pub async fn history(
+pub async fn list_status_changes(
     conn: &impl ConnectionTrait,
     measure_id: Uuid,
     page: &Page,
@@ -313,12 +305,12 @@ pub async fn history(
         ));
     }
     let rows = query.limit(page.fetch_limit()).all(conn).await?;
-    let changes = rows.into_iter().map(change_from_row).collect::<Result<Vec<_>>>()?;
+    let changes = rows.into_iter().map(status_change_from_row).collect::<Result<Vec<_>>>()?;
     Ok(page.finish(changes, |c| paging::dated_cursor(c.effective_on, c.id)))
 }
 
 /// Whether a measure exists, without loading it.
-pub async fn exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+pub async fn measure_exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
     Ok(measure::Entity::find_by_id(id)
         .select_only()
         .column(measure::Column::Id)
@@ -342,7 +334,7 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
             .all(conn)
             .await?;
         for c in changes {
-            by_measure.entry(c.measure_id).or_default().push(change_from_row(c)?);
+            by_measure.entry(c.measure_id).or_default().push(status_change_from_row(c)?);
         }
     }
     rows.into_iter()
@@ -353,14 +345,10 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
         .collect()
 }
 
-fn corrupt(what: &str, id: Uuid, why: impl std::fmt::Display) -> Error {
-    db::corrupt("measure", id, what, why)
-}
-
 fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Measure> {
     let id = r.id;
-    let dec = |what: &str, s: &str| parse_decimal(s).map_err(|e| corrupt(what, id, e));
-    let kind = MeasureKind::parse(&r.kind).ok_or_else(|| corrupt("kind", id, &r.kind))?;
+    let dec = |what: &str, s: &str| parse_decimal(s).map_err(|e| db::corrupt("measure", id, what, e));
+    let kind = MeasureKind::parse(&r.kind).ok_or_else(|| db::corrupt("measure", id, "kind", &r.kind))?;
     let specific_duty = match (r.specific_amount, r.specific_currency, r.specific_unit) {
         (Some(a), Some(c), Some(u)) => Some(SpecificDuty { amount: Money::new(c, dec("specific duty", &a)?), unit: u }),
         _ => None,
@@ -378,12 +366,13 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
     let spec = MeasureSpec {
         reference: r.reference,
         title: r.title,
-        imposing_economy: Economy::parse(&r.imposing_economy).map_err(|e| corrupt("economy", id, e))?,
-        target_economies: db::split_list(&r.target_economies, Economy::parse).map_err(|e| corrupt("targets", id, e))?,
+        imposing_economy: Economy::parse(&r.imposing_economy).map_err(|e| db::corrupt("measure", id, "economy", e))?,
+        target_economies: db::split_list(&r.target_economies, Economy::parse)
+            .map_err(|e| db::corrupt("measure", id, "targets", e))?,
         kind,
-        hs_codes: db::split_list(&r.hs_codes, HsCode::parse).map_err(|e| corrupt("hs codes", id, e))?,
+        hs_codes: db::split_list(&r.hs_codes, HsCode::parse).map_err(|e| db::corrupt("measure", id, "hs codes", e))?,
         excluded_hs_codes: db::split_list(&r.excluded_hs_codes, HsCode::parse)
-            .map_err(|e| corrupt("excluded codes", id, e))?,
+            .map_err(|e| db::corrupt("measure", id, "excluded codes", e))?,
         ad_valorem_percent: dec("rate", &r.ad_valorem_percent)?,
         specific_duty,
         announced_on: r.announced_on,
@@ -404,18 +393,19 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
     })
 }
 
-fn change_from_row(c: status_change::Model) -> Result<StatusChange> {
+fn status_change_from_row(c: status_change::Model) -> Result<StatusChange> {
     Ok(StatusChange {
         id: c.id,
         measure_id: c.measure_id,
-        status: MeasureStatus::parse(&c.status).ok_or_else(|| corrupt("status", c.measure_id, &c.status))?,
+        status: MeasureStatus::parse(&c.status)
+            .ok_or_else(|| db::corrupt("measure", c.measure_id, "status", &c.status))?,
         effective_on: c.effective_on,
         reason: c.reason,
         change_time: c.change_time,
     })
 }
 
-fn active(m: &Measure) -> measure::ActiveModel {
+fn measure_to_row(m: &Measure) -> measure::ActiveModel {
     let s = &m.spec;
     let time = |t: DateTime<Utc>| Set(t);
     measure::ActiveModel {
