@@ -181,6 +181,23 @@ impl Error {
         Self::new(code, reason, message)
     }
 
+    /// The same error with every field violation named inside `prefix`
+    /// (`quota.quantity` becomes `measure.quota.quantity`): the domain names
+    /// its own fields, the API says where they sit in the request.
+    pub fn within(self, prefix: &str) -> Self {
+        if self.0.violations.is_empty() || prefix.is_empty() {
+            return self;
+        }
+        let omitted = self.0.metadata.get("omitted_violations").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let violations = self
+            .0
+            .violations
+            .into_iter()
+            .map(|v| FieldViolation::new(format!("{prefix}.{}", v.field), v.description))
+            .collect();
+        Self::invalid_with_omitted(violations, omitted)
+    }
+
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.0.metadata.insert(key.into(), value.into());
         self

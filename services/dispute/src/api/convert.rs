@@ -2,13 +2,16 @@
 //! path in the request.
 
 use tradewatch_common::{
+    Error,
     proto::dispute as pb,
     proto_enum_map,
     types::{Economy, HsCode, format_date, parse_date, parse_id},
-    validate::{Violations, limits, required_enum},
+    validate::{Violations, limits, required_enum, update_mask},
 };
 
-use crate::domain::{Dispute, DisputeSpec, Event, EventKind, Forum, Stage};
+use uuid::Uuid;
+
+use crate::domain::{Dispute, DisputePatch, DisputeSpec, Event, EventKind, Forum, Stage};
 
 pub use tradewatch_common::types::timestamp;
 
@@ -16,37 +19,85 @@ proto_enum_map!(stage, stage_to_proto, pb::DisputeStage, Stage, "DISPUTE_STAGE_"
 proto_enum_map!(forum, forum_to_proto, pb::DisputeForum, Forum, "DISPUTE_FORUM_");
 proto_enum_map!(event_kind, event_kind_to_proto, pb::DisputeEventKind, EventKind, "DISPUTE_EVENT_KIND_");
 
-/// The client-set fields of a dispute, validated, with the rules between
-/// fields applied; violations are named `{prefix}.{field}`.
+/// The fields of `d` that `paths` name, each parsed as the field demands;
+/// violations are named `{prefix}.{field}`. Create and update parse fields
+/// alike: a create names them all.
+pub fn dispute_patch(v: &mut Violations, prefix: &str, d: &pb::Dispute, paths: &[&str]) -> DisputePatch {
+    let f = |name: &str| format!("{prefix}.{name}");
+    let wants = |name: &str| paths.contains(&name);
+    let mut p = DisputePatch::default();
+    if wants("title") {
+        p.title = v.text(&f("title"), &d.title, 500);
+    }
+    if wants("summary") {
+        p.summary = v.optional_text(&f("summary"), &d.summary, 10_000);
+    }
+    if wants("third_parties") {
+        p.third_parties = Some(v.list(&f("third_parties"), &d.third_parties, limits::ECONOMIES, Economy::parse));
+    }
+    if wants("hs_codes") {
+        p.hs_codes = Some(v.list(&f("hs_codes"), &d.hs_codes, limits::HS_CODES, HsCode::parse));
+    }
+    if wants("measure_ids") {
+        p.measure_ids = Some(v.list(&f("measure_ids"), &d.measure_ids, limits::LINKED_IDS, parse_id));
+    }
+    if wants("legal_basis") {
+        p.legal_basis = v.optional_text(&f("legal_basis"), &d.legal_basis, 2_000);
+    }
+    if wants("opened_on") {
+        p.opened_on = v.check(f("opened_on"), parse_date(&d.opened_on));
+    }
+    if wants("source_url") {
+        p.source_url = v.url(&f("source_url"), &d.source_url);
+    }
+    p
+}
+
+/// Every client-set field of a new dispute, validated, with the rules
+/// between fields applied; violations are named `{prefix}.{field}`.
 pub fn dispute_spec(v: &mut Violations, prefix: &str, d: &pb::Dispute) -> Option<DisputeSpec> {
     let f = |name: &str| format!("{prefix}.{name}");
     let reference = v.text(&f("reference"), &d.reference, 200);
-    let title = v.text(&f("title"), &d.title, 500);
-    let summary = v.optional_text(&f("summary"), &d.summary, 10_000);
     let complainant = v.check(f("complainant"), Economy::parse(&d.complainant));
     let respondent = v.check(f("respondent"), Economy::parse(&d.respondent));
-    let third_parties = v.list(&f("third_parties"), &d.third_parties, limits::ECONOMIES, Economy::parse);
     let forum = required_enum(v, &f("forum"), d.forum, forum);
-    let hs_codes = v.list(&f("hs_codes"), &d.hs_codes, limits::HS_CODES, HsCode::parse);
-    let measure_ids = v.list(&f("measure_ids"), &d.measure_ids, limits::LINKED_IDS, parse_id);
-    let legal_basis = v.optional_text(&f("legal_basis"), &d.legal_basis, 2_000);
-    let opened_on = v.check(f("opened_on"), parse_date(&d.opened_on));
-    let source_url = v.url(&f("source_url"), &d.source_url);
+    let p = dispute_patch(v, prefix, d, DisputePatch::FIELDS);
     let spec = DisputeSpec {
         reference: reference?,
-        title: title?,
-        summary: summary?,
+        title: p.title?,
+        summary: p.summary?,
         complainant: complainant?,
         respondent: respondent?,
-        third_parties,
+        third_parties: p.third_parties?,
         forum: forum?,
-        hs_codes,
-        measure_ids,
-        legal_basis: legal_basis?,
-        opened_on: opened_on?,
-        source_url: source_url?,
+        hs_codes: p.hs_codes?,
+        measure_ids: p.measure_ids?,
+        legal_basis: p.legal_basis?,
+        opened_on: p.opened_on?,
+        source_url: p.source_url?,
     };
     v.rules(prefix, spec, |s| s.violations())
+}
+
+/// `UpdateDispute`: the dispute's id, its etag and the patch of the fields
+/// the mask names, parsed before any database work or peer call.
+pub fn update_dispute(req: &pb::UpdateDisputeRequest) -> Result<(Uuid, String, DisputePatch), Error> {
+    let mut v = Violations::new();
+    let Some(d) = &req.dispute else {
+        return Err(Error::invalid_field("dispute", "is required"));
+    };
+    let id = v.check("dispute.id", parse_id(&d.id));
+    let paths = update_mask(
+        &mut v,
+        req.update_mask.as_ref(),
+        "dispute",
+        |p| DisputePatch::FIELDS.contains(&p),
+        &[("stage", "AdvanceDispute"), ("closed_on", "AdvanceDispute")],
+    );
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let patch = dispute_patch(&mut v, "dispute", d, &paths);
+    let id = v.finish_with(id)?;
+    Ok((id, d.etag.clone(), patch))
 }
 
 pub fn dispute_to_proto(d: &Dispute) -> pb::Dispute {
@@ -84,34 +135,4 @@ pub fn event_to_proto(e: &Event) -> pb::DisputeEvent {
         description: e.description.clone(),
         create_time: Some(timestamp(e.create_time)),
     }
-}
-
-/// The lists of a dispute within their limits, checked before any database
-/// work or peer call (an update's patch is merged and validated later).
-pub fn check_counts(v: &mut Violations, prefix: &str, d: &pb::Dispute) {
-    v.count(&format!("{prefix}.third_parties"), &d.third_parties, limits::ECONOMIES);
-    v.count(&format!("{prefix}.hs_codes"), &d.hs_codes, limits::HS_CODES);
-    v.count(&format!("{prefix}.measure_ids"), &d.measure_ids, limits::LINKED_IDS);
-}
-
-/// Whether an update mask may name `path`.
-pub fn is_updatable(path: &str) -> bool {
-    copy_updatable(path, &pb::Dispute::default(), &mut pb::Dispute::default())
-}
-
-/// Copies the field named by an update-mask `path` from `from` into `into`;
-/// false when the path is not updatable.
-pub fn copy_updatable(path: &str, from: &pb::Dispute, into: &mut pb::Dispute) -> bool {
-    match path {
-        "title" => into.title.clone_from(&from.title),
-        "summary" => into.summary.clone_from(&from.summary),
-        "third_parties" => into.third_parties.clone_from(&from.third_parties),
-        "hs_codes" => into.hs_codes.clone_from(&from.hs_codes),
-        "measure_ids" => into.measure_ids.clone_from(&from.measure_ids),
-        "legal_basis" => into.legal_basis.clone_from(&from.legal_basis),
-        "opened_on" => into.opened_on.clone_from(&from.opened_on),
-        "source_url" => into.source_url.clone_from(&from.source_url),
-        _ => return false,
-    }
-    true
 }

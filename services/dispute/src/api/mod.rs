@@ -15,13 +15,13 @@ use tradewatch_common::{
     proto::dispute::{self as pb, dispute_service_server::DisputeService},
     today,
     types::{Economy, HsCode, parse_date, parse_id, parse_request_id},
-    validate::{Violations, limits, optional_enum, required_enum, update_mask},
+    validate::{Violations, optional_enum, required_enum},
 };
 use uuid::Uuid;
 
 use self::convert::*;
 use crate::{
-    domain::{Dispute, Event},
+    domain::Dispute,
     store::{self, DisputeFilter},
 };
 
@@ -137,40 +137,18 @@ impl DisputeService for DisputeApi {
 
     async fn update_dispute(&self, request: Request<pb::UpdateDisputeRequest>) -> Reply<pb::UpdateDisputeResponse> {
         let deadline = Deadline::of(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let Some(patch) = req.dispute else {
-            return Err(Error::invalid_field("dispute", "is required").into());
-        };
-        let id = id_field(&mut v, "dispute.id", &patch.id);
-        let paths = update_mask(
-            &mut v,
-            req.update_mask.as_ref(),
-            "dispute",
-            is_updatable,
-            &[("stage", "AdvanceDispute"), ("closed_on", "AdvanceDispute")],
-        );
-        check_counts(&mut v, "dispute", &patch);
-        let new_links = if paths.iter().any(|p| p == "measure_ids") {
-            v.list("dispute.measure_ids", &patch.measure_ids, limits::LINKED_IDS, parse_id)
-        } else {
-            vec![]
-        };
-        let id = v.finish_with(id)?;
-        self.check_measures("dispute.measure_ids", &new_links, deadline).await?;
+        let (id, etag, patch) = convert::update_dispute(request.get_ref())?;
+        if let Some(ids) = &patch.measure_ids {
+            self.check_measures("dispute.measure_ids", ids, deadline).await?;
+        }
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
                 let mut d =
                     store::get_dispute_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
-                etag::check(&patch.etag, d.version, "dispute", id)?;
-                let mut merged = dispute_to_proto(&d);
-                for path in &paths {
-                    copy_updatable(path, &patch, &mut merged);
-                }
-                let mut v = Violations::new();
-                let spec = dispute_spec(&mut v, "dispute", &merged);
-                d.spec = v.finish_with(spec)?;
-                store::update_dispute(txn, &mut d, true).await?;
+                etag::check(&etag, d.version, "dispute", id)?;
+                let links = patch.changes_links();
+                d.update(patch).map_err(|e| e.within("dispute"))?;
+                store::update_dispute(txn, &mut d, links).await?;
                 Ok(pb::UpdateDisputeResponse { dispute: Some(dispute_to_proto(&d)) })
             })
         })
@@ -223,13 +201,7 @@ impl DisputeService for DisputeApi {
             }
             Some(e) => {
                 let kind = required_enum(&mut v, "event.kind", e.kind, event_kind);
-                if let Some(k) = kind.filter(|k| !k.is_recordable()) {
-                    v.add(
-                        "event.kind",
-                        format!("{} events are written by the service: record NOTE, FILING or HEARING", k.as_str()),
-                    );
-                }
-                let on = v.check("event.occurred_on", tradewatch_common::types::parse_date(&e.occurred_on));
+                let on = v.check("event.occurred_on", parse_date(&e.occurred_on));
                 let description = v.text("event.description", &e.description, 10_000);
                 kind.zip(on).zip(description)
             }
@@ -242,19 +214,7 @@ impl DisputeService for DisputeApi {
                 let d = store::get_dispute(txn, dispute_id)
                     .await?
                     .ok_or_else(|| Error::not_found("dispute", dispute_id))?;
-                if on < d.spec.opened_on {
-                    return Err(Error::invalid_field("event.occurred_on", "is before the dispute was opened"));
-                }
-                let event = Event {
-                    id: tradewatch_common::types::new_id(),
-                    dispute_id,
-                    kind,
-                    occurred_on: on,
-                    from_stage: None,
-                    to_stage: None,
-                    description,
-                    create_time: tradewatch_common::now(),
-                };
+                let event = d.record(kind, on, description, tradewatch_common::now()).map_err(|e| e.within("event"))?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
             })

@@ -70,6 +70,47 @@ impl DisputeSpec {
     }
 }
 
+/// The fields an update changes: `Some` for each field the update mask
+/// names, with its new value. The stage moves only through `advance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisputePatch {
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub third_parties: Option<Vec<Economy>>,
+    pub hs_codes: Option<Vec<HsCode>>,
+    pub measure_ids: Option<Vec<Uuid>>,
+    pub legal_basis: Option<String>,
+    pub opened_on: Option<NaiveDate>,
+    pub source_url: Option<String>,
+}
+
+impl DisputePatch {
+    /// The fields an update mask may name, as the API spells them.
+    pub const FIELDS: &'static [&'static str] =
+        &["title", "summary", "third_parties", "hs_codes", "measure_ids", "legal_basis", "opened_on", "source_url"];
+
+    fn apply_to(self, s: &mut DisputeSpec) {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut s.title, self.title);
+        set(&mut s.summary, self.summary);
+        set(&mut s.third_parties, self.third_parties);
+        set(&mut s.hs_codes, self.hs_codes);
+        set(&mut s.measure_ids, self.measure_ids);
+        set(&mut s.legal_basis, self.legal_basis);
+        set(&mut s.opened_on, self.opened_on);
+        set(&mut s.source_url, self.source_url);
+    }
+
+    /// Whether the indexed lists (HS codes, measure links) change.
+    pub fn changes_links(&self) -> bool {
+        self.hs_codes.is_some() || self.measure_ids.is_some()
+    }
+}
+
 /// One entry of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -124,6 +165,52 @@ impl Dispute {
     /// Moves the dispute to `to`, or refuses with FAILED_PRECONDITION
     /// `ILLEGAL_STAGE_TRANSITION` listing the legal next stages. Entering a
     /// terminal stage closes the dispute on `on`.
+    /// Applies an update: the fields the patch names change, and the rules
+    /// of a dispute hold again. Violations are named relative to the dispute.
+    pub fn update(&mut self, patch: DisputePatch) -> Result<()> {
+        let mut spec = self.spec.clone();
+        patch.apply_to(&mut spec);
+        let violations = spec.violations();
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations));
+        }
+        self.spec = spec;
+        Ok(())
+    }
+
+    /// A dated note, filing or hearing on the timeline. Stage moves and the
+    /// creation are recorded by `advance` and `open`, not here.
+    pub fn record(&self, kind: EventKind, on: NaiveDate, description: String, now: DateTime<Utc>) -> Result<Event> {
+        if !kind.is_recordable() {
+            return Err(Error::invalid_field(
+                "kind",
+                format!("{} events are written by the service: record NOTE, FILING or HEARING", kind.as_str()),
+            ));
+        }
+        self.check_on_timeline(on)?;
+        Ok(Event {
+            id: tradewatch_common::types::new_id(),
+            dispute_id: self.id,
+            kind,
+            occurred_on: on,
+            from_stage: None,
+            to_stage: None,
+            description,
+            create_time: now,
+        })
+    }
+
+    /// Every event happens on or after the day the dispute was opened.
+    fn check_on_timeline(&self, on: NaiveDate) -> Result<()> {
+        if on < self.spec.opened_on {
+            return Err(Error::invalid_field(
+                "occurred_on",
+                format!("{} is before the dispute was opened on {}", format_date(on), format_date(self.spec.opened_on)),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn advance(&mut self, to: Stage, on: NaiveDate, note: &str, now: DateTime<Utc>) -> Result<Event> {
         if !self.stage.can_move_to(to) {
             let allowed: Vec<String> =
@@ -149,12 +236,7 @@ impl Dispute {
                 .with_metadata("to_stage", format!("DISPUTE_STAGE_{}", to.as_str()))
                 .with_metadata("allowed_stages", allowed.join(",")));
         }
-        if on < self.spec.opened_on {
-            return Err(Error::invalid_field(
-                "occurred_on",
-                format!("{} is before the dispute was opened on {}", format_date(on), format_date(self.spec.opened_on)),
-            ));
-        }
+        self.check_on_timeline(on)?;
         let event = Event {
             id: tradewatch_common::types::new_id(),
             dispute_id: self.id,

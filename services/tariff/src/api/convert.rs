@@ -3,17 +3,19 @@
 
 use chrono::NaiveDate;
 use tradewatch_common::{
+    Error,
     proto::{common as cpb, tariff as pb},
     proto_enum_map,
     types::{
         DecimalBounds, Economy, HsCode, Money, format_date, format_decimal, parse_bounded, parse_bounded_positive,
-        parse_currency, parse_date,
+        parse_currency, parse_date, parse_id,
     },
-    validate::{Violations, limits, required_enum},
+    validate::{Violations, limits, required_enum, update_mask},
 };
 
 use crate::domain::{
-    DutyLine, Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, SpecificDuty, StatusChange,
+    DutyLine, Measure, MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, SpecificDuty,
+    StatusChange,
 };
 
 pub use tradewatch_common::types::timestamp;
@@ -32,65 +34,124 @@ pub fn money(v: &mut Violations, field: &str, m: Option<&cpb::Money>) -> Option<
     Some(Money::new(currency?, amount?))
 }
 
-/// The client-set fields of a measure, validated, with the rules between
-/// fields applied; violations are named `{prefix}.{field}`.
+/// The fields of `m` that `paths` name, each parsed as the field demands;
+/// violations are named `{prefix}.{field}`. Create and update parse fields
+/// alike: a create names them all.
+pub fn measure_patch(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure, paths: &[&str]) -> MeasurePatch {
+    let f = |name: &str| format!("{prefix}.{name}");
+    let wants = |name: &str| paths.contains(&name);
+    let mut p = MeasurePatch::default();
+    if wants("title") {
+        p.title = v.text(&f("title"), &m.title, 500);
+    }
+    if wants("target_economies") {
+        p.target_economies =
+            Some(v.list(&f("target_economies"), &m.target_economies, limits::ECONOMIES, Economy::parse));
+    }
+    if wants("hs_codes") {
+        p.hs_codes = Some(v.list(&f("hs_codes"), &m.hs_codes, limits::HS_CODES, HsCode::parse));
+    }
+    if wants("excluded_hs_codes") {
+        p.excluded_hs_codes =
+            Some(v.list(&f("excluded_hs_codes"), &m.excluded_hs_codes, limits::HS_CODES, HsCode::parse));
+    }
+    if wants("ad_valorem_percent") {
+        p.ad_valorem_percent =
+            v.check(f("ad_valorem_percent"), parse_bounded(&m.ad_valorem_percent, DecimalBounds::PERCENT));
+    }
+    if wants("specific_duty") {
+        p.specific_duty = match &m.specific_duty {
+            None => Some(None),
+            Some(d) => {
+                let amount = money(v, &f("specific_duty.amount"), d.amount.as_ref());
+                let unit = v.text(&f("specific_duty.unit"), &d.unit, 50);
+                amount.zip(unit).map(|(amount, unit)| Some(SpecificDuty { amount, unit }))
+            }
+        };
+    }
+    if wants("announced_on") {
+        p.announced_on = v.optional(f("announced_on"), &m.announced_on, parse_date);
+    }
+    if wants("effective_from") {
+        p.effective_from = v.check(f("effective_from"), parse_date(&m.effective_from));
+    }
+    if wants("effective_to") {
+        p.effective_to = v.optional(f("effective_to"), &m.effective_to, parse_date);
+    }
+    if wants("quota") {
+        p.quota = match &m.quota {
+            None => Some(None),
+            Some(q) => {
+                let quantity =
+                    v.check(f("quota.quantity"), parse_bounded_positive(&q.quantity, DecimalBounds::QUANTITY));
+                let unit = v.text(&f("quota.unit"), &q.unit, 50);
+                let start = v.check(f("quota.period_start"), parse_date(&q.period_start));
+                let end = v.check(f("quota.period_end"), parse_date(&q.period_end));
+                match (quantity, unit, start, end) {
+                    (Some(quantity), Some(unit), Some(period_start), Some(period_end)) => {
+                        Some(Some(QuotaTerms { quantity, unit, period_start, period_end }))
+                    }
+                    _ => None,
+                }
+            }
+        };
+    }
+    if wants("source_url") {
+        p.source_url = v.url(&f("source_url"), &m.source_url);
+    }
+    if wants("notes") {
+        p.notes = v.optional_text(&f("notes"), &m.notes, 10_000);
+    }
+    p
+}
+
+/// Every client-set field of a new measure, validated, with the rules
+/// between fields applied; violations are named `{prefix}.{field}`.
 pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> Option<MeasureSpec> {
     let f = |name: &str| format!("{prefix}.{name}");
     let reference = v.text(&f("reference"), &m.reference, 200);
-    let title = v.text(&f("title"), &m.title, 500);
     let imposing_economy = v.check(f("imposing_economy"), Economy::parse(&m.imposing_economy));
-    let target_economies = v.list(&f("target_economies"), &m.target_economies, limits::ECONOMIES, Economy::parse);
     let kind = required_enum(v, &f("kind"), m.kind, kind);
-    let hs_codes = v.list(&f("hs_codes"), &m.hs_codes, limits::HS_CODES, HsCode::parse);
-    let excluded_hs_codes = v.list(&f("excluded_hs_codes"), &m.excluded_hs_codes, limits::HS_CODES, HsCode::parse);
-    let ad_valorem_percent =
-        v.check(f("ad_valorem_percent"), parse_bounded(&m.ad_valorem_percent, DecimalBounds::PERCENT));
-    let specific_duty = match &m.specific_duty {
-        None => Some(None),
-        Some(d) => {
-            let amount = money(v, &f("specific_duty.amount"), d.amount.as_ref());
-            let unit = v.text(&f("specific_duty.unit"), &d.unit, 50);
-            amount.zip(unit).map(|(amount, unit)| Some(SpecificDuty { amount, unit }))
-        }
-    };
-    let announced_on = v.optional(f("announced_on"), &m.announced_on, parse_date);
-    let effective_from = v.check(f("effective_from"), parse_date(&m.effective_from));
-    let effective_to = v.optional(f("effective_to"), &m.effective_to, parse_date);
-    let quota = match &m.quota {
-        None => Some(None),
-        Some(q) => {
-            let quantity = v.check(f("quota.quantity"), parse_bounded_positive(&q.quantity, DecimalBounds::QUANTITY));
-            let unit = v.text(&f("quota.unit"), &q.unit, 50);
-            let start = v.check(f("quota.period_start"), parse_date(&q.period_start));
-            let end = v.check(f("quota.period_end"), parse_date(&q.period_end));
-            match (quantity, unit, start, end) {
-                (Some(quantity), Some(unit), Some(period_start), Some(period_end)) => {
-                    Some(Some(QuotaTerms { quantity, unit, period_start, period_end }))
-                }
-                _ => None,
-            }
-        }
-    };
-    let source_url = v.url(&f("source_url"), &m.source_url);
-    let notes = v.optional_text(&f("notes"), &m.notes, 10_000);
+    let p = measure_patch(v, prefix, m, MeasurePatch::FIELDS);
     let spec = MeasureSpec {
         reference: reference?,
-        title: title?,
+        title: p.title?,
         imposing_economy: imposing_economy?,
-        target_economies,
+        target_economies: p.target_economies?,
         kind: kind?,
-        hs_codes,
-        excluded_hs_codes,
-        ad_valorem_percent: ad_valorem_percent?,
-        specific_duty: specific_duty?,
-        announced_on: announced_on?,
-        effective_from: effective_from?,
-        effective_to: effective_to?,
-        quota: quota?,
-        source_url: source_url?,
-        notes: notes?,
+        hs_codes: p.hs_codes?,
+        excluded_hs_codes: p.excluded_hs_codes?,
+        ad_valorem_percent: p.ad_valorem_percent?,
+        specific_duty: p.specific_duty?,
+        announced_on: p.announced_on?,
+        effective_from: p.effective_from?,
+        effective_to: p.effective_to?,
+        quota: p.quota?,
+        source_url: p.source_url?,
+        notes: p.notes?,
     };
     v.rules(prefix, spec, |s| s.violations())
+}
+
+/// `UpdateMeasure`: the measure's id, its etag and the patch of the fields
+/// the mask names, parsed before any database work.
+pub fn update_measure(req: &pb::UpdateMeasureRequest) -> Result<(uuid::Uuid, String, MeasurePatch), Error> {
+    let mut v = Violations::new();
+    let Some(m) = &req.measure else {
+        return Err(Error::invalid_field("measure", "is required"));
+    };
+    let id = v.check("measure.id", parse_id(&m.id));
+    let paths = update_mask(
+        &mut v,
+        req.update_mask.as_ref(),
+        "measure",
+        |p| MeasurePatch::FIELDS.contains(&p),
+        &[("status", "SetMeasureStatus"), ("quota.used", "RecordQuotaUsage")],
+    );
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let patch = measure_patch(&mut v, "measure", m, &paths);
+    let id = v.finish_with(id)?;
+    Ok((id, m.etag.clone(), patch))
 }
 
 pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
@@ -161,38 +222,4 @@ pub fn resolution_to_proto(r: &Resolution) -> pb::ResolveDutyResponse {
         quota_full: r.quota_full,
         notes: r.notes.clone(),
     }
-}
-
-/// The lists of a measure within their limits, checked before any database
-/// work (an update's patch is merged and fully validated only later).
-pub fn check_counts(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) {
-    v.count(&format!("{prefix}.hs_codes"), &m.hs_codes, limits::HS_CODES);
-    v.count(&format!("{prefix}.excluded_hs_codes"), &m.excluded_hs_codes, limits::HS_CODES);
-    v.count(&format!("{prefix}.target_economies"), &m.target_economies, limits::ECONOMIES);
-}
-
-/// Whether an update mask may name `path`.
-pub fn is_updatable(path: &str) -> bool {
-    copy_updatable(path, &pb::TariffMeasure::default(), &mut pb::TariffMeasure::default())
-}
-
-/// Copies the field named by an update-mask `path` from `from` into `into`;
-/// false when the path is not updatable.
-pub fn copy_updatable(path: &str, from: &pb::TariffMeasure, into: &mut pb::TariffMeasure) -> bool {
-    match path {
-        "title" => into.title.clone_from(&from.title),
-        "target_economies" => into.target_economies.clone_from(&from.target_economies),
-        "hs_codes" => into.hs_codes.clone_from(&from.hs_codes),
-        "excluded_hs_codes" => into.excluded_hs_codes.clone_from(&from.excluded_hs_codes),
-        "ad_valorem_percent" => into.ad_valorem_percent.clone_from(&from.ad_valorem_percent),
-        "specific_duty" => into.specific_duty.clone_from(&from.specific_duty),
-        "announced_on" => into.announced_on.clone_from(&from.announced_on),
-        "effective_from" => into.effective_from.clone_from(&from.effective_from),
-        "effective_to" => into.effective_to.clone_from(&from.effective_to),
-        "quota" => into.quota.clone_from(&from.quota),
-        "source_url" => into.source_url.clone_from(&from.source_url),
-        "notes" => into.notes.clone_from(&from.notes),
-        _ => return false,
-    }
-    true
 }

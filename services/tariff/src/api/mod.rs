@@ -12,12 +12,12 @@ use tradewatch_common::{
     proto::tariff::{self as pb, tariff_service_server::TariffService},
     today,
     types::{DecimalBounds, Economy, HsCode, new_id, parse_bounded_positive, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum, update_mask},
+    validate::{Violations, optional_enum, required_enum},
 };
 
 use self::convert::*;
 use crate::{
-    domain::{self, Shipment, StatusChange},
+    domain::{self, Measure, Shipment, StatusChange},
     store::{self, MeasureFilter},
 };
 
@@ -59,7 +59,8 @@ impl TariffService for TariffApi {
         let today = today();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let m = store::insert_measure(txn, spec, today).await?;
+                let m = Measure::new(spec, today, tradewatch_common::now());
+                store::insert_measure(txn, &m).await?;
                 Ok(pb::CreateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
@@ -116,40 +117,16 @@ impl TariffService for TariffApi {
     }
 
     async fn update_measure(&self, request: Request<pb::UpdateMeasureRequest>) -> Reply<pb::UpdateMeasureResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let Some(patch) = req.measure else {
-            return Err(Error::invalid_field("measure", "is required").into());
-        };
-        let id = id_field(&mut v, "measure.id", &patch.id);
-        let paths = update_mask(
-            &mut v,
-            req.update_mask.as_ref(),
-            "measure",
-            is_updatable,
-            &[("status", "SetMeasureStatus"), ("quota.used", "RecordQuotaUsage")],
-        );
-        check_counts(&mut v, "measure", &patch);
-        let id = v.finish_with(id)?;
+        let (id, etag, patch) = convert::update_measure(request.get_ref())?;
         let today = today();
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
                 let mut m =
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
-                etag::check(&patch.etag, m.version, "measure", id)?;
-                let mut merged = measure_to_proto(&m, today);
-                for path in &paths {
-                    copy_updatable(path, &patch, &mut merged);
-                }
-                let mut v = Violations::new();
-                let spec = measure_spec(&mut v, "measure", &merged);
-                if let Some(q) = spec.as_ref().and_then(|s| s.quota.as_ref())
-                    && q.quantity < m.quota_used
-                {
-                    v.add("measure.quota.quantity", format!("is less than the {} already used", m.quota_used));
-                }
-                m.spec = v.finish_with(spec)?;
-                store::update_measure(txn, &mut m, true).await?;
+                etag::check(&etag, m.version, "measure", id)?;
+                let coverage = patch.changes_coverage();
+                m.update(patch).map_err(|e| e.within("measure"))?;
+                store::update_measure(txn, &mut m, coverage).await?;
                 Ok(pb::UpdateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })

@@ -170,6 +170,67 @@ pub struct StatusChange {
     pub change_time: DateTime<Utc>,
 }
 
+/// The fields an update changes: `Some` for each field the update mask
+/// names, with its new value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeasurePatch {
+    pub title: Option<String>,
+    pub target_economies: Option<Vec<Economy>>,
+    pub hs_codes: Option<Vec<HsCode>>,
+    pub excluded_hs_codes: Option<Vec<HsCode>>,
+    pub ad_valorem_percent: Option<Decimal>,
+    pub specific_duty: Option<Option<SpecificDuty>>,
+    pub announced_on: Option<Option<NaiveDate>>,
+    pub effective_from: Option<NaiveDate>,
+    pub effective_to: Option<Option<NaiveDate>>,
+    pub quota: Option<Option<QuotaTerms>>,
+    pub source_url: Option<String>,
+    pub notes: Option<String>,
+}
+
+impl MeasurePatch {
+    /// The fields an update mask may name, as the API spells them.
+    pub const FIELDS: &'static [&'static str] = &[
+        "title",
+        "target_economies",
+        "hs_codes",
+        "excluded_hs_codes",
+        "ad_valorem_percent",
+        "specific_duty",
+        "announced_on",
+        "effective_from",
+        "effective_to",
+        "quota",
+        "source_url",
+        "notes",
+    ];
+
+    fn apply_to(self, s: &mut MeasureSpec) {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut s.title, self.title);
+        set(&mut s.target_economies, self.target_economies);
+        set(&mut s.hs_codes, self.hs_codes);
+        set(&mut s.excluded_hs_codes, self.excluded_hs_codes);
+        set(&mut s.ad_valorem_percent, self.ad_valorem_percent);
+        set(&mut s.specific_duty, self.specific_duty);
+        set(&mut s.announced_on, self.announced_on);
+        set(&mut s.effective_from, self.effective_from);
+        set(&mut s.effective_to, self.effective_to);
+        set(&mut s.quota, self.quota);
+        set(&mut s.source_url, self.source_url);
+        set(&mut s.notes, self.notes);
+    }
+
+    /// Whether the covered codes or origins change (their index rows with them).
+    pub fn changes_coverage(&self) -> bool {
+        self.hs_codes.is_some() || self.target_economies.is_some()
+    }
+}
+
 /// A stored measure with its quota fill and status timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measure {
@@ -186,6 +247,52 @@ pub struct Measure {
 }
 
 impl Measure {
+    /// A new measure made on `today`, with its first status: IN_FORCE, or
+    /// ANNOUNCED while its `effective_from` is ahead.
+    pub fn new(spec: MeasureSpec, today: NaiveDate, now: DateTime<Utc>) -> Self {
+        let id = tradewatch_common::types::new_id();
+        let (status, effective_on) = Self::initial_status(&spec, today);
+        let first = StatusChange {
+            id: tradewatch_common::types::new_id(),
+            measure_id: id,
+            status,
+            effective_on,
+            reason: "created".into(),
+            change_time: now,
+        };
+        Self {
+            id,
+            spec,
+            quota_used: Decimal::ZERO,
+            changes: vec![first],
+            version: 1,
+            create_time: now,
+            update_time: now,
+        }
+    }
+
+    /// Applies an update: the fields the patch names change, then every
+    /// rule of a measure holds again, and the quota keeps room for what was
+    /// already used. Violations are named relative to the measure.
+    pub fn update(&mut self, patch: MeasurePatch) -> Result<()> {
+        let mut spec = self.spec.clone();
+        patch.apply_to(&mut spec);
+        let mut violations = spec.violations();
+        if let Some(q) = &spec.quota
+            && q.quantity < self.quota_used
+        {
+            violations.push(FieldViolation::new(
+                "quota.quantity",
+                format!("is less than the {} already used", format_decimal(self.quota_used)),
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations));
+        }
+        self.spec = spec;
+        Ok(())
+    }
+
     /// The status on `day`: the latest change effective on or before it,
     /// where a reinstatement (IN_FORCE) or an announcement defers to the
     /// dates, and the dates' EXPIRED wins over a suspension.
@@ -267,7 +374,7 @@ impl Measure {
     }
 
     /// The status recorded when a measure is created on `today`.
-    pub fn initial_status(spec: &MeasureSpec, today: NaiveDate) -> (MeasureStatus, NaiveDate) {
+    fn initial_status(spec: &MeasureSpec, today: NaiveDate) -> (MeasureStatus, NaiveDate) {
         if today < spec.effective_from {
             (MeasureStatus::Announced, spec.announced_on.unwrap_or(today).min(spec.effective_from))
         } else {

@@ -36,40 +36,21 @@ pub struct MeasureFilter {
     pub in_force_on: Option<NaiveDate>,
 }
 
-/// Inserts a new measure with its initial status. A duplicate reference is
-/// ALREADY_EXISTS.
-pub async fn insert_measure(conn: &impl ConnectionTrait, spec: MeasureSpec, today: NaiveDate) -> Result<Measure> {
-    let now = tradewatch_common::now();
-    let id = tradewatch_common::types::new_id();
-    let (status, effective_on) = Measure::initial_status(&spec, today);
-    let mut m = Measure {
-        id,
-        spec,
-        quota_used: Decimal::ZERO,
-        changes: vec![],
-        version: 1,
-        create_time: now,
-        update_time: now,
-    };
-    if let Err(err) = measure::Entity::insert(measure_to_row(&m)).exec_without_returning(conn).await {
+/// Inserts a new measure with its first status change. A duplicate
+/// reference is ALREADY_EXISTS.
+pub async fn insert_measure(conn: &impl ConnectionTrait, m: &Measure) -> Result<()> {
+    if let Err(err) = measure::Entity::insert(measure_to_row(m)).exec_without_returning(conn).await {
         return Err(if db::is_unique_violation(&err) {
             Error::already_exists("measure", "reference", &m.spec.reference)
         } else {
             err.into()
         });
     }
-    write_codes_and_targets(conn, &m).await?;
-    let change = StatusChange {
-        id: tradewatch_common::types::new_id(),
-        measure_id: id,
-        status,
-        effective_on,
-        reason: "created".into(),
-        change_time: now,
-    };
-    write_status_change(conn, &change).await?;
-    m.changes.push(change);
-    Ok(m)
+    write_codes_and_targets(conn, m).await?;
+    for change in &m.changes {
+        write_status_change(conn, change).await?;
+    }
+    Ok(())
 }
 
 async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Result<()> {

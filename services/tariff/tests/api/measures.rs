@@ -59,10 +59,10 @@ async fn a_bad_measure_names_every_bad_field_and_writes_nothing() {
         client.create_measure(pb::CreateMeasureRequest { measure: Some(bad), request_id: "r1".into() }).await,
         &[
             "request_id",
-            "measure.title",
             "measure.imposing_economy",
-            "measure.target_economies[1]",
             "measure.kind",
+            "measure.title",
+            "measure.target_economies[1]",
             "measure.hs_codes[1]",
             "measure.ad_valorem_percent",
             "measure.effective_from",
