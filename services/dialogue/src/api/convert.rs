@@ -2,17 +2,19 @@
 //! path in the request.
 
 use tradewatch_common::{
+    Error,
     proto::dialogue as pb,
     proto_enum_map,
     types::{Economy, format_date, parse_date, parse_id},
-    validate::{Violations, limits, required_enum},
+    validate::{Violations, limits, required_enum, update_mask},
 };
+use uuid::Uuid;
 
 pub use tradewatch_common::types::timestamp;
 
 use crate::domain::{
     AgendaItem, Commitment, CommitmentSpec, CommitmentStatus, Effect, EffectState, Level, Participant, Session,
-    SessionSpec, SessionStatus, Track,
+    SessionPatch, SessionSpec, SessionStatus, Track,
 };
 
 proto_enum_map!(track, track_to_proto, pb::DialogueTrack, Track, "DIALOGUE_TRACK_");
@@ -28,86 +30,118 @@ proto_enum_map!(
 proto_enum_map!(effect, effect_to_proto, pb::CommitmentEffect, Effect, "COMMITMENT_EFFECT_");
 proto_enum_map!(effect_state, effect_state_to_proto, pb::EffectState, EffectState, "EFFECT_STATE_");
 
-/// The client-set fields of a session; violations are named `{prefix}.{field}`.
-pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -> Option<SessionSpec> {
+/// The fields of `s` that `paths` name, each parsed as the field demands;
+/// violations are named `{prefix}.{field}`. Create and update parse fields
+/// alike: a create names them all.
+pub fn session_patch(v: &mut Violations, prefix: &str, s: &pb::DialogueSession, paths: &[&str]) -> SessionPatch {
     let f = |name: &str| format!("{prefix}.{name}");
-    let title = v.text(&f("title"), &s.title, 500);
-    let track = required_enum(v, &f("track"), s.track, track);
-    let level = required_enum(v, &f("level"), s.level, level);
-    let host_economy = v.check(f("host_economy"), Economy::parse(&s.host_economy));
-    let economies = v.list(&f("economies"), &s.economies, limits::ECONOMIES, Economy::parse);
-    let location = v.optional_text(&f("location"), &s.location, 200);
-    let starts_on = v.check(f("starts_on"), parse_date(&s.starts_on));
-    let ends_on = match v.optional(f("ends_on"), &s.ends_on, parse_date) {
-        Some(None) => starts_on,
-        ends_on => ends_on.flatten(),
-    };
-    let participants: Vec<Option<Participant>> =
-        if v.count(&f("participants"), &s.participants, limits::PARTICIPANTS) {
-            s.participants.as_slice()
-        } else {
-            &[]
-        }
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let name = v.text(&f(&format!("participants[{i}].name")), &p.name, 200);
-            let role = v.optional_text(&f(&format!("participants[{i}].role")), &p.role, 200);
-            let organization = v.optional_text(&f(&format!("participants[{i}].organization")), &p.organization, 200);
-            let economy = v
-                .optional(f(&format!("participants[{i}].economy")), &p.economy, Economy::parse)
-                .map(|e| e.map(|e| e.to_string()));
-            Some(Participant { name: name?, role: role?, organization: organization?, economy: economy? })
-        })
-        .collect();
-    let agenda: Vec<Option<AgendaItem>> =
-        if v.count(&f("agenda"), &s.agenda, limits::AGENDA_ITEMS) { s.agenda.as_slice() } else { &[] }
+    let wants = |name: &str| paths.contains(&name);
+    let mut p = SessionPatch::default();
+    if wants("title") {
+        p.title = v.text(&f("title"), &s.title, 500);
+    }
+    if wants("track") {
+        p.track = required_enum(v, &f("track"), s.track, track);
+    }
+    if wants("level") {
+        p.level = required_enum(v, &f("level"), s.level, level);
+    }
+    if wants("host_economy") {
+        p.host_economy = v.check(f("host_economy"), Economy::parse(&s.host_economy));
+    }
+    if wants("economies") {
+        p.economies = Some(v.list(&f("economies"), &s.economies, limits::ECONOMIES, Economy::parse));
+    }
+    if wants("location") {
+        p.location = v.optional_text(&f("location"), &s.location, 200);
+    }
+    if wants("starts_on") {
+        p.starts_on = v.check(f("starts_on"), parse_date(&s.starts_on));
+    }
+    if wants("ends_on") {
+        p.ends_on = v.optional(f("ends_on"), &s.ends_on, parse_date);
+    }
+    if wants("participants") && v.count(&f("participants"), &s.participants, limits::PARTICIPANTS) {
+        let parsed: Vec<Option<Participant>> = s
+            .participants
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let at = |name: &str| f(&format!("participants[{i}].{name}"));
+                let name = v.text(&at("name"), &p.name, 200);
+                let role = v.optional_text(&at("role"), &p.role, 200);
+                let organization = v.optional_text(&at("organization"), &p.organization, 200);
+                let economy = v.optional(at("economy"), &p.economy, Economy::parse).map(|e| e.map(|e| e.to_string()));
+                Some(Participant { name: name?, role: role?, organization: organization?, economy: economy? })
+            })
+            .collect();
+        p.participants = parsed.into_iter().collect();
+    }
+    if wants("agenda") && v.count(&f("agenda"), &s.agenda, limits::AGENDA_ITEMS) {
+        let parsed: Vec<Option<AgendaItem>> = s
+            .agenda
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let topic = v.text(&f(&format!("agenda[{i}].topic")), &a.topic, 500);
-                let dispute_ids =
-                    v.list(&f(&format!("agenda[{i}].dispute_ids")), &a.dispute_ids, limits::LINKED_IDS, parse_id);
-                let measure_ids =
-                    v.list(&f(&format!("agenda[{i}].measure_ids")), &a.measure_ids, limits::LINKED_IDS, parse_id);
+                let at = |name: &str| f(&format!("agenda[{i}].{name}"));
+                let topic = v.text(&at("topic"), &a.topic, 500);
+                let dispute_ids = v.list(&at("dispute_ids"), &a.dispute_ids, limits::LINKED_IDS, parse_id);
+                let measure_ids = v.list(&at("measure_ids"), &a.measure_ids, limits::LINKED_IDS, parse_id);
                 Some(AgendaItem { topic: topic?, dispute_ids, measure_ids })
             })
             .collect();
-    let outcome_summary = v.optional_text(&f("outcome_summary"), &s.outcome_summary, 10_000);
-    let source_url = v.url(&f("source_url"), &s.source_url);
+        p.agenda = parsed.into_iter().collect();
+    }
+    if wants("outcome_summary") {
+        p.outcome_summary = v.optional_text(&f("outcome_summary"), &s.outcome_summary, 10_000);
+    }
+    if wants("source_url") {
+        p.source_url = v.url(&f("source_url"), &s.source_url);
+    }
+    p
+}
+
+/// Every client-set field of a new session, validated, with the rules
+/// between fields applied; violations are named `{prefix}.{field}`.
+pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -> Option<SessionSpec> {
+    let p = session_patch(v, prefix, s, SessionPatch::FIELDS);
+    let starts_on = p.starts_on?;
     let spec = SessionSpec {
-        title: title?,
-        track: track?,
-        level: level?,
-        host_economy: host_economy?,
-        economies,
-        location: location?,
-        starts_on: starts_on?,
-        ends_on: ends_on?,
-        participants: participants.into_iter().collect::<Option<_>>()?,
-        agenda: agenda.into_iter().collect::<Option<_>>()?,
-        outcome_summary: outcome_summary?,
-        source_url: source_url?,
+        title: p.title?,
+        track: p.track?,
+        level: p.level?,
+        host_economy: p.host_economy?,
+        economies: p.economies?,
+        location: p.location?,
+        starts_on,
+        ends_on: p.ends_on?.unwrap_or(starts_on),
+        participants: p.participants?,
+        agenda: p.agenda?,
+        outcome_summary: p.outcome_summary?,
+        source_url: p.source_url?,
     };
     v.rules(prefix, spec, |s| s.violations())
 }
 
-/// The lists of a session within their limits, checked before any database
-/// work or peer call (an update's patch is merged and validated later).
-pub fn check_counts(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) {
-    v.count(&format!("{prefix}.economies"), &s.economies, limits::ECONOMIES);
-    v.count(&format!("{prefix}.participants"), &s.participants, limits::PARTICIPANTS);
-    if v.count(&format!("{prefix}.agenda"), &s.agenda, limits::AGENDA_ITEMS) {
-        for (i, a) in s.agenda.iter().enumerate() {
-            v.count(&format!("{prefix}.agenda[{i}].dispute_ids"), &a.dispute_ids, limits::LINKED_IDS);
-            v.count(&format!("{prefix}.agenda[{i}].measure_ids"), &a.measure_ids, limits::LINKED_IDS);
-        }
-    }
-}
-
-/// Whether an update mask may name `path`.
-pub fn is_updatable(path: &str) -> bool {
-    copy_updatable(path, &pb::DialogueSession::default(), &mut pb::DialogueSession::default())
+/// `UpdateSession`: the session's id, its etag and the patch of the fields
+/// the mask names, parsed before any database work or peer call.
+pub fn update_session(req: &pb::UpdateSessionRequest) -> Result<(Uuid, String, SessionPatch), Error> {
+    let mut v = Violations::new();
+    let Some(s) = &req.session else {
+        return Err(Error::invalid_field("session", "is required"));
+    };
+    let id = v.check("session.id", parse_id(&s.id));
+    let paths = update_mask(
+        &mut v,
+        req.update_mask.as_ref(),
+        "session",
+        |p| SessionPatch::FIELDS.contains(&p),
+        &[("status", "SetSessionStatus")],
+    );
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let patch = session_patch(&mut v, "session", s, &paths);
+    let id = v.finish_with(id)?;
+    Ok((id, s.etag.clone(), patch))
 }
 
 pub fn session_to_proto(s: &Session) -> pb::DialogueSession {
@@ -191,25 +225,4 @@ pub fn commitment_to_proto(c: &Commitment) -> pb::Commitment {
         create_time: Some(timestamp(c.create_time)),
         update_time: Some(timestamp(c.update_time)),
     }
-}
-
-/// Copies the field named by an update-mask `path` from `from` into `into`;
-/// false when the path is not updatable.
-pub fn copy_updatable(path: &str, from: &pb::DialogueSession, into: &mut pb::DialogueSession) -> bool {
-    match path {
-        "title" => into.title.clone_from(&from.title),
-        "track" => into.track = from.track,
-        "level" => into.level = from.level,
-        "host_economy" => into.host_economy.clone_from(&from.host_economy),
-        "economies" => into.economies.clone_from(&from.economies),
-        "location" => into.location.clone_from(&from.location),
-        "starts_on" => into.starts_on.clone_from(&from.starts_on),
-        "ends_on" => into.ends_on.clone_from(&from.ends_on),
-        "participants" => into.participants.clone_from(&from.participants),
-        "agenda" => into.agenda.clone_from(&from.agenda),
-        "outcome_summary" => into.outcome_summary.clone_from(&from.outcome_summary),
-        "source_url" => into.source_url.clone_from(&from.source_url),
-        _ => return false,
-    }
-    true
 }

@@ -19,13 +19,13 @@ use tradewatch_common::{
     proto::dialogue::{self as pb, dialogue_service_server::DialogueService},
     today,
     types::{Economy, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum, update_mask},
+    validate::{Violations, optional_enum, required_enum},
 };
 use uuid::Uuid;
 
 use self::convert::*;
 use crate::{
-    domain::{Commitment, Session, SessionStatus},
+    domain::{Commitment, Session, SessionStatus, agenda_disputes, agenda_measures},
     store::{self, CommitmentFilter, SessionFilter},
 };
 
@@ -96,28 +96,6 @@ fn prefixed(prefix: &str, links: Vec<(String, Uuid)>) -> Vec<(String, Uuid)> {
     links.into_iter().map(|(f, id)| (format!("{prefix}.{f}"), id)).collect()
 }
 
-/// Linked ids, each with the path of the field that names it.
-type Links = Vec<(String, Uuid)>;
-
-/// The well-formed dispute and measure ids of a proto agenda, with their
-/// paths; malformed ones are named when the whole session is parsed.
-fn agenda_links(agenda: &[pb::AgendaItem]) -> (Links, Links) {
-    let (mut disputes, mut measures) = (Vec::new(), Vec::new());
-    for (i, item) in agenda.iter().enumerate() {
-        for (j, raw) in item.dispute_ids.iter().enumerate() {
-            if let Ok(id) = parse_id(raw) {
-                disputes.push((format!("session.agenda[{i}].dispute_ids[{j}]"), id));
-            }
-        }
-        for (j, raw) in item.measure_ids.iter().enumerate() {
-            if let Ok(id) = parse_id(raw) {
-                measures.push((format!("session.agenda[{i}].measure_ids[{j}]"), id));
-            }
-        }
-    }
-    (disputes, measures)
-}
-
 fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
     v.check(field, parse_id(raw))
 }
@@ -155,7 +133,7 @@ impl DialogueService for DialogueApi {
             deadline,
         )
         .await?;
-        let session = Session::new(spec, status, tradewatch_common::now())?;
+        let session = Session::new(spec, status, tradewatch_common::now()).map_err(|e| e.within("session"))?;
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 store::insert_session(txn, &session).await?;
@@ -199,34 +177,21 @@ impl DialogueService for DialogueApi {
 
     async fn update_session(&self, request: Request<pb::UpdateSessionRequest>) -> Reply<pb::UpdateSessionResponse> {
         let deadline = Deadline::of(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let Some(patch) = req.session else {
-            return Err(Error::invalid_field("session", "is required").into());
-        };
-        let id = id_field(&mut v, "session.id", &patch.id);
-        let paths =
-            update_mask(&mut v, req.update_mask.as_ref(), "session", is_updatable, &[("status", "SetSessionStatus")]);
-        check_counts(&mut v, "session", &patch);
-        let id = v.finish_with(id)?;
+        let (id, etag, patch) = convert::update_session(request.get_ref())?;
         // Links on a new agenda are checked before the transaction.
-        if paths.iter().any(|p| p == "agenda") {
-            let (disputes, measures) = agenda_links(&patch.agenda);
+        if let Some(agenda) = &patch.agenda {
+            let disputes = prefixed("session", agenda_disputes(agenda));
+            let measures = prefixed("session", agenda_measures(agenda));
             self.check_links(&disputes, &measures, deadline).await?;
         }
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
                 let mut s =
                     store::get_session_for_update(txn, id).await?.ok_or_else(|| Error::not_found("session", id))?;
-                etag::check(&patch.etag, s.version, "session", id)?;
-                let mut merged = session_to_proto(&s);
-                for path in &paths {
-                    copy_updatable(path, &patch, &mut merged);
-                }
-                let mut v = Violations::new();
-                let spec = session_spec(&mut v, "session", &merged);
-                s.spec = v.finish_with(spec)?;
-                store::update_session(txn, &mut s, true).await?;
+                etag::check(&etag, s.version, "session", id)?;
+                let index = patch.changes_index();
+                s.update(patch).map_err(|e| e.within("session"))?;
+                store::update_session(txn, &mut s, index).await?;
                 Ok(pb::UpdateSessionResponse { session: Some(session_to_proto(&s)) })
             })
         })

@@ -183,11 +183,6 @@ impl Commitment {
             effect_on,
         }))
     }
-
-    /// Whether the commitment is open or in progress and due before `day`.
-    pub fn is_overdue_on(&self, day: NaiveDate) -> bool {
-        self.status.is_pending() && self.spec.due_on.is_some_and(|due| due < day)
-    }
 }
 
 #[cfg(test)]
@@ -259,12 +254,8 @@ mod tests {
     }
 
     #[test]
-    fn overdue_means_pending_and_due_before_the_day() -> Result<()> {
-        let mut c = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now());
-        assert!(c.is_overdue_on(day("2026-03-02")));
-        assert!(!c.is_overdue_on(day("2026-03-01")), "due that very day is not yet overdue");
-        c.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?;
-        assert!(!c.is_overdue_on(day("2027-01-01")));
-        Ok(())
+    fn open_and_in_progress_are_the_pending_statuses() {
+        let pending: Vec<_> = CommitmentStatus::ALL.iter().filter(|s| s.is_pending()).collect();
+        assert_eq!(pending, [&CommitmentStatus::Open, &CommitmentStatus::InProgress]);
     }
 }

@@ -1,7 +1,6 @@
 //! Dialogue sessions and their status rules.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
 use uuid::Uuid;
 
@@ -44,7 +43,7 @@ impl SessionStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
     pub name: String,
     pub role: String,
@@ -52,7 +51,7 @@ pub struct Participant {
     pub economy: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgendaItem {
     pub topic: String,
     pub dispute_ids: Vec<Uuid>,
@@ -91,24 +90,98 @@ impl SessionSpec {
 
     /// Every dispute id on the agenda, with its field path.
     pub fn agenda_disputes(&self) -> Vec<(String, Uuid)> {
-        self.agenda
-            .iter()
-            .enumerate()
-            .flat_map(|(i, a)| {
-                a.dispute_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].dispute_ids[{j}]"), *id))
-            })
-            .collect()
+        agenda_disputes(&self.agenda)
     }
 
     /// Every measure id on the agenda, with its field path.
     pub fn agenda_measures(&self) -> Vec<(String, Uuid)> {
-        self.agenda
-            .iter()
-            .enumerate()
-            .flat_map(|(i, a)| {
-                a.measure_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].measure_ids[{j}]"), *id))
-            })
-            .collect()
+        agenda_measures(&self.agenda)
+    }
+}
+
+/// Every dispute id on an agenda, with its path (`agenda[0].dispute_ids[1]`).
+pub fn agenda_disputes(agenda: &[AgendaItem]) -> Vec<(String, Uuid)> {
+    agenda
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.dispute_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].dispute_ids[{j}]"), *id))
+        })
+        .collect()
+}
+
+/// Every measure id on an agenda, with its path (`agenda[0].measure_ids[1]`).
+pub fn agenda_measures(agenda: &[AgendaItem]) -> Vec<(String, Uuid)> {
+    agenda
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.measure_ids.iter().enumerate().map(move |(j, id)| (format!("agenda[{i}].measure_ids[{j}]"), *id))
+        })
+        .collect()
+}
+
+/// The fields an update changes: `Some` for each field the update mask
+/// names, with its new value. The status moves only through `set_status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPatch {
+    pub title: Option<String>,
+    pub track: Option<Track>,
+    pub level: Option<Level>,
+    pub host_economy: Option<Economy>,
+    pub economies: Option<Vec<Economy>>,
+    pub location: Option<String>,
+    pub starts_on: Option<NaiveDate>,
+    /// `Some(None)`: the day it starts.
+    pub ends_on: Option<Option<NaiveDate>>,
+    pub participants: Option<Vec<Participant>>,
+    pub agenda: Option<Vec<AgendaItem>>,
+    pub outcome_summary: Option<String>,
+    pub source_url: Option<String>,
+}
+
+impl SessionPatch {
+    /// The fields an update mask may name, as the API spells them.
+    pub const FIELDS: &'static [&'static str] = &[
+        "title",
+        "track",
+        "level",
+        "host_economy",
+        "economies",
+        "location",
+        "starts_on",
+        "ends_on",
+        "participants",
+        "agenda",
+        "outcome_summary",
+        "source_url",
+    ];
+
+    fn apply_to(self, s: &mut SessionSpec) {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut s.title, self.title);
+        set(&mut s.track, self.track);
+        set(&mut s.level, self.level);
+        set(&mut s.host_economy, self.host_economy);
+        set(&mut s.economies, self.economies);
+        set(&mut s.location, self.location);
+        set(&mut s.starts_on, self.starts_on);
+        if let Some(ends_on) = self.ends_on {
+            s.ends_on = ends_on.unwrap_or(s.starts_on);
+        }
+        set(&mut s.participants, self.participants);
+        set(&mut s.agenda, self.agenda);
+        set(&mut s.outcome_summary, self.outcome_summary);
+        set(&mut s.source_url, self.source_url);
+    }
+
+    /// Whether the indexed lists (economies, agenda links) change.
+    pub fn changes_index(&self) -> bool {
+        self.economies.is_some() || self.agenda.is_some()
     }
 }
 
@@ -126,7 +199,7 @@ impl Session {
     /// A new session: PLANNED, or HELD when it is recorded afterwards.
     pub fn new(spec: SessionSpec, status: SessionStatus, now: DateTime<Utc>) -> Result<Self> {
         if !matches!(status, SessionStatus::Planned | SessionStatus::Held) {
-            return Err(Error::invalid_field("session.status", "a new session is PLANNED or HELD"));
+            return Err(Error::invalid_field("status", "a new session is PLANNED or HELD"));
         }
         Ok(Self {
             id: tradewatch_common::types::new_id(),
@@ -136,6 +209,19 @@ impl Session {
             create_time: now,
             update_time: now,
         })
+    }
+
+    /// Applies an update: the fields the patch names change, and the rules
+    /// of a session hold again. Violations are named relative to the session.
+    pub fn update(&mut self, patch: SessionPatch) -> Result<()> {
+        let mut spec = self.spec.clone();
+        patch.apply_to(&mut spec);
+        let violations = spec.violations();
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations));
+        }
+        self.spec = spec;
+        Ok(())
     }
 
     /// Moves the session to `to`, or FAILED_PRECONDITION

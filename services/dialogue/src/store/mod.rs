@@ -156,8 +156,46 @@ pub async fn update_session(conn: &impl ConnectionTrait, s: &mut Session, index_
     Ok(())
 }
 
+/// A participant as the `participants` JSON column keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ParticipantJson {
+    name: String,
+    role: String,
+    organization: String,
+    economy: Option<String>,
+}
+
+/// An agenda item as the `agenda` JSON column keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AgendaItemJson {
+    topic: String,
+    dispute_ids: Vec<Uuid>,
+    measure_ids: Vec<Uuid>,
+}
+
 fn session_to_row(s: &Session) -> Result<session::ActiveModel> {
     let json = |v: serde_json::Result<String>| v.map_err(Error::internal);
+    let participants: Vec<ParticipantJson> = s
+        .spec
+        .participants
+        .iter()
+        .map(|p| ParticipantJson {
+            name: p.name.clone(),
+            role: p.role.clone(),
+            organization: p.organization.clone(),
+            economy: p.economy.clone(),
+        })
+        .collect();
+    let agenda: Vec<AgendaItemJson> = s
+        .spec
+        .agenda
+        .iter()
+        .map(|a| AgendaItemJson {
+            topic: a.topic.clone(),
+            dispute_ids: a.dispute_ids.clone(),
+            measure_ids: a.measure_ids.clone(),
+        })
+        .collect();
     Ok(session::ActiveModel {
         id: Set(s.id),
         title: Set(s.spec.title.clone()),
@@ -169,8 +207,8 @@ fn session_to_row(s: &Session) -> Result<session::ActiveModel> {
         starts_on: Set(s.spec.starts_on),
         ends_on: Set(s.spec.ends_on),
         status: Set(s.status.as_str().to_owned()),
-        participants: Set(json(serde_json::to_string(&s.spec.participants))?),
-        agenda: Set(json(serde_json::to_string(&s.spec.agenda))?),
+        participants: Set(json(serde_json::to_string(&participants))?),
+        agenda: Set(json(serde_json::to_string(&agenda))?),
         outcome_summary: Set(s.spec.outcome_summary.clone()),
         source_url: Set(s.spec.source_url.clone()),
         version: Set(s.version),
@@ -182,9 +220,17 @@ fn session_to_row(s: &Session) -> Result<session::ActiveModel> {
 fn session_from_row(r: session::Model) -> Result<Session> {
     let id = r.id;
     let corrupt = |what: &str, why: String| db::corrupt("session", id, what, why);
-    let participants: Vec<Participant> =
+    let participants: Vec<ParticipantJson> =
         serde_json::from_str(&r.participants).map_err(|e| corrupt("participants", e.to_string()))?;
-    let agenda: Vec<AgendaItem> = serde_json::from_str(&r.agenda).map_err(|e| corrupt("agenda", e.to_string()))?;
+    let participants = participants
+        .into_iter()
+        .map(|p| Participant { name: p.name, role: p.role, organization: p.organization, economy: p.economy })
+        .collect();
+    let agenda: Vec<AgendaItemJson> = serde_json::from_str(&r.agenda).map_err(|e| corrupt("agenda", e.to_string()))?;
+    let agenda = agenda
+        .into_iter()
+        .map(|a| AgendaItem { topic: a.topic, dispute_ids: a.dispute_ids, measure_ids: a.measure_ids })
+        .collect();
     Ok(Session {
         id,
         spec: SessionSpec {
@@ -260,7 +306,8 @@ pub async fn list_commitments(
         q = q.filter(commitment::Column::MeasureId.eq(m));
     }
     if let Some(day) = f.overdue_on {
-        let pending = [CommitmentStatus::Open.as_str(), CommitmentStatus::InProgress.as_str()];
+        // Overdue: still pending, as the domain says, and due before the day.
+        let pending: Vec<&str> = CommitmentStatus::ALL.iter().filter(|s| s.is_pending()).map(|s| s.as_str()).collect();
         q = q.filter(commitment::Column::Status.is_in(pending)).filter(commitment::Column::DueOn.lt(day));
     }
     if let Some(cursor) = &page.after {
