@@ -1,0 +1,115 @@
+//! The commitment handlers: add, read and list commitments, and move their
+//! status, queueing an effect for the relay in the same transaction.
+
+use super::*;
+
+pub(super) async fn add_commitment(
+    api: &DialogueApi,
+    request: Request<pb::AddCommitmentRequest>,
+) -> Reply<pb::AddCommitmentResponse> {
+    let deadline = Deadline::of(&request);
+    let mut req = request.into_inner();
+    let mut v = Violations::new();
+    let session_id = id_field(&mut v, "session_id", &req.session_id);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let spec = match &req.commitment {
+        Some(c) => commitment_spec(&mut v, "commitment", c),
+        None => {
+            v.add("commitment", "is required");
+            None
+        }
+    };
+    let (session_id, spec) = v.finish_with(session_id.zip(spec))?;
+    req.request_id.clear();
+    let key = Key::new("AddCommitment", request_id.flatten(), &req);
+    if let Some(done) = idempotency::replay(&api.db, key.as_ref()).await? {
+        return Ok(Response::new(done));
+    }
+    let session =
+        store::get_session(&api.db, session_id).await?.ok_or_else(|| Error::not_found("session", session_id))?;
+    let mut v = Violations::new();
+    let spec = v.rules("commitment", spec, |s| s.violations_in(&session.spec));
+    let spec = v.finish_with(spec)?;
+    let disputes: Vec<_> = spec.dispute_id.map(|id| ("commitment.dispute_id".to_owned(), id)).into_iter().collect();
+    let measures: Vec<_> = spec.measure_id.map(|id| ("commitment.measure_id".to_owned(), id)).into_iter().collect();
+    api.check_links(&disputes, &measures, deadline).await?;
+    let commitment = Commitment::new(session_id, spec, tradewatch_common::now());
+    let response = idempotency::write(&api.db, key, move |txn| {
+        Box::pin(async move {
+            // The session may have gone since it was read: read it again.
+            store::get_session(txn, session_id).await?.ok_or_else(|| Error::not_found("session", session_id))?;
+            store::insert_commitment(txn, &commitment).await?;
+            Ok(pb::AddCommitmentResponse { commitment: Some(commitment_to_proto(&commitment)) })
+        })
+    })
+    .await?;
+    Ok(Response::new(response))
+}
+
+pub(super) async fn get_commitment(
+    api: &DialogueApi,
+    request: Request<pb::GetCommitmentRequest>,
+) -> Reply<pb::GetCommitmentResponse> {
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let id = id_field(&mut v, "id", &req.id);
+    let id = v.finish_with(id)?;
+    let c = store::get_commitment(&api.db, id).await?.ok_or_else(|| Error::not_found("commitment", id))?;
+    Ok(Response::new(pb::GetCommitmentResponse { commitment: Some(commitment_to_proto(&c)) }))
+}
+
+pub(super) async fn list_commitments(
+    api: &DialogueApi,
+    request: Request<pb::ListCommitmentsRequest>,
+) -> Reply<pb::ListCommitmentsResponse> {
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let filter = CommitmentFilter {
+        session_id: v.filter("session_id", &req.session_id, parse_id),
+        owner_economy: v.filter("owner_economy", &req.owner_economy, Economy::parse),
+        status: optional_enum(&mut v, "status", req.status, commitment_status),
+        dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
+        measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+        overdue_on: v.filter("overdue_on", &req.overdue_on, parse_date),
+    };
+    let filters = pb::ListCommitmentsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    let (commitments, mut next_page_token) = store::list_commitments(&api.db, &filter, &page).await?;
+    let mut commitments: Vec<_> = commitments.iter().map(commitment_to_proto).collect();
+    page.fit(&mut commitments, &mut next_page_token, api.page_budget, |c| c.id.clone());
+    Ok(Response::new(pb::ListCommitmentsResponse { commitments, next_page_token }))
+}
+
+pub(super) async fn set_commitment_status(
+    api: &DialogueApi,
+    request: Request<pb::SetCommitmentStatusRequest>,
+) -> Reply<pb::SetCommitmentStatusResponse> {
+    let mut req = request.into_inner();
+    let mut v = Violations::new();
+    let id = id_field(&mut v, "id", &req.id);
+    let status = required_enum(&mut v, "status", req.status, commitment_status);
+    let effect_on = v.optional("effect_on", &req.effect_on, parse_date);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let ((id, status), effect_on) = v.finish_with(id.zip(status).zip(effect_on))?;
+    let sent_etag = req.etag.clone();
+    req.request_id.clear();
+    let key = Key::new("SetCommitmentStatus", request_id.flatten(), &req);
+    let today = today();
+    let response = idempotency::write(&api.db, key, move |txn| {
+        Box::pin(async move {
+            let mut c =
+                store::get_commitment_for_update(txn, id).await?.ok_or_else(|| Error::not_found("commitment", id))?;
+            etag::check(&sent_etag, c.version, "commitment", id)?;
+            let order = c.set_status(status, effect_on, today)?;
+            store::update_commitment(txn, &mut c).await?;
+            if let Some(order) = &order {
+                store::enqueue(txn, order).await?;
+            }
+            Ok(pb::SetCommitmentStatusResponse { commitment: Some(commitment_to_proto(&c)) })
+        })
+    })
+    .await?;
+    api.relay.notify_one();
+    Ok(Response::new(response))
+}
