@@ -12,11 +12,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 use tariff_service::{
-    domain::{self, MeasureKind, MeasureSpec, QuotaTerms, Shipment},
+    domain::{self, Measure, MeasureKind, MeasureSpec, QuotaTerms, Shipment},
     store,
 };
 use tradewatch_common::{
     config::DatabaseSettings,
+    now,
     types::{Economy, HsCode, Money, parse_date},
 };
 
@@ -80,9 +81,8 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
     let txn = db.begin().await.unwrap();
     for (i, code) in codes.iter().enumerate() {
         let rate = i64::try_from(i % 120).unwrap();
-        store::insert_measure(&txn, spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![code.clone()], rate), today)
-            .await
-            .unwrap();
+        let m = Measure::new(spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![code.clone()], rate), today, now());
+        store::insert_measure(&txn, &m).await.unwrap();
     }
     let kinds = [
         MeasureKind::Surtax,
@@ -95,9 +95,8 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
         let line = &codes[(i * 19) % codes.len()];
         let width = if i % 2 == 0 { 4 } else { 6 };
         let prefix = HsCode::parse(&line.as_str()[..width]).unwrap();
-        store::insert_measure(&txn, spec(format!("SPECIAL-{i}"), kinds[i % kinds.len()], vec![prefix], 250), today)
-            .await
-            .unwrap();
+        let m = Measure::new(spec(format!("SPECIAL-{i}"), kinds[i % kinds.len()], vec![prefix], 250), today, now());
+        store::insert_measure(&txn, &m).await.unwrap();
     }
     txn.commit().await.unwrap();
     (db, codes)
