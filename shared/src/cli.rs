@@ -88,31 +88,46 @@ where
     code
 }
 
-/// Resolves on the first SIGINT or SIGTERM, saying which arrived.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// The next signal of `s`; never, when it could not be listened for.
+#[cfg(unix)]
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
         }
-    };
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM, saying which arrived. The
+/// handlers are installed when this is called, not when it is first awaited:
+/// a signal that arrives in between is not lost, nor does it kill the
+/// process with the default action. Call it inside the runtime, early.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+                tracing::error!(%err, "cannot listen for {name}");
+                None
+            }
+        };
+        let (mut int, mut term) =
+            (listen(SignalKind::interrupt(), "SIGINT"), listen(SignalKind::terminate(), "SIGTERM"));
+        async move {
+            tokio::select! {
+                () = recv(&mut int) => tracing::info!("received SIGINT"),
+                () = recv(&mut term) => tracing::info!("received SIGTERM"),
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = term => tracing::info!("received SIGTERM"),
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("received Ctrl-C");
+        }
     }
 }
 

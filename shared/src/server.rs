@@ -26,6 +26,18 @@ const DB_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Headers of one call, bearer token included, fit well within this.
 const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
 
+/// A service's application, bound and ready to serve: what the tests start
+/// the same way for every service.
+pub trait Served: Send + Sized + 'static {
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Serves until `shutdown` resolves, then drains.
+    fn serve(
+        self,
+        shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> futures::future::BoxFuture<'static, anyhow::Result<()>>;
+}
+
 /// A server bound to its port, not yet serving.
 pub struct GrpcServer {
     listener: TcpListener,

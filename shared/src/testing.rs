@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use crate::config::{
     DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo, Settings, TelemetrySettings,
 };
+use crate::server::Served;
 
 /// The variable that selects PostgreSQL for the test suite.
 pub const TEST_DATABASE_URL: &str = "TRADEWATCH_TEST_DATABASE_URL";
@@ -148,6 +149,18 @@ impl RunningServer {
     }
 }
 
+/// Builds a service with `build` on `settings` (again while a restart's port
+/// is still held) and runs it until stopped.
+pub async fn spawn<A, F, Fut>(settings: Settings, build: F) -> anyhow::Result<RunningServer>
+where
+    A: Served,
+    F: Fn(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<A>>,
+{
+    let app = retry_while_port_busy(|| build(settings.clone())).await?;
+    Ok(RunningServer::start(app.local_addr(), |stop| app.serve(stop)))
+}
+
 /// A connected channel to a test server.
 pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
@@ -266,6 +279,18 @@ impl ServiceSlot {
     /// The slot's URL; before its first start, one where nothing listens.
     pub fn url(&self) -> String {
         self.addr.map_or_else(|| "http://127.0.0.1:1".into(), |a| format!("http://{a}"))
+    }
+
+    /// Builds a service with `build` on `settings` (again while a restart's
+    /// port is still held) and runs it in this slot.
+    pub async fn start<A, F, Fut>(&mut self, settings: Settings, build: F) -> anyhow::Result<()>
+    where
+        A: Served,
+        F: Fn(Settings) -> Fut,
+        Fut: Future<Output = anyhow::Result<A>>,
+    {
+        self.run(spawn(settings, build).await?);
+        Ok(())
     }
 
     pub fn run(&mut self, server: RunningServer) {

@@ -117,7 +117,8 @@ fn the_launcher_loads_once_stops_cleanly_and_names_a_taken_port() {
     let mut second = launch(var.path(), &ports);
     second.wait_for("Ctrl-C stops all three");
     assert!(second.seen.iter().any(|l| l.contains("already there")), "{:#?}", second.seen);
-    assert!(second.interrupt().0);
+    let (ok, out) = second.interrupt();
+    assert!(ok, "exit 0 on Ctrl-C:\n{}", out.join("\n"));
 
     let _taken = std::net::TcpListener::bind(("127.0.0.1", dispute_port)).unwrap();
     let mut third = launch(var.path(), &ports);

@@ -100,6 +100,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&opts.var_dir)?;
 
+    // Ctrl-C from here on stops the services cleanly, even while they start.
+    let stop = tradewatch_common::cli::shutdown_signal();
     let started = Instant::now();
     let mut running: Vec<Running> = Vec::new();
     let outcome = start_all(&opts, &mut running).await;
@@ -126,7 +128,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     print_welcome(&opts.var_dir, opts.ports);
 
-    let died = wait_for_stop(&mut running).await;
+    let died = wait_for_stop(&mut running, stop).await;
     println!("\nStopping…");
     let clean = stop_all(&mut running).await;
     match died {
@@ -200,7 +202,7 @@ async fn wait_serving(r: &mut Running, port: u16, var_dir: &Path) -> anyhow::Res
 }
 
 /// Waits for Ctrl-C or SIGTERM (None), or for a service to exit (its name).
-async fn wait_for_stop(running: &mut [Running]) -> Option<&'static str> {
+async fn wait_for_stop(running: &mut [Running], stop: impl Future<Output = ()>) -> Option<&'static str> {
     let exited = async {
         loop {
             for r in running.iter_mut() {
@@ -212,7 +214,7 @@ async fn wait_for_stop(running: &mut [Running]) -> Option<&'static str> {
         }
     };
     tokio::select! {
-        () = tradewatch_common::cli::shutdown_signal() => None,
+        () = stop => None,
         name = exited => Some(name),
     }
 }

@@ -13,7 +13,7 @@ use tradewatch_common::{
     proto::{
         dispute::dispute_service_client::DisputeServiceClient, tariff::tariff_service_client::TariffServiceClient,
     },
-    testing::{self, RunningServer, ServiceSlot as Slot},
+    testing::{self, ServiceSlot as Slot},
 };
 
 pub struct Stack {
@@ -36,11 +36,7 @@ impl Stack {
         let mut settings = self.dialogue.settings(dialogue_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
         settings.peers.dispute_url = self.dispute.url();
-        let app =
-            testing::retry_while_port_busy(|| dialogue_service::app::Application::build(settings.clone())).await?;
-        let addr = app.local_addr();
-        self.dialogue.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
-        Ok(())
+        self.dialogue.start(settings, dialogue_service::app::Application::build).await
     }
 
     /// Where each service listens, as URLs.
@@ -50,19 +46,13 @@ impl Stack {
 
     pub async fn start_tariff(&mut self) -> anyhow::Result<()> {
         let settings = self.tariff.settings(tariff_service::SERVICE);
-        let app = testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await?;
-        let addr = app.local_addr();
-        self.tariff.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
-        Ok(())
+        self.tariff.start(settings, tariff_service::app::Application::build).await
     }
 
     pub async fn start_dispute(&mut self) -> anyhow::Result<()> {
         let mut settings = self.dispute.settings(dispute_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
-        let app = testing::retry_while_port_busy(|| dispute_service::app::Application::build(settings.clone())).await?;
-        let addr = app.local_addr();
-        self.dispute.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
-        Ok(())
+        self.dispute.start(settings, dispute_service::app::Application::build).await
     }
 
     pub async fn stop_tariff(&mut self) -> anyhow::Result<()> {

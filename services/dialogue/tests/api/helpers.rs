@@ -8,7 +8,7 @@ use tradewatch_common::{
         dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
         tariff::{self as tpb, tariff_service_client::TariffServiceClient},
     },
-    testing::{self, RunningServer, ServiceSlot as Slot},
+    testing::{self, ServiceSlot as Slot},
 };
 
 pub struct TestApp {
@@ -55,22 +55,14 @@ fn placeholder() -> Channel {
 
 impl TestApp {
     pub async fn start_tariff(&mut self) {
-        let app = {
-            let settings = self.tariff_slot.settings(tariff_service::SERVICE);
-            testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone())).await.unwrap()
-        };
-        let addr = app.local_addr();
-        self.tariff_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        let settings = self.tariff_slot.settings(tariff_service::SERVICE);
+        self.tariff_slot.start(settings, tariff_service::app::Application::build).await.unwrap();
     }
 
     pub async fn start_dispute(&mut self) {
         let mut settings = self.dispute_slot.settings(dispute_service::SERVICE);
         settings.peers.tariff_url = self.tariff_slot.url();
-        let app = testing::retry_while_port_busy(|| dispute_service::app::Application::build(settings.clone()))
-            .await
-            .unwrap();
-        let addr = app.local_addr();
-        self.dispute_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        self.dispute_slot.start(settings, dispute_service::app::Application::build).await.unwrap();
     }
 
     pub async fn start_dialogue(&mut self, relay: RelayOptions) {
@@ -78,13 +70,8 @@ impl TestApp {
         settings.peers.tariff_url = self.tariff_slot.url();
         settings.peers.dispute_url = self.dispute_slot.url();
         settings.peers.timeout_ms = 1_000;
-        let app = testing::retry_while_port_busy(|| {
-            dialogue_service::app::Application::build_with(settings.clone(), relay.clone())
-        })
-        .await
-        .unwrap();
-        let addr = app.local_addr();
-        self.dialogue_slot.run(RunningServer::start(addr, |stop| app.run_until_stopped(stop)));
+        let build = |settings| dialogue_service::app::Application::build_with(settings, relay.clone());
+        self.dialogue_slot.start(settings, build).await.unwrap();
     }
 
     /// Starts the dialogue service with a relay that stops dead right after

@@ -23,11 +23,7 @@ pub struct TestApp {
 async fn start_tariff(db: &TestDatabase, port: u16) -> RunningServer {
     let mut settings = db.settings(tariff_service::SERVICE);
     settings.server.port = port;
-    let app = testing::retry_while_port_busy(|| tariff_service::app::Application::build(settings.clone()))
-        .await
-        .expect("build the tariff service");
-    let addr = app.local_addr();
-    RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown))
+    testing::spawn(settings, tariff_service::app::Application::build).await.expect("start the tariff service")
 }
 
 pub async fn spawn_app() -> TestApp {
