@@ -11,14 +11,15 @@ pub fn cascade(from: (impl IntoIden, impl IntoIden), to: (impl IntoIden, impl In
 
 /// Creates `table`, linking each row of `parent` (by its `id`, held in
 /// `parent_column`) to values of `value`: the pair is the primary key, the
-/// links go with their parent, and `{table}_by_{value}` serves lookups by
-/// value.
+/// links go with their parent, and the index `index` (value, parent) serves
+/// lookups by value.
 pub async fn create_link_table(
     manager: &SchemaManager<'_>,
     table: &str,
     parent: &str,
     parent_column: &str,
     mut value: ColumnDef,
+    index: &str,
 ) -> Result<(), DbErr> {
     let value_name = value.get_column_name();
     manager
@@ -38,7 +39,7 @@ pub async fn create_link_table(
     manager
         .create_index(
             Index::create()
-                .name(format!("{table}_by_{value_name}"))
+                .name(index)
                 .table(Alias::new(table))
                 .col(Alias::new(&value_name))
                 .col(Alias::new(parent_column))

@@ -1,4 +1,6 @@
-//! SeaORM entities of the tariff database. Decimals are stored as their
+//! SeaORM entities of the tariff database. As in every service, no entity
+//! declares relations: the foreign keys live in the migrations, and queries
+//! join by id through subqueries. Decimals are stored as their
 //! canonical strings, so values are exact on SQLite and PostgreSQL alike;
 //! list-valued fields are stored comma-joined on the measure row, and the
 //! covered HS prefixes and targets again as rows of their own, to be indexed.
@@ -58,10 +60,7 @@ pub mod measure_code {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        #[sea_orm(belongs_to = "super::measure::Entity", from = "Column::MeasureId", to = "super::measure::Column::Id")]
-        Measure,
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -80,10 +79,7 @@ pub mod measure_target {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        #[sea_orm(belongs_to = "super::measure::Entity", from = "Column::MeasureId", to = "super::measure::Column::Id")]
-        Measure,
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -104,10 +100,7 @@ pub mod status_change {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        #[sea_orm(belongs_to = "super::measure::Entity", from = "Column::MeasureId", to = "super::measure::Column::Id")]
-        Measure,
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }

@@ -2,6 +2,7 @@
 //! effects, with the indexes that serve every list filter and the relay.
 
 use sea_orm_migration::{prelude::*, schema::*};
+use tradewatch_common::schema::{cascade, create_link_table};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -31,8 +32,6 @@ enum Sessions {
 #[derive(DeriveIden)]
 enum SessionEconomies {
     Table,
-    SessionId,
-    Economy,
 }
 
 #[derive(DeriveIden)]
@@ -77,10 +76,6 @@ enum EffectOutbox {
     CreateTime,
 }
 
-fn cascade(from: (impl IntoIden, impl IntoIden), to: (impl IntoIden, impl IntoIden)) -> ForeignKeyCreateStatement {
-    ForeignKey::create().from(from.0, from.1).to(to.0, to.1).on_delete(ForeignKeyAction::Cascade).to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -120,30 +115,15 @@ impl MigrationTrait for Migration {
                 .await?;
         }
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(SessionEconomies::Table)
-                    .col(uuid(SessionEconomies::SessionId))
-                    .col(string_len(SessionEconomies::Economy, 3))
-                    .primary_key(Index::create().col(SessionEconomies::SessionId).col(SessionEconomies::Economy))
-                    .foreign_key(&mut cascade(
-                        (SessionEconomies::Table, SessionEconomies::SessionId),
-                        (Sessions::Table, Sessions::Id),
-                    ))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("session_economies_by_economy")
-                    .table(SessionEconomies::Table)
-                    .col(SessionEconomies::Economy)
-                    .col(SessionEconomies::SessionId)
-                    .to_owned(),
-            )
-            .await?;
+        create_link_table(
+            manager,
+            "session_economies",
+            "sessions",
+            "session_id",
+            string_len("economy", 3),
+            "session_economies_by_economy",
+        )
+        .await?;
 
         manager
             .create_table(

@@ -25,8 +25,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        create_link_table(manager, "commitment_owners", "commitments", "commitment_id", string_len("economy", 3))
-            .await?;
+        create_link_table(
+            manager,
+            "commitment_owners",
+            "commitments",
+            "commitment_id",
+            string_len("economy", 3),
+            "commitment_owners_by_economy",
+        )
+        .await?;
         let db = manager.get_connection();
         db.execute_unprepared("UPDATE commitments SET owner_economies = owner_economy").await?;
         db.execute_unprepared(

@@ -2,6 +2,7 @@
 //! indexes that serve every list filter.
 
 use sea_orm_migration::{prelude::*, schema::*};
+use tradewatch_common::schema::create_link_table;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -32,15 +33,11 @@ enum Disputes {
 #[derive(DeriveIden)]
 enum DisputeCodes {
     Table,
-    DisputeId,
-    HsCode,
 }
 
 #[derive(DeriveIden)]
 enum DisputeMeasures {
     Table,
-    DisputeId,
-    MeasureId,
 }
 
 #[derive(DeriveIden)]
@@ -99,59 +96,25 @@ impl MigrationTrait for Migration {
             manager.create_index(index(name, col)).await?;
         }
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(DisputeCodes::Table)
-                    .col(uuid(DisputeCodes::DisputeId))
-                    .col(string_len(DisputeCodes::HsCode, 10))
-                    .primary_key(Index::create().col(DisputeCodes::DisputeId).col(DisputeCodes::HsCode))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(DisputeCodes::Table, DisputeCodes::DisputeId)
-                            .to(Disputes::Table, Disputes::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("dispute_codes_by_code")
-                    .table(DisputeCodes::Table)
-                    .col(DisputeCodes::HsCode)
-                    .col(DisputeCodes::DisputeId)
-                    .to_owned(),
-            )
-            .await?;
+        create_link_table(
+            manager,
+            "dispute_codes",
+            "disputes",
+            "dispute_id",
+            string_len("hs_code", 10),
+            "dispute_codes_by_code",
+        )
+        .await?;
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(DisputeMeasures::Table)
-                    .col(uuid(DisputeMeasures::DisputeId))
-                    .col(uuid(DisputeMeasures::MeasureId))
-                    .primary_key(Index::create().col(DisputeMeasures::DisputeId).col(DisputeMeasures::MeasureId))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(DisputeMeasures::Table, DisputeMeasures::DisputeId)
-                            .to(Disputes::Table, Disputes::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("dispute_measures_by_measure")
-                    .table(DisputeMeasures::Table)
-                    .col(DisputeMeasures::MeasureId)
-                    .col(DisputeMeasures::DisputeId)
-                    .to_owned(),
-            )
-            .await?;
+        create_link_table(
+            manager,
+            "dispute_measures",
+            "disputes",
+            "dispute_id",
+            uuid("measure_id"),
+            "dispute_measures_by_measure",
+        )
+        .await?;
 
         manager
             .create_table(

@@ -2,6 +2,7 @@
 //! timeline, with the indexes that serve `ResolveDuty` and every list filter.
 
 use sea_orm_migration::{prelude::*, schema::*};
+use tradewatch_common::schema::create_link_table;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -39,15 +40,11 @@ enum Measures {
 #[derive(DeriveIden)]
 enum MeasureCodes {
     Table,
-    MeasureId,
-    HsCode,
 }
 
 #[derive(DeriveIden)]
 enum MeasureTargets {
     Table,
-    MeasureId,
-    Economy,
 }
 
 #[derive(DeriveIden)]
@@ -127,61 +124,27 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(MeasureCodes::Table)
-                    .col(uuid(MeasureCodes::MeasureId))
-                    .col(string_len(MeasureCodes::HsCode, 10))
-                    .primary_key(Index::create().col(MeasureCodes::MeasureId).col(MeasureCodes::HsCode))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(MeasureCodes::Table, MeasureCodes::MeasureId)
-                            .to(Measures::Table, Measures::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
         // ResolveDuty looks up each prefix of the code; the HS filter of
         // ListMeasures also scans a range of longer codes.
-        manager
-            .create_index(
-                Index::create()
-                    .name("measure_codes_by_code")
-                    .table(MeasureCodes::Table)
-                    .col(MeasureCodes::HsCode)
-                    .col(MeasureCodes::MeasureId)
-                    .to_owned(),
-            )
-            .await?;
+        create_link_table(
+            manager,
+            "measure_codes",
+            "measures",
+            "measure_id",
+            string_len("hs_code", 10),
+            "measure_codes_by_code",
+        )
+        .await?;
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(MeasureTargets::Table)
-                    .col(uuid(MeasureTargets::MeasureId))
-                    .col(string_len(MeasureTargets::Economy, 3))
-                    .primary_key(Index::create().col(MeasureTargets::MeasureId).col(MeasureTargets::Economy))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(MeasureTargets::Table, MeasureTargets::MeasureId)
-                            .to(Measures::Table, Measures::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("measure_targets_by_economy")
-                    .table(MeasureTargets::Table)
-                    .col(MeasureTargets::Economy)
-                    .col(MeasureTargets::MeasureId)
-                    .to_owned(),
-            )
-            .await?;
+        create_link_table(
+            manager,
+            "measure_targets",
+            "measures",
+            "measure_id",
+            string_len("economy", 3),
+            "measure_targets_by_economy",
+        )
+        .await?;
 
         manager
             .create_table(
