@@ -18,8 +18,17 @@ pub fn ids(v: &mut Violations, raw: &[String]) -> Vec<Uuid> {
         v.add("ids", format!("is required: 1 to {BATCH_LIMIT} ids"));
     } else if raw.len() > BATCH_LIMIT {
         v.add("ids", format!("has {} ids; at most {BATCH_LIMIT}", raw.len()));
+        return Vec::new();
     }
     raw.iter().enumerate().filter_map(|(i, s)| v.check(format!("ids[{i}]"), parse_id(s))).collect()
+}
+
+/// The ids of a batched Get, or INVALID_ARGUMENT naming the bad ones.
+pub fn parse_ids(raw: &[String]) -> Result<Vec<Uuid>> {
+    let mut v = Violations::new();
+    let ids = ids(&mut v, raw);
+    v.finish()?;
+    Ok(ids)
 }
 
 /// `found` in the order of `ids` (repeats included), or NOT_FOUND with the

@@ -237,6 +237,13 @@ pub fn update_mask(
     paths.to_vec()
 }
 
+/// A request's one required id, named `field` when it is bad.
+pub fn id(field: &str, raw: &str) -> Result<uuid::Uuid, Error> {
+    let mut v = Violations::new();
+    let id = v.check(field, crate::types::parse_id(raw));
+    v.finish_with(id)
+}
+
 /// A proto enum the client must set: 0 (`…_UNSPECIFIED`) and numbers this
 /// server does not know are refused. `parse` maps a number to the domain value.
 pub fn required_enum<T>(v: &mut Violations, field: &str, raw: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {

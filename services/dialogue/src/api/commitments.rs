@@ -9,19 +9,9 @@ pub(super) async fn add_commitment(
 ) -> Reply<pb::AddCommitmentResponse> {
     let deadline = Deadline::of(&request);
     let mut req = request.into_inner();
-    let mut v = Violations::new();
-    let session_id = id_field(&mut v, "session_id", &req.session_id);
-    let request_id = v.check("request_id", parse_request_id(&req.request_id));
-    let spec = match &req.commitment {
-        Some(c) => commitment_spec(&mut v, "commitment", c),
-        None => {
-            v.add("commitment", "is required");
-            None
-        }
-    };
-    let (session_id, spec) = v.finish_with(session_id.zip(spec))?;
+    let (session_id, spec, request_id) = convert::add_commitment(&req)?;
     req.request_id.clear();
-    let key = Key::new("AddCommitment", request_id.flatten(), &req);
+    let key = Key::new("AddCommitment", request_id, &req);
     if let Some(done) = idempotency::replay(&api.db, key.as_ref()).await? {
         return Ok(Response::new(done));
     }
@@ -50,10 +40,7 @@ pub(super) async fn get_commitment(
     api: &DialogueApi,
     request: Request<pb::GetCommitmentRequest>,
 ) -> Reply<pb::GetCommitmentResponse> {
-    let req = request.into_inner();
-    let mut v = Violations::new();
-    let id = id_field(&mut v, "id", &req.id);
-    let id = v.finish_with(id)?;
+    let id = validate::id("id", &request.get_ref().id)?;
     let c = store::get_commitment(&api.db, id).await?.ok_or_else(|| Error::not_found("commitment", id))?;
     Ok(Response::new(pb::GetCommitmentResponse { commitment: Some(commitment_to_proto(&c)) }))
 }
@@ -62,19 +49,7 @@ pub(super) async fn list_commitments(
     api: &DialogueApi,
     request: Request<pb::ListCommitmentsRequest>,
 ) -> Reply<pb::ListCommitmentsResponse> {
-    let req = request.into_inner();
-    let mut v = Violations::new();
-    let filter = CommitmentFilter {
-        session_id: v.filter("session_id", &req.session_id, parse_id),
-        owner_economy: v.filter("owner_economy", &req.owner_economy, Economy::parse),
-        status: optional_enum(&mut v, "status", req.status, commitment_status),
-        dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
-        measure_id: v.filter("measure_id", &req.measure_id, parse_id),
-        overdue_on: v.filter("overdue_on", &req.overdue_on, parse_date),
-    };
-    let filters = pb::ListCommitmentsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
-    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
-    v.finish()?;
+    let (filter, page) = convert::list_commitments(request.get_ref())?;
     let (commitments, mut next_page_token) = store::list_commitments(&api.db, &filter, &page).await?;
     let mut commitments: Vec<_> = commitments.iter().map(commitment_to_proto).collect();
     page.fit(&mut commitments, &mut next_page_token, api.page_budget, |c| c.id.clone());
@@ -86,15 +61,11 @@ pub(super) async fn set_commitment_status(
     request: Request<pb::SetCommitmentStatusRequest>,
 ) -> Reply<pb::SetCommitmentStatusResponse> {
     let mut req = request.into_inner();
-    let mut v = Violations::new();
-    let id = id_field(&mut v, "id", &req.id);
-    let status = required_enum(&mut v, "status", req.status, commitment_status);
-    let effect_on = v.optional("effect_on", &req.effect_on, parse_date);
-    let request_id = v.check("request_id", parse_request_id(&req.request_id));
-    let ((id, status), effect_on) = v.finish_with(id.zip(status).zip(effect_on))?;
+    let set = convert::set_commitment_status(&req)?;
+    let (id, status, effect_on) = (set.id, set.status, set.effect_on);
     let sent_etag = req.etag.clone();
     req.request_id.clear();
-    let key = Key::new("SetCommitmentStatus", request_id.flatten(), &req);
+    let key = Key::new("SetCommitmentStatus", set.request_id, &req);
     let today = today();
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {

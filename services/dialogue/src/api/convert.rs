@@ -1,20 +1,25 @@
 //! Proto messages to domain types and back. Every bad field is named by its
 //! path in the request.
 
+use chrono::NaiveDate;
 use tradewatch_common::{
     Error,
+    paging::Page,
     proto::dialogue as pb,
     proto_enum_map,
-    types::{Economy, format_date, parse_date, parse_id},
-    validate::{Violations, limits, required_enum, update_mask},
+    types::{Economy, format_date, parse_date, parse_id, parse_request_id},
+    validate::{Violations, limits, optional_enum, required_enum, update_mask},
 };
 use uuid::Uuid;
 
 pub use tradewatch_common::types::timestamp;
 
-use crate::domain::{
-    AgendaItem, Commitment, CommitmentSpec, CommitmentStatus, Effect, EffectState, Level, Participant, Session,
-    SessionPatch, SessionSpec, SessionStatus, Track,
+use crate::{
+    domain::{
+        AgendaItem, Commitment, CommitmentSpec, CommitmentStatus, Effect, EffectState, Level, Participant, Session,
+        SessionPatch, SessionSpec, SessionStatus, Track,
+    },
+    store::{CommitmentFilter, SessionFilter},
 };
 
 proto_enum_map!(track, track_to_proto, pb::DialogueTrack, Track, "DIALOGUE_TRACK_");
@@ -121,6 +126,110 @@ pub fn session_spec(v: &mut Violations, prefix: &str, s: &pb::DialogueSession) -
         source_url: p.source_url?,
     };
     v.rules(prefix, spec, |s| s.violations())
+}
+
+/// `CreateSession`: the session, its first status (PLANNED unless given)
+/// and the request id.
+pub fn create_session(req: &pb::CreateSessionRequest) -> Result<(SessionSpec, SessionStatus, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let (spec, status) = match &req.session {
+        Some(s) => {
+            let status = if s.status == 0 {
+                Some(SessionStatus::Planned)
+            } else {
+                required_enum(&mut v, "session.status", s.status, session_status)
+            };
+            (session_spec(&mut v, "session", s), status)
+        }
+        None => {
+            v.add("session", "is required");
+            (None, None)
+        }
+    };
+    let (spec, status) = v.finish_with(spec.zip(status))?;
+    Ok((spec, status, request_id.flatten()))
+}
+
+/// `ListSessions`: the filters and the page.
+pub fn list_sessions(req: &pb::ListSessionsRequest) -> Result<(SessionFilter, Page), Error> {
+    let mut v = Violations::new();
+    let filter = SessionFilter {
+        track: optional_enum(&mut v, "track", req.track, track),
+        level: optional_enum(&mut v, "level", req.level, level),
+        status: optional_enum(&mut v, "status", req.status, session_status),
+        economy: v.filter("economy", &req.economy, Economy::parse),
+        dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
+        measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+        from: v.filter("starts_on_from", &req.starts_on_from, parse_date),
+        to: v.filter("starts_on_to", &req.starts_on_to, parse_date),
+    };
+    let filters = pb::ListSessionsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    Ok((filter, page))
+}
+
+/// `SetSessionStatus`: the session, its new status and the request id.
+pub fn set_session_status(req: &pb::SetSessionStatusRequest) -> Result<(Uuid, SessionStatus, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let id = v.check("id", parse_id(&req.id));
+    let status = required_enum(&mut v, "status", req.status, session_status);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let (id, status) = v.finish_with(id.zip(status))?;
+    Ok((id, status, request_id.flatten()))
+}
+
+/// `AddCommitment`: the session, the commitment and the request id.
+pub fn add_commitment(req: &pb::AddCommitmentRequest) -> Result<(Uuid, CommitmentSpec, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let session_id = v.check("session_id", parse_id(&req.session_id));
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let spec = match &req.commitment {
+        Some(c) => commitment_spec(&mut v, "commitment", c),
+        None => {
+            v.add("commitment", "is required");
+            None
+        }
+    };
+    let (session_id, spec) = v.finish_with(session_id.zip(spec))?;
+    Ok((session_id, spec, request_id.flatten()))
+}
+
+/// `ListCommitments`: the filters and the page.
+pub fn list_commitments(req: &pb::ListCommitmentsRequest) -> Result<(CommitmentFilter, Page), Error> {
+    let mut v = Violations::new();
+    let filter = CommitmentFilter {
+        session_id: v.filter("session_id", &req.session_id, parse_id),
+        owner_economy: v.filter("owner_economy", &req.owner_economy, Economy::parse),
+        status: optional_enum(&mut v, "status", req.status, commitment_status),
+        dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
+        measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+        overdue_on: v.filter("overdue_on", &req.overdue_on, parse_date),
+    };
+    let filters = pb::ListCommitmentsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    Ok((filter, page))
+}
+
+/// `SetCommitmentStatus`, parsed: the day its effect takes hold, if given.
+pub struct SetCommitmentStatus {
+    pub id: Uuid,
+    pub status: CommitmentStatus,
+    pub effect_on: Option<NaiveDate>,
+    pub request_id: Option<Uuid>,
+}
+
+pub fn set_commitment_status(req: &pb::SetCommitmentStatusRequest) -> Result<SetCommitmentStatus, Error> {
+    let mut v = Violations::new();
+    let id = v.check("id", parse_id(&req.id));
+    let status = required_enum(&mut v, "status", req.status, commitment_status);
+    let effect_on = v.optional("effect_on", &req.effect_on, parse_date);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let parsed =
+        (|| Some(SetCommitmentStatus { id: id?, status: status?, effect_on: effect_on?, request_id: request_id? }))();
+    v.finish_with(parsed)
 }
 
 /// `UpdateSession`: the session's id, its etag and the patch of the fields

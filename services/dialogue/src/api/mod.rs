@@ -17,18 +17,17 @@ use tradewatch_common::{
     client::{Deadline, Peer},
     etag,
     idempotency::{self, Key},
-    paging::{self, Page},
+    paging,
     proto::dialogue::{self as pb, dialogue_service_server::DialogueService},
     today,
-    types::{Economy, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    validate::{self, Violations},
 };
 use uuid::Uuid;
 
 use self::convert::*;
 use crate::{
-    domain::{Commitment, Session, SessionStatus, agenda_disputes, agenda_measures},
-    store::{self, CommitmentFilter, SessionFilter},
+    domain::{Commitment, Session, agenda_disputes, agenda_measures},
+    store,
 };
 
 #[derive(Clone)]
@@ -96,10 +95,6 @@ impl DialogueApi {
 
 fn prefixed(prefix: &str, links: Vec<(String, Uuid)>) -> Vec<(String, Uuid)> {
     links.into_iter().map(|(f, id)| (format!("{prefix}.{f}"), id)).collect()
-}
-
-fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
-    v.check(field, parse_id(raw))
 }
 
 #[tonic::async_trait]

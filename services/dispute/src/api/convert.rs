@@ -1,17 +1,21 @@
 //! Proto messages to domain types and back. Every bad field is named by its
 //! path in the request.
 
+use chrono::NaiveDate;
 use tradewatch_common::{
     Error,
+    paging::Page,
     proto::dispute as pb,
     proto_enum_map,
-    types::{Economy, HsCode, format_date, parse_date, parse_id},
-    validate::{Violations, limits, required_enum, update_mask},
+    types::{Economy, HsCode, format_date, parse_date, parse_id, parse_request_id},
+    validate::{Violations, limits, optional_enum, required_enum, update_mask},
 };
-
 use uuid::Uuid;
 
-use crate::domain::{Dispute, DisputePatch, DisputeSpec, Event, EventKind, Forum, Stage};
+use crate::{
+    domain::{Dispute, DisputePatch, DisputeSpec, Event, EventKind, Forum, Stage},
+    store::DisputeFilter,
+};
 
 pub use tradewatch_common::types::timestamp;
 
@@ -77,6 +81,106 @@ pub fn dispute_spec(v: &mut Violations, prefix: &str, d: &pb::Dispute) -> Option
         source_url: p.source_url?,
     };
     v.rules(prefix, spec, |s| s.violations())
+}
+
+/// `CreateDispute`: the dispute and the request id.
+pub fn create_dispute(req: &pb::CreateDisputeRequest) -> Result<(DisputeSpec, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let spec = match &req.dispute {
+        Some(d) => dispute_spec(&mut v, "dispute", d),
+        None => {
+            v.add("dispute", "is required");
+            None
+        }
+    };
+    let spec = v.finish_with(spec)?;
+    Ok((spec, request_id.flatten()))
+}
+
+/// `ListDisputes`: the filters and the page.
+pub fn list_disputes(req: &pb::ListDisputesRequest) -> Result<(DisputeFilter, Page), Error> {
+    let mut v = Violations::new();
+    let filter = DisputeFilter {
+        economy: v.filter("economy", &req.economy, Economy::parse),
+        complainant: v.filter("complainant", &req.complainant, Economy::parse),
+        respondent: v.filter("respondent", &req.respondent, Economy::parse),
+        stage: optional_enum(&mut v, "stage", req.stage, stage),
+        forum: optional_enum(&mut v, "forum", req.forum, forum),
+        hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
+        measure_id: v.filter("measure_id", &req.measure_id, parse_id),
+        open: req.open,
+    };
+    let filters = pb::ListDisputesRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    Ok((filter, page))
+}
+
+/// `AdvanceDispute`, parsed: the day defaults to `today`.
+pub struct Advance {
+    pub id: Uuid,
+    pub to: Stage,
+    pub on: NaiveDate,
+    pub note: String,
+    pub request_id: Option<Uuid>,
+}
+
+pub fn advance_dispute(req: &pb::AdvanceDisputeRequest, today: NaiveDate) -> Result<Advance, Error> {
+    let mut v = Violations::new();
+    let id = v.check("id", parse_id(&req.id));
+    let to = required_enum(&mut v, "to_stage", req.to_stage, stage);
+    let on = v.or_default("occurred_on", &req.occurred_on, today, parse_date);
+    let note = v.optional_text("note", &req.note, 2_000);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let parsed = (|| Some(Advance { id: id?, to: to?, on: on?, note: note?, request_id: request_id? }))();
+    v.finish_with(parsed)
+}
+
+/// `RecordDisputeEvent`, parsed: the event's kind, day and description.
+pub struct NewEvent {
+    pub dispute_id: Uuid,
+    pub kind: EventKind,
+    pub on: NaiveDate,
+    pub description: String,
+    pub request_id: Option<Uuid>,
+}
+
+pub fn record_dispute_event(req: &pb::RecordDisputeEventRequest) -> Result<NewEvent, Error> {
+    let mut v = Violations::new();
+    let dispute_id = v.check("dispute_id", parse_id(&req.dispute_id));
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let (kind, on, description) = match &req.event {
+        None => {
+            v.add("event", "is required");
+            (None, None, None)
+        }
+        Some(e) => (
+            required_enum(&mut v, "event.kind", e.kind, event_kind),
+            v.check("event.occurred_on", parse_date(&e.occurred_on)),
+            v.text("event.description", &e.description, 10_000),
+        ),
+    };
+    let parsed = (|| {
+        Some(NewEvent {
+            dispute_id: dispute_id?,
+            kind: kind?,
+            on: on?,
+            description: description?,
+            request_id: request_id?,
+        })
+    })();
+    v.finish_with(parsed)
+}
+
+/// `ListDisputeEvents`: the dispute and the page.
+pub fn list_dispute_events(req: &pb::ListDisputeEventsRequest) -> Result<(Uuid, Page), Error> {
+    let mut v = Violations::new();
+    let id = v.check("dispute_id", parse_id(&req.dispute_id));
+    let filters = pb::ListDisputeEventsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    let id = v.finish_with(id)?;
+    Ok((id, page))
 }
 
 /// `UpdateDispute`: the dispute's id, its etag and the patch of the fields

@@ -11,19 +11,15 @@ use tradewatch_common::{
     client::{self, Deadline, Peer},
     etag,
     idempotency::{self, Key},
-    paging::{self, Page},
+    paging,
     proto::dispute::{self as pb, dispute_service_server::DisputeService},
     today,
-    types::{Economy, HsCode, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    validate::{self, Violations},
 };
 use uuid::Uuid;
 
 use self::convert::*;
-use crate::{
-    domain::Dispute,
-    store::{self, DisputeFilter},
-};
+use crate::{domain::Dispute, store};
 
 #[derive(Clone)]
 pub struct DisputeApi {
@@ -53,27 +49,14 @@ impl DisputeApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
-    v.check(field, parse_id(raw))
-}
-
 #[tonic::async_trait]
 impl DisputeService for DisputeApi {
     async fn create_dispute(&self, request: Request<pb::CreateDisputeRequest>) -> Reply<pb::CreateDisputeResponse> {
         let deadline = Deadline::of(&request);
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let spec = match &req.dispute {
-            Some(d) => dispute_spec(&mut v, "dispute", d),
-            None => {
-                v.add("dispute", "is required");
-                None
-            }
-        };
-        let spec = v.finish_with(spec)?;
+        let (spec, request_id) = convert::create_dispute(&req)?;
         req.request_id.clear();
-        let key = Key::new("CreateDispute", request_id.flatten(), &req);
+        let key = Key::new("CreateDispute", request_id, &req);
         if let Some(done) = idempotency::replay(&self.db, key.as_ref()).await? {
             return Ok(Response::new(done));
         }
@@ -90,10 +73,7 @@ impl DisputeService for DisputeApi {
     }
 
     async fn get_dispute(&self, request: Request<pb::GetDisputeRequest>) -> Reply<pb::GetDisputeResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "id", &req.id);
-        let id = v.finish_with(id)?;
+        let id = validate::id("id", &request.get_ref().id)?;
         let d = store::get_dispute(&self.db, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
         Ok(Response::new(pb::GetDisputeResponse { dispute: Some(dispute_to_proto(&d)) }))
     }
@@ -102,10 +82,7 @@ impl DisputeService for DisputeApi {
         &self,
         request: Request<pb::BatchGetDisputesRequest>,
     ) -> Reply<pb::BatchGetDisputesResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let ids = batch::ids(&mut v, &req.ids);
-        v.finish()?;
+        let ids = batch::parse_ids(&request.get_ref().ids)?;
         let found = store::get_disputes(&self.db, &ids).await?;
         let disputes: Vec<_> =
             batch::in_request_order("dispute", &ids, &found, |d| d.id)?.iter().map(dispute_to_proto).collect();
@@ -114,21 +91,7 @@ impl DisputeService for DisputeApi {
     }
 
     async fn list_disputes(&self, request: Request<pb::ListDisputesRequest>) -> Reply<pb::ListDisputesResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let filter = DisputeFilter {
-            economy: v.filter("economy", &req.economy, Economy::parse),
-            complainant: v.filter("complainant", &req.complainant, Economy::parse),
-            respondent: v.filter("respondent", &req.respondent, Economy::parse),
-            stage: optional_enum(&mut v, "stage", req.stage, stage),
-            forum: optional_enum(&mut v, "forum", req.forum, forum),
-            hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
-            measure_id: v.filter("measure_id", &req.measure_id, parse_id),
-            open: req.open,
-        };
-        let filters = pb::ListDisputesRequest { page_size: 0, page_token: String::new(), ..req.clone() };
-        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
-        v.finish()?;
+        let (filter, page) = convert::list_disputes(request.get_ref())?;
         let (disputes, mut next_page_token) = store::list_disputes(&self.db, &filter, &page).await?;
         let mut disputes: Vec<_> = disputes.iter().map(dispute_to_proto).collect();
         page.fit(&mut disputes, &mut next_page_token, self.page_budget, |d| d.id.clone());
@@ -158,22 +121,15 @@ impl DisputeService for DisputeApi {
 
     async fn advance_dispute(&self, request: Request<pb::AdvanceDisputeRequest>) -> Reply<pb::AdvanceDisputeResponse> {
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "id", &req.id);
-        let to = required_enum(&mut v, "to_stage", req.to_stage, stage);
-        let on = v.or_default("occurred_on", &req.occurred_on, today(), parse_date);
-        let note = v.optional_text("note", &req.note, 2_000);
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let (((id, to), on), note) = v.finish_with(id.zip(to).zip(on).zip(note))?;
-        let sent_etag = req.etag.clone();
+        let a = convert::advance_dispute(&req, today())?;
         req.request_id.clear();
-        let key = Key::new("AdvanceDispute", request_id.flatten(), &req);
+        let key = Key::new("AdvanceDispute", a.request_id, &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let mut d =
-                    store::get_dispute_for_update(txn, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
-                etag::check(&sent_etag, d.version, "dispute", id)?;
-                let event = d.advance(to, on, &note, tradewatch_common::now())?;
+                    store::get_dispute_for_update(txn, a.id).await?.ok_or_else(|| Error::not_found("dispute", a.id))?;
+                etag::check(&req.etag, d.version, "dispute", a.id)?;
+                let event = d.advance(a.to, a.on, &a.note, tradewatch_common::now())?;
                 store::update_dispute(txn, &mut d, false).await?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::AdvanceDisputeResponse {
@@ -191,30 +147,17 @@ impl DisputeService for DisputeApi {
         request: Request<pb::RecordDisputeEventRequest>,
     ) -> Reply<pb::RecordDisputeEventResponse> {
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let dispute_id = id_field(&mut v, "dispute_id", &req.dispute_id);
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let event = match &req.event {
-            None => {
-                v.add("event", "is required");
-                None
-            }
-            Some(e) => {
-                let kind = required_enum(&mut v, "event.kind", e.kind, event_kind);
-                let on = v.check("event.occurred_on", parse_date(&e.occurred_on));
-                let description = v.text("event.description", &e.description, 10_000);
-                kind.zip(on).zip(description)
-            }
-        };
-        let (dispute_id, ((kind, on), description)) = v.finish_with(dispute_id.zip(event))?;
+        let e = convert::record_dispute_event(&req)?;
         req.request_id.clear();
-        let key = Key::new("RecordDisputeEvent", request_id.flatten(), &req);
+        let key = Key::new("RecordDisputeEvent", e.request_id, &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let d = store::get_dispute(txn, dispute_id)
+                let d = store::get_dispute(txn, e.dispute_id)
                     .await?
-                    .ok_or_else(|| Error::not_found("dispute", dispute_id))?;
-                let event = d.record(kind, on, description, tradewatch_common::now()).map_err(|e| e.within("event"))?;
+                    .ok_or_else(|| Error::not_found("dispute", e.dispute_id))?;
+                let event = d
+                    .record(e.kind, e.on, e.description, tradewatch_common::now())
+                    .map_err(|err| err.within("event"))?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
             })
@@ -227,12 +170,7 @@ impl DisputeService for DisputeApi {
         &self,
         request: Request<pb::ListDisputeEventsRequest>,
     ) -> Reply<pb::ListDisputeEventsResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "dispute_id", &req.dispute_id);
-        let filters = pb::ListDisputeEventsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
-        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
-        let id = v.finish_with(id)?;
+        let (id, page) = convert::list_dispute_events(request.get_ref())?;
         if !store::dispute_exists(&self.db, id).await? {
             return Err(Error::not_found("dispute", id).into());
         }

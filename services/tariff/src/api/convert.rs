@@ -2,20 +2,26 @@
 //! path in the request.
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use tradewatch_common::{
     Error,
+    paging::Page,
     proto::{common as cpb, tariff as pb},
     proto_enum_map,
     types::{
         DecimalBounds, Economy, HsCode, Money, format_date, format_decimal, parse_bounded, parse_bounded_positive,
-        parse_currency, parse_date, parse_id,
+        parse_currency, parse_date, parse_id, parse_request_id,
     },
-    validate::{Violations, limits, required_enum, update_mask},
+    validate::{Violations, limits, optional_enum, required_enum, update_mask},
 };
+use uuid::Uuid;
 
-use crate::domain::{
-    DutyLine, Measure, MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, SpecificDuty,
-    StatusChange,
+use crate::{
+    domain::{
+        DutyLine, Measure, MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, Shipment,
+        SpecificDuty, StatusChange,
+    },
+    store::MeasureFilter,
 };
 
 pub use tradewatch_common::types::timestamp;
@@ -133,9 +139,111 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
     v.rules(prefix, spec, |s| s.violations())
 }
 
+/// `CreateMeasure`: the measure and the request id.
+pub fn create_measure(req: &pb::CreateMeasureRequest) -> Result<(MeasureSpec, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let spec = match &req.measure {
+        Some(m) => measure_spec(&mut v, "measure", m),
+        None => {
+            v.add("measure", "is required");
+            None
+        }
+    };
+    let spec = v.finish_with(spec)?;
+    Ok((spec, request_id.flatten()))
+}
+
+/// `ListMeasures`: the filters (status as of `today`) and the page.
+pub fn list_measures(req: &pb::ListMeasuresRequest, today: NaiveDate) -> Result<(MeasureFilter, Page), Error> {
+    let mut v = Violations::new();
+    let filter = MeasureFilter {
+        imposing_economy: v.filter("imposing_economy", &req.imposing_economy, Economy::parse),
+        target_economy: v.filter("target_economy", &req.target_economy, Economy::parse),
+        kind: optional_enum(&mut v, "kind", req.kind, kind),
+        status: optional_enum(&mut v, "status", req.status, status).map(|s| (s, today)),
+        hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
+        in_force_on: v.filter("in_force_on", &req.in_force_on, parse_date),
+    };
+    let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    Ok((filter, page))
+}
+
+/// `SetMeasureStatus`, parsed: the day defaults to `today`.
+pub struct SetStatus {
+    pub id: Uuid,
+    pub status: MeasureStatus,
+    pub effective_on: NaiveDate,
+    pub reason: String,
+    pub request_id: Option<Uuid>,
+}
+
+pub fn set_measure_status(req: &pb::SetMeasureStatusRequest, today: NaiveDate) -> Result<SetStatus, Error> {
+    let mut v = Violations::new();
+    let id = v.check("id", parse_id(&req.id));
+    let status = required_enum(&mut v, "status", req.status, status);
+    let effective_on = v.or_default("effective_on", &req.effective_on, today, parse_date);
+    let reason = v.optional_text("reason", &req.reason, 2_000);
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let parsed = (|| {
+        Some(SetStatus {
+            id: id?,
+            status: status?,
+            effective_on: effective_on?,
+            reason: reason?,
+            request_id: request_id?,
+        })
+    })();
+    v.finish_with(parsed)
+}
+
+/// `ListMeasureHistory`: the measure and the page.
+pub fn list_measure_history(req: &pb::ListMeasureHistoryRequest) -> Result<(Uuid, Page), Error> {
+    let mut v = Violations::new();
+    let id = v.check("measure_id", parse_id(&req.measure_id));
+    let filters = pb::ListMeasureHistoryRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    let id = v.finish_with(id)?;
+    Ok((id, page))
+}
+
+/// `RecordQuotaUsage`: the measure, the quantity and the request id.
+pub fn record_quota_usage(req: &pb::RecordQuotaUsageRequest) -> Result<(Uuid, Decimal, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let id = v.check("measure_id", parse_id(&req.measure_id));
+    let quantity = v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY));
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    let (id, quantity) = v.finish_with(id.zip(quantity))?;
+    Ok((id, quantity, request_id.flatten()))
+}
+
+/// `ResolveDuty`: the shipment asked about.
+pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<Shipment, Error> {
+    let mut v = Violations::new();
+    let importing = v.check("importing_economy", Economy::parse(&req.importing_economy));
+    let origin = v.check("origin_economy", Economy::parse(&req.origin_economy));
+    let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
+    let date = v.check("date", parse_date(&req.date));
+    let value = money(&mut v, "customs_value", req.customs_value.as_ref());
+    let quantity = v.optional("quantity", &req.quantity, |q| parse_bounded_positive(q, DecimalBounds::QUANTITY));
+    let shipment = (|| {
+        Some(Shipment {
+            importing_economy: importing?,
+            origin_economy: origin?,
+            hs_code: code?,
+            date: date?,
+            customs_value: value?,
+            quantity: quantity?,
+        })
+    })();
+    v.finish_with(shipment)
+}
+
 /// `UpdateMeasure`: the measure's id, its etag and the patch of the fields
 /// the mask names, parsed before any database work.
-pub fn update_measure(req: &pb::UpdateMeasureRequest) -> Result<(uuid::Uuid, String, MeasurePatch), Error> {
+pub fn update_measure(req: &pb::UpdateMeasureRequest) -> Result<(Uuid, String, MeasurePatch), Error> {
     let mut v = Violations::new();
     let Some(m) = &req.measure else {
         return Err(Error::invalid_field("measure", "is required"));

@@ -8,17 +8,15 @@ use tonic::{Request, Response, Status};
 use tradewatch_common::{
     Error, batch, etag,
     idempotency::{self, Key},
-    paging::{self, Page},
+    paging,
     proto::tariff::{self as pb, tariff_service_server::TariffService},
-    today,
-    types::{DecimalBounds, Economy, HsCode, new_id, parse_bounded_positive, parse_date, parse_id, parse_request_id},
-    validate::{Violations, optional_enum, required_enum},
+    today, validate,
 };
 
 use self::convert::*;
 use crate::{
-    domain::{self, Measure, Shipment, StatusChange},
-    store::{self, MeasureFilter},
+    domain::{self, Measure},
+    store,
 };
 
 #[derive(Clone)]
@@ -36,26 +34,13 @@ impl TariffApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn id_field(v: &mut Violations, field: &str, raw: &str) -> Option<uuid::Uuid> {
-    v.check(field, parse_id(raw))
-}
-
 #[tonic::async_trait]
 impl TariffService for TariffApi {
     async fn create_measure(&self, request: Request<pb::CreateMeasureRequest>) -> Reply<pb::CreateMeasureResponse> {
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let spec = match &req.measure {
-            Some(m) => measure_spec(&mut v, "measure", m),
-            None => {
-                v.add("measure", "is required");
-                None
-            }
-        };
-        let spec = v.finish_with(spec)?;
+        let (spec, request_id) = convert::create_measure(&req)?;
         req.request_id.clear();
-        let key = Key::new("CreateMeasure", request_id.flatten(), &req);
+        let key = Key::new("CreateMeasure", request_id, &req);
         let today = today();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
@@ -69,10 +54,7 @@ impl TariffService for TariffApi {
     }
 
     async fn get_measure(&self, request: Request<pb::GetMeasureRequest>) -> Reply<pb::GetMeasureResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "id", &req.id);
-        let id = v.finish_with(id)?;
+        let id = validate::id("id", &request.get_ref().id)?;
         let m = store::get_measure(&self.db, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
         Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
     }
@@ -81,10 +63,7 @@ impl TariffService for TariffApi {
         &self,
         request: Request<pb::BatchGetMeasuresRequest>,
     ) -> Reply<pb::BatchGetMeasuresResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let ids = batch::ids(&mut v, &req.ids);
-        v.finish()?;
+        let ids = batch::parse_ids(&request.get_ref().ids)?;
         let found = store::get_measures(&self.db, &ids).await?;
         let today = today();
         let measures: Vec<_> = batch::in_request_order("measure", &ids, &found, |m| m.id)?
@@ -96,20 +75,8 @@ impl TariffService for TariffApi {
     }
 
     async fn list_measures(&self, request: Request<pb::ListMeasuresRequest>) -> Reply<pb::ListMeasuresResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
         let today = today();
-        let filter = MeasureFilter {
-            imposing_economy: v.filter("imposing_economy", &req.imposing_economy, Economy::parse),
-            target_economy: v.filter("target_economy", &req.target_economy, Economy::parse),
-            kind: optional_enum(&mut v, "kind", req.kind, kind),
-            status: optional_enum(&mut v, "status", req.status, status).map(|s| (s, today)),
-            hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
-            in_force_on: v.filter("in_force_on", &req.in_force_on, parse_date),
-        };
-        let filters = pb::ListMeasuresRequest { page_size: 0, page_token: String::new(), ..req.clone() };
-        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
-        v.finish()?;
+        let (filter, page) = convert::list_measures(request.get_ref(), today)?;
         let (measures, mut next_page_token) = store::list_measures(&self.db, &filter, &page).await?;
         let mut measures: Vec<_> = measures.iter().map(|m| measure_to_proto(m, today)).collect();
         page.fit(&mut measures, &mut next_page_token, self.page_budget, |m| m.id.clone());
@@ -139,31 +106,17 @@ impl TariffService for TariffApi {
         request: Request<pb::SetMeasureStatusRequest>,
     ) -> Reply<pb::SetMeasureStatusResponse> {
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "id", &req.id);
-        let status = required_enum(&mut v, "status", req.status, status);
         let today = today();
-        let effective_on = v.or_default("effective_on", &req.effective_on, today, parse_date);
-        let reason = v.optional_text("reason", &req.reason, 2_000);
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let (id, status, effective_on, reason) =
-            v.finish_with(id.zip(status).zip(effective_on).zip(reason).map(|(((a, b), c), d)| (a, b, c, d)))?;
+        let set = convert::set_measure_status(&req, today)?;
         req.request_id.clear();
-        let key = Key::new("SetMeasureStatus", request_id.flatten(), &req);
+        let key = Key::new("SetMeasureStatus", set.request_id, &req);
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
+                let id = set.id;
                 let mut m =
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 etag::check(&req.etag, m.version, "measure", id)?;
-                m.check_status_change(status, effective_on)?;
-                let change = StatusChange {
-                    id: new_id(),
-                    measure_id: id,
-                    status,
-                    effective_on,
-                    reason,
-                    change_time: tradewatch_common::now(),
-                };
+                let change = m.status_change(set.status, set.effective_on, set.reason, tradewatch_common::now())?;
                 let reply_change = change_to_proto(&change);
                 store::insert_status_change(txn, &mut m, change).await?;
                 Ok(pb::SetMeasureStatusResponse {
@@ -180,12 +133,7 @@ impl TariffService for TariffApi {
         &self,
         request: Request<pb::ListMeasureHistoryRequest>,
     ) -> Reply<pb::ListMeasureHistoryResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "measure_id", &req.measure_id);
-        let filters = pb::ListMeasureHistoryRequest { page_size: 0, page_token: String::new(), ..req.clone() };
-        let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
-        let id = v.finish_with(id)?;
+        let (id, page) = convert::list_measure_history(request.get_ref())?;
         if !store::measure_exists(&self.db, id).await? {
             return Err(Error::not_found("measure", id).into());
         }
@@ -201,13 +149,9 @@ impl TariffService for TariffApi {
         request: Request<pb::RecordQuotaUsageRequest>,
     ) -> Reply<pb::RecordQuotaUsageResponse> {
         let mut req = request.into_inner();
-        let mut v = Violations::new();
-        let id = id_field(&mut v, "measure_id", &req.measure_id);
-        let quantity = v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY));
-        let request_id = v.check("request_id", parse_request_id(&req.request_id));
-        let (id, quantity) = v.finish_with(id.zip(quantity))?;
+        let (id, quantity, request_id) = convert::record_quota_usage(&req)?;
         req.request_id.clear();
-        let key = Key::new("RecordQuotaUsage", request_id.flatten(), &req);
+        let key = Key::new("RecordQuotaUsage", request_id, &req);
         let today = today();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
@@ -223,25 +167,7 @@ impl TariffService for TariffApi {
     }
 
     async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let importing = v.check("importing_economy", Economy::parse(&req.importing_economy));
-        let origin = v.check("origin_economy", Economy::parse(&req.origin_economy));
-        let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
-        let date = v.check("date", parse_date(&req.date));
-        let value = money(&mut v, "customs_value", req.customs_value.as_ref());
-        let quantity = v.optional("quantity", &req.quantity, |q| parse_bounded_positive(q, DecimalBounds::QUANTITY));
-        let shipment = (|| {
-            Some(Shipment {
-                importing_economy: importing?,
-                origin_economy: origin?,
-                hs_code: code?,
-                date: date?,
-                customs_value: value?,
-                quantity: quantity?,
-            })
-        })();
-        let shipment = v.finish_with(shipment)?;
+        let shipment = convert::resolve_duty(request.get_ref())?;
         let candidates =
             store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.date)
                 .await?;

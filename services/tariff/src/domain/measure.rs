@@ -345,6 +345,25 @@ impl Measure {
         Ok(())
     }
 
+    /// A status change of this measure, checked against its timeline.
+    pub fn status_change(
+        &self,
+        status: MeasureStatus,
+        effective_on: NaiveDate,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<StatusChange> {
+        self.check_status_change(status, effective_on)?;
+        Ok(StatusChange {
+            id: tradewatch_common::types::new_id(),
+            measure_id: self.id,
+            status,
+            effective_on,
+            reason,
+            change_time: now,
+        })
+    }
+
     /// Checks a status change before it is recorded.
     pub fn check_status_change(&self, to: MeasureStatus, effective_on: NaiveDate) -> Result<()> {
         let current = self.status_on(effective_on);
