@@ -33,14 +33,14 @@ test: tools
 		$(CARGO) test --workspace; \
 	fi
 
-## lint: proto lint (buf, STANDARD), formatting and clippy
+## lint: proto lint (buf, STANDARD and COMMENTS) and buf format, rustfmt and clippy
 lint: proto-lint fmt-check clippy
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
 proto-lint: $(BUF)
-	cd proto && ../$(BUF) lint
+	cd proto && ../$(BUF) lint && ../$(BUF) format --diff --exit-code
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
