@@ -176,7 +176,9 @@ impl Peer {
     }
 
     /// Which of `ids` the peer does not know, asked with batched `BatchGet`
-    /// calls of at most 100 ids (`batch_get` makes one call).
+    /// calls of at most 100 ids (`batch_get` makes one call). A batch whose
+    /// answer would not fit in one message (large resources) is asked again
+    /// in halves.
     async fn missing<F, Fut>(&self, ids: &[Uuid], deadline: Deadline, batch_get: F) -> Result<Vec<Uuid>>
     where
         F: Fn(Channel, Deadline, Vec<String>) -> Fut,
@@ -186,14 +188,19 @@ impl Peer {
         unique.sort();
         unique.dedup();
         let mut missing = Vec::new();
-        for chunk in unique.chunks(BATCH_LIMIT) {
-            let wanted: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let mut batches: Vec<&[Uuid]> = unique.chunks(BATCH_LIMIT).collect();
+        while let Some(batch) = batches.pop() {
+            let wanted: Vec<String> = batch.iter().map(ToString::to_string).collect();
             let answer = self.call(deadline, true, |ch, d| batch_get(ch, d, wanted.clone())).await;
             match answer {
                 Ok(()) => {}
                 Err(err) if err.code() == Code::NotFound => {
                     let listed = err.metadata().get("missing_ids").cloned().unwrap_or_default();
                     missing.extend(listed.split(',').filter_map(|s| Uuid::try_parse(s).ok()));
+                }
+                Err(err) if err.reason() == "RESPONSE_TOO_LARGE" && batch.len() > 1 => {
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    batches.extend([a, b]);
                 }
                 Err(err) => return Err(err),
             }
@@ -270,6 +277,33 @@ mod tests {
         assert_eq!(err.as_ref().map(Error::code), Some(Code::Unavailable));
         assert_eq!(err.as_ref().map(Error::reason), Some("PEER_UNAVAILABLE"));
         assert!(started.elapsed() < Duration::from_secs(2), "bounded by the deadline");
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_large_to_answer_is_asked_again_in_halves() {
+        let peer =
+            Peer::new("tariff service", "http://127.0.0.1:1", Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+        let unknown = ids[37].to_string();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let missing = peer
+            .missing(&ids, Deadline::none(), |_, _, wanted: Vec<String>| {
+                asked.lock().map(|mut a| a.push(wanted.len())).unwrap_or_default();
+                let unknown = unknown.clone();
+                async move {
+                    if wanted.len() > 10 {
+                        return Err(Status::from(Error::out_of_range("RESPONSE_TOO_LARGE", "ask for fewer")));
+                    }
+                    if wanted.contains(&unknown) {
+                        return Err(Status::from(Error::not_found_many("measure", std::slice::from_ref(&unknown))));
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        assert_eq!(missing.ok(), Some(vec![ids[37]]));
+        let asked = asked.into_inner().unwrap_or_default();
+        assert_eq!(asked.iter().filter(|n| **n <= 10).sum::<usize>(), 100, "every id asked once in a batch that fit");
     }
 
     #[tokio::test]

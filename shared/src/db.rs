@@ -77,11 +77,11 @@ fn make_sqlite_folder(url: &str) {
 /// Connects for `serve`: brings the schema up to date first unless
 /// `database.migrate_on_start` is off (a Kubernetes Job runs `migrate`).
 pub async fn open<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
-    let db = connect(settings).await?;
     if settings.migrate_on_start {
-        M::up(&db, None).await?;
+        // On a pool of their own, without the serving timeouts.
+        migrate::<M>(settings).await?;
     }
-    Ok(db)
+    connect(settings).await
 }
 
 /// `<service>-service migrate`: brings the schema up to date and closes.

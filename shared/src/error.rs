@@ -155,8 +155,9 @@ impl Error {
         Self::new(Code::Aborted, reason, message)
     }
 
-    /// DEADLINE_EXCEEDED: the call's deadline passed before it finished; what
-    /// it would have written is rolled back.
+    /// DEADLINE_EXCEEDED: the call's deadline passed before it finished. An
+    /// open transaction is rolled back, but one whose commit was already on
+    /// its way may have taken effect: the outcome is unknown.
     pub fn deadline_exceeded(message: impl Into<String>) -> Self {
         Self::new(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message)
     }
@@ -258,9 +259,11 @@ fn classify(err: &sea_orm::DbErr) -> Option<DbCondition> {
         | Sqlx::Protocol(_) => Some(DbCondition::Unreachable),
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // SQLite's codes are numbers, the primary code in the low byte.
-            if let Ok(n) = code.parse::<u32>() {
-                return matches!(n & 0xff, 5 | 6).then_some(DbCondition::Busy);
+            // SQLite's codes are numbers, the primary code in the low byte;
+            // PostgreSQL's are SQLSTATEs, some of them all digits too.
+            if db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() {
+                let primary = code.parse::<u32>().map(|n| n & 0xff).unwrap_or_default();
+                return matches!(primary, 5 | 6).then_some(DbCondition::Busy);
             }
             match code.as_ref() {
                 "55P03" => Some(DbCondition::LockTimeout),

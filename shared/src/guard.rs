@@ -115,10 +115,11 @@ where
                 Ok(Ok(response)) => response,
                 Ok(Err(panic)) => Ok(panicked(&path, panic.as_ref())),
                 Err(_) => {
-                    tracing::warn!(%path, ?budget, "deadline exceeded: call abandoned, its transaction rolled back");
+                    tracing::warn!(%path, ?budget, "deadline exceeded: call abandoned");
                     Ok(reply(
                         Error::deadline_exceeded(format!(
-                            "the call did not finish within its deadline ({budget:?}); nothing it began was kept"
+                            "the call did not finish within its deadline ({budget:?}); a write may or may not \
+                             have taken effect: retry with the same request_id, or read before writing again"
                         ))
                         .with_metadata("timeout_ms", budget.as_millis().to_string()),
                     ))

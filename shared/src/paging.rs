@@ -62,22 +62,28 @@ impl Page {
         budget: usize,
         cursor_of: impl Fn(&P) -> String,
     ) {
-        let mut used = 0usize;
-        let mut keep = items.len();
-        for (i, item) in items.iter().enumerate() {
-            // A repeated field's element: its tag, its length and its bytes.
-            let len = item.encoded_len();
-            used = used.saturating_add(len + prost::length_delimiter_len(len) + 1);
-            if used > budget {
-                keep = i.max(1);
-                break;
-            }
-        }
+        let keep = fitting(items, budget);
         if keep < items.len() {
             items.truncate(keep);
             if let Some(last) = items.last() {
                 *next_page_token = encode(&cursor_of(last), &self.fingerprint);
             }
+        }
+    }
+
+    /// Like [`fit`](Self::fit), for answers whose messages do not carry
+    /// their sort key: `cursor_at(i)` gives the cursor of the `i`-th item.
+    pub fn fit_at<P: prost::Message>(
+        &self,
+        items: &mut Vec<P>,
+        next_page_token: &mut String,
+        budget: usize,
+        cursor_at: impl Fn(usize) -> String,
+    ) {
+        let keep = fitting(items, budget);
+        if keep < items.len() {
+            items.truncate(keep);
+            *next_page_token = encode(&cursor_at(keep - 1), &self.fingerprint);
         }
     }
 
@@ -99,6 +105,20 @@ impl Page {
             (rows, String::new())
         }
     }
+}
+
+/// How many of `items`, from the first, fit in `budget` bytes as a
+/// repeated field (each its tag, its length and its bytes); at least one.
+fn fitting<P: prost::Message>(items: &[P], budget: usize) -> usize {
+    let mut used = 0usize;
+    for (i, item) in items.iter().enumerate() {
+        let len = item.encoded_len();
+        used = used.saturating_add(len + prost::length_delimiter_len(len) + 1);
+        if used > budget {
+            return i.max(1);
+        }
+    }
+    items.len()
 }
 
 /// The bytes a list response may spend on its items under a message limit

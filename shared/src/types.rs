@@ -388,7 +388,9 @@ mod tests {
             assert!(parse_bounded(bad, bounds).is_err(), "{bad}");
         }
         let hostile = format!("0.{}1", "0".repeat(10_000));
-        let err = parse_bounded(&hostile, B::MONEY).err().unwrap_or_default();
+        let err = parse_bounded(&hostile, B::MONEY);
+        assert!(err.is_err(), "never rounded to zero");
+        let err = err.err().unwrap_or_default();
         assert!(err.len() < 120, "the echo is cut: {err}");
         assert!(parse_bounded_positive("0", B::QUANTITY).is_err());
         assert!(parse_bounded_positive("0.0001", B::QUANTITY).is_ok());

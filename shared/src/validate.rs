@@ -312,11 +312,17 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_are_found_in_linear_time() {
+    fn every_repeat_in_a_full_list_is_named() {
         let mut v = Violations::new();
-        let codes: Vec<String> = (0..5_000).map(|i| format!("{:010}", i * 100)).collect();
-        assert_eq!(v.list("hs_codes", &codes, limits::HS_CODES, HsCode::parse).len(), 5_000);
+        let distinct: Vec<String> = (0..2_500).map(|i| format!("{:010}", i * 100)).collect();
+        assert_eq!(v.list("hs_codes", &distinct, limits::HS_CODES, HsCode::parse).len(), 2_500);
         assert!(v.is_empty());
+        let twice: Vec<String> = distinct.iter().chain(distinct.iter()).cloned().collect();
+        assert_eq!(v.list("hs_codes", &twice, limits::HS_CODES, HsCode::parse).len(), 2_500);
+        let err = v.finish().err();
+        assert_eq!(err.as_ref().map(|e| e.violations()[0].field.as_str()), Some("hs_codes[2500]"));
+        let omitted = err.and_then(|e| e.metadata().get("omitted_violations").cloned());
+        assert_eq!(omitted.as_deref(), Some("2400"), "2,500 repeats: 100 listed, the rest counted");
     }
 
     #[test]

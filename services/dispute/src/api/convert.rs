@@ -156,7 +156,7 @@ pub fn record_dispute_event(req: &pb::RecordDisputeEventRequest) -> Result<NewEv
             (None, None, None)
         }
         Some(e) => (
-            required_enum(&mut v, "event.kind", e.kind, event_kind),
+            required_enum(&mut v, "event.kind", e.kind, event_kind).and_then(|k| v.check("event.kind", k.recordable())),
             v.check("event.occurred_on", parse_date(&e.occurred_on)),
             v.text("event.description", &e.description, 10_000),
         ),

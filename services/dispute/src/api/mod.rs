@@ -174,10 +174,11 @@ impl DisputeService for DisputeApi {
         if !store::dispute_exists(&self.db, id).await? {
             return Err(Error::not_found("dispute", id).into());
         }
-        let (events, next_page_token) = store::list_events(&self.db, id, &page).await?;
-        Ok(Response::new(pb::ListDisputeEventsResponse {
-            events: events.iter().map(event_to_proto).collect(),
-            next_page_token,
-        }))
+        let (events, mut next_page_token) = store::list_events(&self.db, id, &page).await?;
+        let mut protos: Vec<_> = events.iter().map(event_to_proto).collect();
+        page.fit_at(&mut protos, &mut next_page_token, self.page_budget, |i| {
+            paging::dated_cursor(events[i].occurred_on, events[i].id)
+        });
+        Ok(Response::new(pb::ListDisputeEventsResponse { events: protos, next_page_token }))
     }
 }

@@ -35,6 +35,15 @@ impl EventKind {
     pub fn is_recordable(self) -> bool {
         matches!(self, Self::Note | Self::Filing | Self::Hearing)
     }
+
+    /// The kind when a client may record it, else why not.
+    pub fn recordable(self) -> std::result::Result<Self, String> {
+        if self.is_recordable() {
+            Ok(self)
+        } else {
+            Err(format!("{} events are written by the service: record NOTE, FILING or HEARING", self.as_str()))
+        }
+    }
 }
 
 /// Everything a client sets on a dispute.
@@ -181,12 +190,7 @@ impl Dispute {
     /// A dated note, filing or hearing on the timeline. Stage moves and the
     /// creation are recorded by `advance` and `open`, not here.
     pub fn record(&self, kind: EventKind, on: NaiveDate, description: String, now: DateTime<Utc>) -> Result<Event> {
-        if !kind.is_recordable() {
-            return Err(Error::invalid_field(
-                "kind",
-                format!("{} events are written by the service: record NOTE, FILING or HEARING", kind.as_str()),
-            ));
-        }
+        kind.recordable().map_err(|why| Error::invalid_field("kind", why))?;
         self.check_on_timeline(on)?;
         Ok(Event {
             id: tradewatch_common::types::new_id(),

@@ -27,11 +27,17 @@ async fn start_tariff(db: &TestDatabase, port: u16) -> RunningServer {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A dispute server whose settings `change` adjusts first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut tradewatch_common::config::Settings)) -> TestApp {
     let tariff_db = TestDatabase::new().await.expect("tariff test database");
     let tariff_server = start_tariff(&tariff_db, testing::restartable_port()).await;
     let db = TestDatabase::new().await.expect("dispute test database");
     let mut settings = db.settings(dispute_service::SERVICE);
     settings.peers.tariff_url = tariff_server.url();
+    change(&mut settings);
     let app = dispute_service::app::Application::build(settings).await.expect("build the dispute service");
     let addr = app.local_addr();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));

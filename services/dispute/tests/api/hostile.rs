@@ -102,6 +102,43 @@ async fn an_absurd_grpc_timeout_on_every_write_is_ignored_not_a_panic() {
     assert!(advanced.is_ok(), "{advanced:?}");
 }
 
+#[tokio::test]
+async fn a_timeline_page_too_large_for_one_message_is_cut_short_and_continued() {
+    let app = spawn_app_with(|s| s.server.max_message_bytes = 64 * 1024).await;
+    let d = app.create(dispute("WT/DS589")).await.unwrap();
+    for n in 0..12 {
+        let event = pb::RecordDisputeEventRequest {
+            dispute_id: d.id.clone(),
+            event: Some(pb::DisputeEvent {
+                kind: pb::DisputeEventKind::Note.into(),
+                occurred_on: "2020-01-01".into(),
+                description: format!("note {n} ").repeat(1_000),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        };
+        app.client.clone().record_dispute_event(event).await.unwrap();
+    }
+    let req = pb::ListDisputeEventsRequest { dispute_id: d.id.clone(), page_size: 500, ..Default::default() };
+    let first = app.client.clone().list_dispute_events(req.clone()).await.unwrap().into_inner();
+    assert!((1..13).contains(&first.events.len()), "{} events", first.events.len());
+    assert!(!first.next_page_token.is_empty(), "continued by a token");
+    let mut all = first.events;
+    let mut token = first.next_page_token;
+    while !token.is_empty() {
+        let page = app
+            .client
+            .clone()
+            .list_dispute_events(pb::ListDisputeEventsRequest { page_token: token, ..req.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.events);
+        token = page.next_page_token;
+    }
+    assert_eq!(all.len(), 13, "the creation and twelve notes, each once");
+}
+
 fn arb_dispute(ids: Vec<String>, measures: Vec<String>) -> impl Strategy<Value = pb::Dispute> {
     let measure_ids = prop_oneof![
         2 => proptest::collection::vec(prop::sample::select(measures), 0..3),

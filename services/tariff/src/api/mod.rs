@@ -137,11 +137,12 @@ impl TariffService for TariffApi {
         if !store::measure_exists(&self.db, id).await? {
             return Err(Error::not_found("measure", id).into());
         }
-        let (changes, next_page_token) = store::list_status_changes(&self.db, id, &page).await?;
-        Ok(Response::new(pb::ListMeasureHistoryResponse {
-            changes: changes.iter().map(change_to_proto).collect(),
-            next_page_token,
-        }))
+        let (changes, mut next_page_token) = store::list_status_changes(&self.db, id, &page).await?;
+        let mut protos: Vec<_> = changes.iter().map(change_to_proto).collect();
+        page.fit_at(&mut protos, &mut next_page_token, self.page_budget, |i| {
+            paging::dated_cursor(changes[i].effective_on, changes[i].id)
+        });
+        Ok(Response::new(pb::ListMeasureHistoryResponse { changes: protos, next_page_token }))
     }
 
     async fn record_quota_usage(

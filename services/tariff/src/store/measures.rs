@@ -124,6 +124,14 @@ pub async fn resolution_candidates(
             ),
         )
         .filter(db::custom_expr(conn, "(measures.imposing_economy || '') = ?", vec![importer.as_str().into()]))
+        // In effect that day (the status is read from the timeline later);
+        // COALESCE keeps the planner off the effective_from index too.
+        .filter(db::custom_expr(
+            conn,
+            "COALESCE(measures.effective_from, measures.effective_from) <= ? \
+             AND (measures.effective_to IS NULL OR measures.effective_to >= ?)",
+            vec![day.into(), day.into()],
+        ))
         .limit(MAX_CANDIDATES + 1)
         .all(conn)
         .await?;
@@ -131,14 +139,13 @@ pub async fn resolution_candidates(
         return Err(Error::failed_precondition(
             "TOO_MANY_MEASURES",
             format!(
-                "more than {MAX_CANDIDATES} measures of {importer} cover {code}: the schedule is too dense to resolve; \
-                 expire or revoke the measures that no longer apply"
+                "more than {MAX_CANDIDATES} measures of {importer} in effect on {} cover {code}: the schedule is \
+                 too dense to resolve; end the measures that no longer apply (effective_to)",
+                tradewatch_common::types::format_date(day)
             ),
         )
         .with_metadata("max_measures", MAX_CANDIDATES.to_string()));
     }
-    let rows =
-        rows.into_iter().filter(|r| r.effective_from <= day && r.effective_to.is_none_or(|to| to >= day)).collect();
     with_changes(conn, rows).await
 }
 

@@ -255,7 +255,7 @@ async fn a_page_too_large_for_one_message_is_cut_short_and_continued() {
 
 /// Measures written straight into the database, many at a time: what
 /// twenty thousand API calls would leave behind.
-async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize) {
+async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize, effective_to: Option<chrono::NaiveDate>) {
     let now = tradewatch_common::now();
     let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
     let mut measures = Vec::new();
@@ -278,7 +278,7 @@ async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize) {
             specific_unit: Set(None),
             announced_on: Set(None),
             effective_from: Set(day),
-            effective_to: Set(None),
+            effective_to: Set(effective_to),
             quota_quantity: Set(None),
             quota_unit: Set(None),
             quota_period_start: Set(None),
@@ -312,7 +312,7 @@ async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize) {
 #[tokio::test]
 async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
     let app = spawn_app().await;
-    bulk_measures(&app.db, "CAN", 20_000).await;
+    bulk_measures(&app.db, "CAN", 20_000, None).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(health_keeps_answering(app.addr, stopped));
 
@@ -350,7 +350,9 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
     stop.send(true).unwrap();
     assert!(watcher.await.unwrap() >= 2);
 
-    // Another importer's line still resolves.
+    // Another importer's line still resolves, however many of its measures
+    // ended before the day.
+    bulk_measures(&app.db, "USA", 1_500, chrono::NaiveDate::from_ymd_opt(2024, 12, 31)).await;
     app.create(pb::TariffMeasure { imposing_economy: "USA".into(), ..measure("US-MFN", Mfn, &["8703"], "2.5") }).await;
     let us = app
         .client
@@ -463,4 +465,27 @@ async fn calls_past_the_in_flight_limit_are_overloaded_while_health_stays_servin
         }
     }
     assert_eq!((ok, overloaded), (LIMIT, CALLS - LIMIT));
+}
+
+#[tokio::test]
+async fn database_conditions_map_to_retryable_codes_on_each_backend() {
+    let app = spawn_app().await;
+    let conn = Database::connect(&app.url).await.unwrap();
+    let (sql, code, reason) = if app.url.starts_with("postgres") {
+        // A statement past the statement timeout: SQLSTATE 57014, all digits.
+        ("SET statement_timeout = 50; SELECT pg_sleep(2)", Code::Unavailable, "DATABASE_TIMEOUT")
+    } else {
+        ("SELECT * FROM no_such_table", Code::Internal, "INTERNAL")
+    };
+    let err = conn.execute_unprepared(sql).await.unwrap_err();
+    let err = tradewatch_common::Error::from(err);
+    assert_eq!((err.code(), err.reason()), (code, reason), "{err:?}");
+    if app.url.starts_with("postgres") {
+        // A bad statement is a bug, not a condition to retry, even though its
+        // SQLSTATE (42P01) is not all letters.
+        let err = conn.execute_unprepared("SELECT * FROM no_such_table").await.unwrap_err();
+        assert_eq!(tradewatch_common::Error::from(err).code(), Code::Internal);
+        let err = conn.execute_unprepared("SELECT 1/0").await.unwrap_err();
+        assert_eq!(tradewatch_common::Error::from(err).code(), Code::Internal, "22012 is no lock");
+    }
 }
