@@ -7,7 +7,7 @@ BUF := .tools/node_modules/.bin/buf
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run seed build test tools lint proto-lint fmt-check clippy bench k8s-check images ci clean
+.PHONY: run seed build test tools lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
 
 ## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
@@ -33,14 +33,22 @@ test: tools
 		$(CARGO) test --workspace; \
 	fi
 
-## lint: proto lint (buf, STANDARD and COMMENTS) and buf format, rustfmt and clippy
-lint: proto-lint fmt-check clippy
+## lint: proto lint (buf, STANDARD and COMMENTS), buf format, buf breaking, rustfmt and clippy
+lint: proto-lint proto-breaking fmt-check clippy
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
 proto-lint: $(BUF)
 	cd proto && ../$(BUF) lint && ../$(BUF) format --diff --exit-code
+
+## proto-breaking: no wire-breaking change against the previous commit (FILE rules of proto/buf.yaml)
+proto-breaking: $(BUF)
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto' && echo "buf breaking: none against HEAD~1"; \
+	else \
+		echo "buf breaking: no previous commit to compare with (shallow clone)"; \
+	fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

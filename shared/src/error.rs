@@ -139,11 +139,6 @@ impl Error {
         )
     }
 
-    /// RESOURCE_EXHAUSTED, for instance a quota with no room.
-    pub fn resource_exhausted(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Code::ResourceExhausted, reason, message)
-    }
-
     /// OUT_OF_RANGE: the request asks past what the service can answer.
     pub fn out_of_range(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(Code::OutOfRange, reason, message)

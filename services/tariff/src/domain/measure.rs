@@ -326,7 +326,9 @@ impl Measure {
             ));
         };
         if quantity > room {
-            return Err(Error::resource_exhausted(
+            // FAILED_PRECONDITION, not RESOURCE_EXHAUSTED: retry and alerting
+            // middleware read the latter as rate limiting.
+            return Err(Error::failed_precondition(
                 "QUOTA_EXHAUSTED",
                 format!(
                     "the quota of measure {} has {} left; {} does not fit",
@@ -559,7 +561,7 @@ pub(crate) mod tests {
         let mut m = measure(s);
         assert!(m.record_quota_usage(dec("19.5")).is_ok());
         let err = m.record_quota_usage(dec("1")).err();
-        assert_eq!(err.as_ref().map(|e| e.code()), Some(tonic::Code::ResourceExhausted));
+        assert_eq!(err.as_ref().map(|e| e.code()), Some(tonic::Code::FailedPrecondition));
         assert_eq!(err.as_ref().and_then(|e| e.metadata().get("remaining").cloned()), Some("0.5".into()));
         assert_eq!(m.quota_used, dec("19.5"), "a refused usage records nothing");
         assert!(m.record_quota_usage(dec("0.5")).is_ok());

@@ -17,12 +17,12 @@ async fn concurrent_usage_never_oversubscribes_the_quota() {
     });
     let results: Vec<_> = futures::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    let exhausted = results.iter().filter(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted)).count();
+    let exhausted = results.iter().filter(|r| matches!(r, Err(s) if s.code() == Code::FailedPrecondition)).count();
     assert_eq!(
         (ok, exhausted),
         (20, 30),
         "{:?}",
-        results.iter().filter_map(|r| r.as_ref().err()).find(|s| s.code() != Code::ResourceExhausted)
+        results.iter().filter_map(|r| r.as_ref().err()).find(|s| s.code() != Code::FailedPrecondition)
     );
     let m = app
         .client
@@ -42,7 +42,7 @@ async fn a_usage_that_does_not_fit_records_nothing() {
     let mut client = app.client.clone();
     let trq = app.create(quota(measure("TRQ-5", TariffRateQuota, &["870380"], "6.1"), "5")).await;
     client.record_quota_usage(usage(&trq.id, "4.5")).await.unwrap();
-    let status = assert_code(client.record_quota_usage(usage(&trq.id, "1")).await, Code::ResourceExhausted);
+    let status = assert_code(client.record_quota_usage(usage(&trq.id, "1")).await, Code::FailedPrecondition);
     assert_eq!(reason(&status), "QUOTA_EXHAUSTED");
     let m = client.record_quota_usage(usage(&trq.id, "0.5")).await.unwrap().into_inner().measure.unwrap();
     assert_eq!(m.quota.unwrap().used, "5");
