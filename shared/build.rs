@@ -20,6 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, [&root])?;
     fs::write(out.join("tradewatch_descriptor.bin"), fds.encode_to_vec())?;
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    // google.api.field_behavior is an option for other tools: its code is
+    // not needed here, and its comments carry examples rustdoc would run.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .disable_comments([".google.api"])
+        .compile_fds(fds)?;
     Ok(())
 }
