@@ -77,11 +77,17 @@ fn make_sqlite_folder(url: &str) {
 /// Connects for `serve`: brings the schema up to date first unless
 /// `database.migrate_on_start` is off (a Kubernetes Job runs `migrate`).
 pub async fn open<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
-    if settings.migrate_on_start {
+    let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+    if settings.migrate_on_start && !in_memory {
         // On a pool of their own, without the serving timeouts.
         migrate::<M>(settings).await?;
     }
-    connect(settings).await
+    let db = connect(settings).await?;
+    if settings.migrate_on_start && in_memory {
+        // An in-memory SQLite database lives and dies with its pool.
+        M::up(&db, None).await?;
+    }
+    Ok(db)
 }
 
 /// `<service>-service migrate`: brings the schema up to date and closes.
