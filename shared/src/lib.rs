@@ -13,6 +13,7 @@ pub mod etag;
 pub mod guard;
 pub mod idempotency;
 pub mod paging;
+pub mod patch;
 pub mod proto;
 pub mod schema;
 pub mod server;

@@ -38,6 +38,26 @@ pub trait Served: Send + Sized + 'static {
     ) -> futures::future::BoxFuture<'static, anyhow::Result<()>>;
 }
 
+/// Implements [`Served`] for a service's `Application`, which has
+/// `local_addr()` and `run_until_stopped(shutdown)`.
+#[macro_export]
+macro_rules! impl_served {
+    ($app:ty) => {
+        impl $crate::server::Served for $app {
+            fn local_addr(&self) -> std::net::SocketAddr {
+                <$app>::local_addr(self)
+            }
+
+            fn serve(
+                self,
+                shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+            ) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
+                Box::pin(self.run_until_stopped(shutdown))
+            }
+        }
+    };
+}
+
 /// A server bound to its port, not yet serving.
 pub struct GrpcServer {
     listener: TcpListener,

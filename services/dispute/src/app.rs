@@ -52,15 +52,4 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(db::migrate::<Migrator>(&settings.database).await?)
 }
 
-impl tradewatch_common::server::Served for Application {
-    fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    fn serve(
-        self,
-        shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    ) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(self.run_until_stopped(shutdown))
-    }
-}
+tradewatch_common::impl_served!(Application);

@@ -1,7 +1,7 @@
 //! Dialogue sessions and their status rules.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
+use tradewatch_common::{Error, Result, error::FieldViolation, patch::patched, types::Economy};
 use uuid::Uuid;
 
 use tradewatch_common::named_enum;
@@ -158,11 +158,7 @@ impl SessionPatch {
     ];
 
     fn apply_to(self, s: &mut SessionSpec) {
-        fn set<T>(field: &mut T, value: Option<T>) {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
+        use tradewatch_common::patch::set;
         set(&mut s.title, self.title);
         set(&mut s.track, self.track);
         set(&mut s.level, self.level);
@@ -214,13 +210,7 @@ impl Session {
     /// Applies an update: the fields the patch names change, and the rules
     /// of a session hold again. Violations are named relative to the session.
     pub fn update(&mut self, patch: SessionPatch) -> Result<()> {
-        let mut spec = self.spec.clone();
-        patch.apply_to(&mut spec);
-        let violations = spec.violations();
-        if !violations.is_empty() {
-            return Err(Error::invalid(violations));
-        }
-        self.spec = spec;
+        self.spec = patched(&self.spec, |s| patch.apply_to(s), SessionSpec::violations)?;
         Ok(())
     }
 

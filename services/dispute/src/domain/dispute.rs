@@ -5,6 +5,7 @@ use tradewatch_common::{
     Error, Result,
     error::FieldViolation,
     named_enum,
+    patch::patched,
     types::{Economy, HsCode, format_date},
 };
 use uuid::Uuid;
@@ -99,11 +100,7 @@ impl DisputePatch {
         &["title", "summary", "third_parties", "hs_codes", "measure_ids", "legal_basis", "opened_on", "source_url"];
 
     fn apply_to(self, s: &mut DisputeSpec) {
-        fn set<T>(field: &mut T, value: Option<T>) {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
+        use tradewatch_common::patch::set;
         set(&mut s.title, self.title);
         set(&mut s.summary, self.summary);
         set(&mut s.third_parties, self.third_parties);
@@ -177,13 +174,7 @@ impl Dispute {
     /// Applies an update: the fields the patch names change, and the rules
     /// of a dispute hold again. Violations are named relative to the dispute.
     pub fn update(&mut self, patch: DisputePatch) -> Result<()> {
-        let mut spec = self.spec.clone();
-        patch.apply_to(&mut spec);
-        let violations = spec.violations();
-        if !violations.is_empty() {
-            return Err(Error::invalid(violations));
-        }
-        self.spec = spec;
+        self.spec = patched(&self.spec, |s| patch.apply_to(s), DisputeSpec::violations)?;
         Ok(())
     }
 

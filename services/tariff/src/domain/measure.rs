@@ -6,6 +6,7 @@ use tradewatch_common::{
     Error, Result,
     error::FieldViolation,
     named_enum,
+    patch::patched,
     types::{Economy, HsCode, Money, format_date, format_decimal},
 };
 use uuid::Uuid;
@@ -206,11 +207,7 @@ impl MeasurePatch {
     ];
 
     fn apply_to(self, s: &mut MeasureSpec) {
-        fn set<T>(field: &mut T, value: Option<T>) {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
+        use tradewatch_common::patch::set;
         set(&mut s.title, self.title);
         set(&mut s.target_economies, self.target_economies);
         set(&mut s.hs_codes, self.hs_codes);
@@ -275,21 +272,21 @@ impl Measure {
     /// rule of a measure holds again, and the quota keeps room for what was
     /// already used. Violations are named relative to the measure.
     pub fn update(&mut self, patch: MeasurePatch) -> Result<()> {
-        let mut spec = self.spec.clone();
-        patch.apply_to(&mut spec);
-        let mut violations = spec.violations();
-        if let Some(q) = &spec.quota
-            && q.quantity < self.quota_used
-        {
-            violations.push(FieldViolation::new(
-                "quota.quantity",
-                format!("is less than the {} already used", format_decimal(self.quota_used)),
-            ));
-        }
-        if !violations.is_empty() {
-            return Err(Error::invalid(violations));
-        }
-        self.spec = spec;
+        let used = self.quota_used;
+        self.spec = patched(
+            &self.spec,
+            |s| patch.apply_to(s),
+            |s| {
+                let mut violations = s.violations();
+                if s.quota.as_ref().is_some_and(|q| q.quantity < used) {
+                    violations.push(FieldViolation::new(
+                        "quota.quantity",
+                        format!("is less than the {} already used", format_decimal(used)),
+                    ));
+                }
+                violations
+            },
+        )?;
         Ok(())
     }
 
