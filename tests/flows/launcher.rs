@@ -81,13 +81,30 @@ impl Launch {
     }
 
     /// Ctrl-C, then the exit status and everything it printed.
-    fn interrupt(mut self) -> (bool, Vec<String>) {
+    fn interrupt(&mut self) -> (bool, Vec<String>) {
         Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
         let status = self.child.wait().unwrap();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.seen.push(line);
         }
-        (status.success(), self.seen)
+        (status.success(), self.seen.clone())
+    }
+}
+
+/// Whatever happened, a test leaves no launcher and no service behind.
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for pid in self.pids() {
+            // Only one of ours: a pid the kernel handed on is left alone.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("-service") {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
     }
 }
 
