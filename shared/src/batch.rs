@@ -53,7 +53,7 @@ pub fn check_size<P: prost::Message>(resource: &'static str, items: &[P], budget
     let size: usize = items.iter().map(|m| m.encoded_len() + 6).sum();
     if size > budget {
         return Err(Error::out_of_range(
-            "RESPONSE_TOO_LARGE",
+            crate::Reason::ResponseTooLarge,
             format!(
                 "these {} {resource}s take {size} bytes, more than one message carries; ask for fewer ids",
                 items.len()

@@ -147,7 +147,7 @@ impl Peer {
 
     fn unavailable(&self, status: &Status) -> Error {
         tracing::warn!(peer = self.name, code = ?status.code(), error = %status.message(), "peer unavailable");
-        Error::unavailable("PEER_UNAVAILABLE", format!("the {} is unavailable; retry later", self.name))
+        Error::unavailable(crate::Reason::PeerUnavailable, format!("the {} is unavailable; retry later", self.name))
             .with_metadata("peer", self.name)
     }
 
@@ -162,7 +162,7 @@ impl Peer {
             code => {
                 let details = status.get_error_details();
                 let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
-                let reason = if reason.is_empty() { "PEER_REFUSED".to_owned() } else { reason };
+                let reason = if reason.is_empty() { crate::error::reason_name(crate::Reason::PeerRefused).to_owned() } else { reason };
                 let mut err =
                     Error::from_peer(code, reason, format!("the {} refused: {}", self.name, status.message()));
                 if let Some(info) = details.error_info() {
@@ -198,7 +198,7 @@ impl Peer {
                     let listed = err.metadata().get("missing_ids").cloned().unwrap_or_default();
                     missing.extend(listed.split(',').filter_map(|s| Uuid::try_parse(s).ok()));
                 }
-                Err(err) if err.reason() == "RESPONSE_TOO_LARGE" && batch.len() > 1 => {
+                Err(err) if err.is(crate::Reason::ResponseTooLarge) && batch.len() > 1 => {
                     let (a, b) = batch.split_at(batch.len() / 2);
                     batches.extend([a, b]);
                 }
@@ -292,7 +292,7 @@ mod tests {
                 let unknown = unknown.clone();
                 async move {
                     if wanted.len() > 10 {
-                        return Err(Status::from(Error::out_of_range("RESPONSE_TOO_LARGE", "ask for fewer")));
+                        return Err(Status::from(Error::out_of_range(crate::Reason::ResponseTooLarge, "ask for fewer")));
                     }
                     if wanted.contains(&unknown) {
                         return Err(Status::from(Error::not_found_many("measure", std::slice::from_ref(&unknown))));

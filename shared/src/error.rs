@@ -10,8 +10,17 @@ use std::{borrow::Cow, collections::HashMap};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub use crate::proto::common::ErrorReason as Reason;
+
 /// The `ErrorInfo.domain` of every Tradewatch error.
 pub const DOMAIN: &str = "tradewatch";
+
+/// The `ErrorInfo.reason` string of a catalogue entry: its enum value name
+/// without the `ERROR_REASON_` prefix (`Reason::EtagMismatch` is `ETAG_MISMATCH`).
+pub fn reason_name(reason: Reason) -> &'static str {
+    let name = reason.as_str_name();
+    name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -46,10 +55,14 @@ struct Inner {
 }
 
 impl Error {
-    fn new(code: Code, reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    fn new(code: Code, reason: Reason, message: impl Into<String>) -> Self {
+        Self::with_reason(code, Cow::Borrowed(reason_name(reason)), message)
+    }
+
+    fn with_reason(code: Code, reason: Cow<'static, str>, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             code,
-            reason: reason.into(),
+            reason,
             message: message.into(),
             metadata: HashMap::new(),
             violations: Vec::new(),
@@ -82,7 +95,7 @@ impl Error {
         if total > IN_MESSAGE.min(violations.len()) && total > 1 {
             message.push_str(&format!("; …and {} more", total - IN_MESSAGE.min(violations.len())));
         }
-        let mut err = Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message);
+        let mut err = Self::new(Code::InvalidArgument, Reason::InvalidArgument, message);
         if omitted > 0 {
             err = err.with_metadata("omitted_violations", omitted.to_string());
         }
@@ -97,19 +110,19 @@ impl Error {
 
     /// NOT_FOUND: `resource` (`measure`) with `id` does not exist.
     pub fn not_found(resource: &'static str, id: impl std::fmt::Display) -> Self {
-        Self::new(Code::NotFound, "NOT_FOUND", format!("{resource} {id} not found"))
+        Self::new(Code::NotFound, Reason::NotFound, format!("{resource} {id} not found"))
             .with_metadata("resource", resource)
             .with_metadata("id", id.to_string())
     }
 
     /// NOT_FOUND with a message of its own, for what is not a stored resource.
     pub fn not_found_because(resource: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Code::NotFound, "NOT_FOUND", message).with_metadata("resource", resource)
+        Self::new(Code::NotFound, Reason::NotFound, message).with_metadata("resource", resource)
     }
 
     /// NOT_FOUND for several ids at once, listed in `missing_ids`.
     pub fn not_found_many(resource: &'static str, ids: &[String]) -> Self {
-        Self::new(Code::NotFound, "NOT_FOUND", format!("{resource} not found: {}", ids.join(", ")))
+        Self::new(Code::NotFound, Reason::NotFound, format!("{resource} not found: {}", ids.join(", ")))
             .with_metadata("resource", resource)
             .with_metadata("missing_ids", ids.join(","))
     }
@@ -118,7 +131,7 @@ impl Error {
     pub fn already_exists(resource: &'static str, field: &str, value: &str) -> Self {
         Self::new(
             Code::AlreadyExists,
-            "ALREADY_EXISTS",
+            Reason::AlreadyExists,
             format!("a {resource} with {field} {} already exists", crate::types::quote(value)),
         )
         .with_metadata("resource", resource)
@@ -126,7 +139,7 @@ impl Error {
     }
 
     /// FAILED_PRECONDITION with a stable reason such as `ILLEGAL_STAGE_TRANSITION`.
-    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn failed_precondition(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::FailedPrecondition, reason, message)
     }
 
@@ -134,19 +147,21 @@ impl Error {
     pub fn etag_mismatch(resource: &'static str, id: impl std::fmt::Display) -> Self {
         Self::new(
             Code::Aborted,
-            "ETAG_MISMATCH",
+            Reason::EtagMismatch,
             format!("{resource} {id} was changed since the etag sent: read it again"),
         )
+        .with_metadata("resource", resource)
+        .with_metadata("id", id.to_string())
     }
 
     /// OUT_OF_RANGE: the request asks past what the service can answer.
-    pub fn out_of_range(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn out_of_range(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::OutOfRange, reason, message)
     }
 
     /// ABORTED: a concurrent write got in the way; retrying the same request
     /// is safe.
-    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn aborted(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::Aborted, reason, message)
     }
 
@@ -154,17 +169,17 @@ impl Error {
     /// open transaction is rolled back, but one whose commit was already on
     /// its way may have taken effect: the outcome is unknown.
     pub fn deadline_exceeded(message: impl Into<String>) -> Self {
-        Self::new(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", message)
+        Self::new(Code::DeadlineExceeded, Reason::DeadlineExceeded, message)
     }
 
     /// UNAVAILABLE: a database or a called service is down; safe to retry.
-    pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, reason, message)
     }
 
     /// INTERNAL: logged with its cause, answered with an opaque message.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        Self::new(Code::Internal, "INTERNAL", "internal error").with_source(source.into())
+        Self::new(Code::Internal, Reason::Internal, "internal error").with_source(source.into())
     }
 
     fn with_source(mut self, source: anyhow::Error) -> Self {
@@ -174,7 +189,7 @@ impl Error {
 
     /// A code and reason passed on from another service, as it gave them.
     pub fn from_peer(code: Code, reason: String, message: impl Into<String>) -> Self {
-        Self::new(code, reason, message)
+        Self::with_reason(code, Cow::Owned(reason), message)
     }
 
     /// The same error with every field violation named inside `prefix`
@@ -201,6 +216,11 @@ impl Error {
 
     pub fn code(&self) -> Code {
         self.0.code
+    }
+
+    /// Whether this error's reason is `reason` of the catalogue.
+    pub fn is(&self, reason: Reason) -> bool {
+        self.0.reason == reason_name(reason)
     }
 
     pub fn reason(&self) -> &str {
@@ -283,20 +303,20 @@ impl From<sea_orm::DbErr> for Error {
         tracing::warn!(error = %err, ?condition, "database refused the call");
         let e = match condition {
             DbCondition::Unreachable => {
-                Self::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
+                Self::unavailable(Reason::DatabaseUnavailable, "the database is unavailable; retry later")
             }
             DbCondition::Busy => {
-                Self::unavailable("DATABASE_BUSY", "the database is busy with other writes; retry later")
+                Self::unavailable(Reason::DatabaseBusy, "the database is busy with other writes; retry later")
             }
             DbCondition::Timeout => {
-                Self::unavailable("DATABASE_TIMEOUT", "the database did not answer in time; retry later")
+                Self::unavailable(Reason::DatabaseTimeout, "the database did not answer in time; retry later")
             }
             DbCondition::LockTimeout => Self::aborted(
-                "LOCK_TIMEOUT",
+                Reason::LockTimeout,
                 "another write holds this resource; nothing was written, retry the request",
             ),
             DbCondition::Conflict => Self::aborted(
-                "TRANSACTION_CONFLICT",
+                Reason::TransactionConflict,
                 "a concurrent write conflicted; nothing was written, retry the request",
             ),
         };
@@ -340,6 +360,35 @@ impl From<Error> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every reason of the catalogue, `ERROR_REASON_UNSPECIFIED` aside.
+    fn catalogue() -> Vec<&'static str> {
+        (1..).map_while(|n| Reason::try_from(n).ok()).map(reason_name).collect()
+    }
+
+    #[test]
+    fn reasons_are_the_catalogue_names_without_prefix() {
+        assert_eq!(reason_name(Reason::EtagMismatch), "ETAG_MISMATCH");
+        assert!(Error::etag_mismatch("measure", "m1").is(Reason::EtagMismatch));
+        assert!(catalogue().len() > 20, "{:?}", catalogue());
+    }
+
+    #[test]
+    fn the_readme_error_table_lists_exactly_the_catalogue() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("\n## Errors\n").nth(1).and_then(|s| s.split("\n## ").next()).unwrap_or_default();
+        let mut listed: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split(" |").next())
+            .flat_map(|cell| cell.split(", "))
+            .map(|name| name.trim_matches('`'))
+            .collect();
+        listed.sort_unstable();
+        let mut catalogue = catalogue();
+        catalogue.sort_unstable();
+        assert_eq!(listed, catalogue, "the README's Errors table and proto ErrorReason differ");
+    }
 
     #[test]
     fn invalid_argument_carries_every_violation() {
@@ -387,7 +436,7 @@ mod tests {
     #[test]
     fn failed_precondition_keeps_reason_and_metadata() {
         let status: Status =
-            Error::failed_precondition("ILLEGAL_STAGE_TRANSITION", "no").with_metadata("allowed_stages", "A,B").into();
+            Error::failed_precondition(Reason::IllegalStageTransition, "no").with_metadata("allowed_stages", "A,B").into();
         let details = status.get_error_details();
         let info = details.error_info();
         assert_eq!(info.map(|i| i.reason.as_str()), Some("ILLEGAL_STAGE_TRANSITION"));

@@ -86,7 +86,7 @@ where
                 Err(_) => {
                     tracing::warn!(%path, max_in_flight = self.limits.max_in_flight, "overloaded: call shed");
                     let err = Error::unavailable(
-                        "OVERLOADED",
+                        crate::Reason::Overloaded,
                         format!(
                             "the server is serving its limit of {} calls; retry with backoff",
                             self.limits.max_in_flight

@@ -26,7 +26,7 @@ pub mod arb;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{Error, Result};
+pub use error::{Error, Reason, Result};
 
 /// A domain enum stored and sent by name: the enum, `ALL`, `as_str` (the
 /// proto value without its prefix, which is also what is stored) and `parse`.

@@ -304,7 +304,7 @@ pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
                 used: String::new(),
             }),
             source_url: m.source_url.clone(),
-            notes: m.note.clone(),
+            note: m.note.clone(),
             ..Default::default()
         };
         let req = tpb::CreateMeasureRequest { measure: Some(measure), request_id: request_id(&["measure", &m.key]) };
@@ -441,7 +441,7 @@ pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
                     .and_then(|v| v.into_iter().next())
                     .unwrap_or_default(),
                 effect,
-                effect_on: c.effect_on.clone(),
+                effective_on: c.effect_on.clone(),
                 ..Default::default()
             };
             let n = i.to_string();

@@ -184,16 +184,16 @@ impl Relay {
     /// Sends one effect, with its outbox id as the idempotency key; returns
     /// what was done, in words.
     async fn send(&self, order: &EffectOrder) -> Result<String> {
-        let on = format_date(order.effect_on);
+        let on = format_date(order.effective_on);
         let request_id = order.id.to_string();
-        let reason = format!("commitment {} fulfilled", order.commitment_id);
+        let note = format!("commitment {} fulfilled", order.commitment_id);
         match order.effect {
             Effect::SettleDispute => {
                 let req = dpb::AdvanceDisputeRequest {
                     id: order.target_id.to_string(),
                     to_stage: dpb::DisputeStage::Settled.into(),
                     occurred_on: on.clone(),
-                    note: reason,
+                    note: note.clone(),
                     request_id,
                     etag: String::new(),
                 };
@@ -215,7 +215,7 @@ impl Relay {
                     id: order.target_id.to_string(),
                     status: status.into(),
                     effective_on: on.clone(),
-                    reason,
+                    note,
                     request_id,
                     etag: String::new(),
                 };

@@ -45,7 +45,7 @@ fn spec(reference: String, kind: MeasureKind, codes: Vec<HsCode>, rate: i64) -> 
             period_end: parse_date("2025-12-31").unwrap(),
         }),
         source_url: String::new(),
-        notes: String::new(),
+        note: String::new(),
     }
 }
 
@@ -107,11 +107,11 @@ async fn resolve(db: &DatabaseConnection, code: &HsCode) -> domain::Resolution {
         importing_economy: Economy::parse("CAN").unwrap(),
         origin_economy: Economy::parse("CHN").unwrap(),
         hs_code: code.clone(),
-        date: parse_date("2025-06-01").unwrap(),
+        imported_on: parse_date("2025-06-01").unwrap(),
         customs_value: Money::new("CAD", 40_000.into()),
         quantity: None,
     };
-    let candidates = store::resolution_candidates(db, &shipment.importing_economy, code, shipment.date).await.unwrap();
+    let candidates = store::resolution_candidates(db, &shipment.importing_economy, code, shipment.imported_on).await.unwrap();
     domain::resolve(&shipment, &candidates).unwrap()
 }
 

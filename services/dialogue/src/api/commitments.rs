@@ -62,7 +62,7 @@ pub(super) async fn set_commitment_status(
 ) -> Reply<pb::SetCommitmentStatusResponse> {
     let mut req = request.into_inner();
     let set = convert::set_commitment_status(&req)?;
-    let (id, status, effect_on) = (set.id, set.status, set.effect_on);
+    let (id, status, effective_on) = (set.id, set.status, set.effective_on);
     let sent_etag = req.etag.clone();
     req.request_id.clear();
     let key = Key::new("SetCommitmentStatus", set.request_id, &req);
@@ -72,7 +72,7 @@ pub(super) async fn set_commitment_status(
             let mut c =
                 store::get_commitment_for_update(txn, id).await?.ok_or_else(|| Error::not_found("commitment", id))?;
             etag::check(&sent_etag, c.version, "commitment", id)?;
-            let order = c.set_status(status, effect_on, today)?;
+            let order = c.set_status(status, effective_on, today)?;
             store::update_commitment(txn, &mut c).await?;
             if let Some(order) = &order {
                 store::enqueue(txn, order).await?;

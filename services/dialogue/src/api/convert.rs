@@ -161,8 +161,8 @@ pub fn list_sessions(req: &pb::ListSessionsRequest) -> Result<(SessionFilter, Pa
         economy: v.filter("economy", &req.economy, Economy::parse),
         dispute_id: v.filter("dispute_id", &req.dispute_id, parse_id),
         measure_id: v.filter("measure_id", &req.measure_id, parse_id),
-        from: v.filter("starts_on_from", &req.starts_on_from, parse_date),
-        to: v.filter("starts_on_to", &req.starts_on_to, parse_date),
+        ends_on_from: v.filter("ends_on_from", &req.ends_on_from, parse_date),
+        starts_on_to: v.filter("starts_on_to", &req.starts_on_to, parse_date),
     };
     let filters = pb::ListSessionsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
     let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
@@ -217,7 +217,7 @@ pub fn list_commitments(req: &pb::ListCommitmentsRequest) -> Result<(CommitmentF
 pub struct SetCommitmentStatus {
     pub id: Uuid,
     pub status: CommitmentStatus,
-    pub effect_on: Option<NaiveDate>,
+    pub effective_on: Option<NaiveDate>,
     pub request_id: Option<Uuid>,
 }
 
@@ -225,10 +225,10 @@ pub fn set_commitment_status(req: &pb::SetCommitmentStatusRequest) -> Result<Set
     let mut v = Violations::new();
     let id = v.check("id", parse_id(&req.id));
     let status = required_enum(&mut v, "status", req.status, commitment_status);
-    let effect_on = v.optional("effect_on", &req.effect_on, parse_date);
+    let effective_on = v.optional("effective_on", &req.effective_on, parse_date);
     let request_id = v.check("request_id", parse_request_id(&req.request_id));
     let parsed =
-        (|| Some(SetCommitmentStatus { id: id?, status: status?, effect_on: effect_on?, request_id: request_id? }))();
+        (|| Some(SetCommitmentStatus { id: id?, status: status?, effective_on: effective_on?, request_id: request_id? }))();
     v.finish_with(parsed)
 }
 
@@ -303,7 +303,7 @@ pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> 
     let dispute_id = v.optional(f("dispute_id"), &c.dispute_id, parse_id);
     let measure_id = v.optional(f("measure_id"), &c.measure_id, parse_id);
     let effect = if c.effect == 0 { Some(Effect::None) } else { required_enum(v, &f("effect"), c.effect, effect) };
-    let effect_on = v.optional(f("effect_on"), &c.effect_on, parse_date);
+    let effective_on = v.optional(f("effective_on"), &c.effective_on, parse_date);
     let spec = CommitmentSpec {
         description: description?,
         owner_economies,
@@ -311,7 +311,7 @@ pub fn commitment_spec(v: &mut Violations, prefix: &str, c: &pb::Commitment) -> 
         dispute_id: dispute_id?,
         measure_id: measure_id?,
         effect: effect?,
-        effect_on: effect_on?,
+        effective_on: effective_on?,
     };
     v.rules(prefix, spec, |s| s.violations())
 }
@@ -327,7 +327,7 @@ pub fn commitment_to_proto(c: &Commitment) -> pb::Commitment {
         dispute_id: c.spec.dispute_id.map(|i| i.to_string()).unwrap_or_default(),
         measure_id: c.spec.measure_id.map(|i| i.to_string()).unwrap_or_default(),
         effect: effect_to_proto(c.spec.effect),
-        effect_on: c.spec.effect_on.map(format_date).unwrap_or_default(),
+        effective_on: c.spec.effective_on.map(format_date).unwrap_or_default(),
         effect_state: effect_state_to_proto(c.effect_state),
         effect_detail: c.effect_detail.clone(),
         etag: tradewatch_common::etag::of(c.version),

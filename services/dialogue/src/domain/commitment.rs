@@ -2,7 +2,7 @@
 //! dispute or tariff service.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tradewatch_common::{Error, Result, error::FieldViolation, types::Economy};
+use tradewatch_common::{Error, Reason, Result, error::FieldViolation, types::Economy};
 use uuid::Uuid;
 
 use tradewatch_common::named_enum;
@@ -57,7 +57,7 @@ pub struct CommitmentSpec {
     pub dispute_id: Option<Uuid>,
     pub measure_id: Option<Uuid>,
     pub effect: Effect,
-    pub effect_on: Option<NaiveDate>,
+    pub effective_on: Option<NaiveDate>,
 }
 
 impl CommitmentSpec {
@@ -110,7 +110,7 @@ pub struct EffectOrder {
     pub commitment_id: Uuid,
     pub effect: Effect,
     pub target_id: Uuid,
-    pub effect_on: NaiveDate,
+    pub effective_on: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,19 +142,19 @@ impl Commitment {
     }
 
     /// Changes the status. Fulfilling a commitment with an effect returns the
-    /// order to deliver, dated `effect_on` (given here, else the commitment's,
+    /// order to deliver, dated `effective_on` (given here, else the commitment's,
     /// else `today`), and marks the effect PENDING.
     pub fn set_status(
         &mut self,
         to: CommitmentStatus,
-        effect_on: Option<NaiveDate>,
+        effective_on: Option<NaiveDate>,
         today: NaiveDate,
     ) -> Result<Option<EffectOrder>> {
         if !self.status.next().contains(&to) {
             let allowed: Vec<String> =
                 self.status.next().iter().map(|s| format!("COMMITMENT_STATUS_{}", s.as_str())).collect();
             return Err(Error::failed_precondition(
-                "ILLEGAL_STATUS_TRANSITION",
+                Reason::IllegalStatusTransition,
                 format!("commitment {} cannot go from {} to {}", self.id, self.status.as_str(), to.as_str()),
             )
             .with_metadata("allowed_statuses", allowed.join(",")));
@@ -171,8 +171,8 @@ impl Commitment {
         let Some(target_id) = target else {
             return Err(Error::internal(anyhow::anyhow!("commitment {} has an effect without a target", self.id)));
         };
-        let effect_on = effect_on.or(self.spec.effect_on).unwrap_or(today);
-        self.spec.effect_on = Some(effect_on);
+        let effective_on = effective_on.or(self.spec.effective_on).unwrap_or(today);
+        self.spec.effective_on = Some(effective_on);
         self.effect_state = EffectState::Pending;
         self.effect_detail = String::new();
         Ok(Some(EffectOrder {
@@ -180,7 +180,7 @@ impl Commitment {
             commitment_id: self.id,
             effect: self.spec.effect,
             target_id,
-            effect_on,
+            effective_on,
         }))
     }
 }
@@ -198,7 +198,7 @@ mod tests {
             dispute_id: None,
             measure_id: Some(Uuid::now_v7()),
             effect,
-            effect_on: None,
+            effective_on: None,
         }
     }
 
@@ -222,21 +222,21 @@ mod tests {
         let order = c.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?;
         let order = order.ok_or_else(|| Error::internal(anyhow::anyhow!("no order")))?;
         assert_eq!(
-            (order.effect, order.effect_on, Some(order.target_id)),
+            (order.effect, order.effective_on, Some(order.target_id)),
             (Effect::SuspendMeasure, day("2026-03-05"), c.spec.measure_id)
         );
         assert_eq!(c.effect_state, EffectState::Pending);
 
         let mut dated = Commitment::new(
             Uuid::now_v7(),
-            CommitmentSpec { effect_on: Some(day("2026-03-01")), ..spec(Effect::RevokeMeasure) },
+            CommitmentSpec { effective_on: Some(day("2026-03-01")), ..spec(Effect::RevokeMeasure) },
             Utc::now(),
         );
         let order = dated.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?;
-        assert_eq!(order.map(|o| o.effect_on), Some(day("2026-03-01")), "the commitment's own effect_on");
+        assert_eq!(order.map(|o| o.effective_on), Some(day("2026-03-01")), "the commitment's own effective_on");
         let mut overridden = Commitment::new(Uuid::now_v7(), spec(Effect::RevokeMeasure), Utc::now());
         let order = overridden.set_status(CommitmentStatus::Fulfilled, Some(day("2026-04-01")), day("2026-03-05"))?;
-        assert_eq!(order.map(|o| o.effect_on), Some(day("2026-04-01")));
+        assert_eq!(order.map(|o| o.effective_on), Some(day("2026-04-01")));
 
         let mut plain = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now());
         assert_eq!(plain.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?, None);

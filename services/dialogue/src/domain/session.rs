@@ -1,7 +1,7 @@
 //! Dialogue sessions and their status rules.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tradewatch_common::{Error, Result, error::FieldViolation, patch::patched, types::Economy};
+use tradewatch_common::{Error, Reason, Result, error::FieldViolation, patch::patched, types::Economy};
 use uuid::Uuid;
 
 use tradewatch_common::named_enum;
@@ -224,7 +224,7 @@ impl Session {
         let allowed: Vec<String> =
             self.status.next().iter().map(|s| format!("SESSION_STATUS_{}", s.as_str())).collect();
         Err(Error::failed_precondition(
-            "ILLEGAL_STATUS_TRANSITION",
+            Reason::IllegalStatusTransition,
             format!("session {} cannot go from {} to {}", self.id, self.status.as_str(), to.as_str()),
         )
         .with_metadata("allowed_statuses", allowed.join(",")))

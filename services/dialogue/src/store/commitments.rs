@@ -107,7 +107,7 @@ fn commitment_to_row(c: &Commitment) -> commitment::ActiveModel {
         dispute_id: Set(c.spec.dispute_id),
         measure_id: Set(c.spec.measure_id),
         effect: Set(c.spec.effect.as_str().to_owned()),
-        effect_on: Set(c.spec.effect_on),
+        effect_on: Set(c.spec.effective_on),
         effect_state: Set(c.effect_state.as_str().to_owned()),
         effect_detail: Set(c.effect_detail.clone()),
         version: Set(c.version),
@@ -129,7 +129,7 @@ fn commitment_from_row(r: commitment::Model) -> Result<Commitment> {
             dispute_id: r.dispute_id,
             measure_id: r.measure_id,
             effect: Effect::parse(&r.effect).ok_or_else(|| corrupt("effect", r.effect.clone()))?,
-            effect_on: r.effect_on,
+            effective_on: r.effect_on,
         },
         status: CommitmentStatus::parse(&r.status).ok_or_else(|| corrupt("status", r.status.clone()))?,
         effect_state: EffectState::parse(&r.effect_state)

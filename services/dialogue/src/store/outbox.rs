@@ -25,7 +25,7 @@ pub async fn enqueue(conn: &impl ConnectionTrait, order: &EffectOrder) -> Result
         commitment_id: Set(order.commitment_id),
         effect: Set(order.effect.as_str().to_owned()),
         target_id: Set(order.target_id),
-        effect_on: Set(order.effect_on),
+        effect_on: Set(order.effective_on),
         attempts: Set(0),
         next_attempt_at: Set(now),
         last_error: Set(String::new()),
@@ -55,7 +55,7 @@ pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) ->
                     commitment_id: r.commitment_id,
                     effect,
                     target_id: r.target_id,
-                    effect_on: r.effect_on,
+                    effective_on: r.effect_on,
                 },
                 attempts: r.attempts,
             })

@@ -25,9 +25,9 @@ pub struct SessionFilter {
     pub dispute_id: Option<Uuid>,
     pub measure_id: Option<Uuid>,
     /// Sessions that end on or after this day.
-    pub from: Option<NaiveDate>,
+    pub ends_on_from: Option<NaiveDate>,
     /// Sessions that start on or before this day.
-    pub to: Option<NaiveDate>,
+    pub starts_on_to: Option<NaiveDate>,
 }
 
 pub async fn insert_session(conn: &impl ConnectionTrait, s: &Session) -> Result<()> {
@@ -84,10 +84,10 @@ pub async fn list_sessions(
     if let Some(s) = f.status {
         q = q.filter(session::Column::Status.eq(s.as_str()));
     }
-    if let Some(from) = f.from {
+    if let Some(from) = f.ends_on_from {
         q = q.filter(session::Column::EndsOn.gte(from));
     }
-    if let Some(to) = f.to {
+    if let Some(to) = f.starts_on_to {
         q = q.filter(session::Column::StartsOn.lte(to));
     }
     if let Some(e) = &f.economy {

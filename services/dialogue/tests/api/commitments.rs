@@ -152,7 +152,7 @@ async fn status_moves_follow_the_rules() {
     app.set_status(&c.id, CommitmentStatus::Fulfilled, "").await.unwrap();
     let status = assert_code(app.set_status(&c.id, CommitmentStatus::Open, "").await, Code::FailedPrecondition);
     assert_eq!(reason(&status), "ILLEGAL_STATUS_TRANSITION");
-    assert_invalid(app.set_status(&c.id, CommitmentStatus::Unspecified, "bad").await, &["status", "effect_on"]);
+    assert_invalid(app.set_status(&c.id, CommitmentStatus::Unspecified, "bad").await, &["status", "effective_on"]);
     assert_code(app.set_status(&uuid(), CommitmentStatus::Fulfilled, "").await, Code::NotFound);
     assert_eq!(app.commitment(&c.id).await.effect_state(), EffectState::None, "no effect, nothing to deliver");
 }

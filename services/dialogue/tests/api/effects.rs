@@ -22,7 +22,7 @@ async fn settling_a_dispute_settles_it_and_a_second_settle_is_rejected() {
     let s = app.create_session(beijing(vec![])).await.unwrap();
     let first = app.add(&s.id, settle(&dispute.id)).await.unwrap();
     let fulfilled = app.set_status(&first.id, CommitmentStatus::Fulfilled, "2026-01-16").await.unwrap();
-    assert_eq!((fulfilled.effect_state(), fulfilled.effect_on.as_str()), (EffectState::Pending, "2026-01-16"));
+    assert_eq!((fulfilled.effect_state(), fulfilled.effective_on.as_str()), (EffectState::Pending, "2026-01-16"));
     let applied = app.settled_effect(&first.id).await;
     assert_eq!(applied.effect_state(), EffectState::Applied, "{applied:?}");
     let d = app

@@ -159,14 +159,14 @@ impl TestApp {
         &self,
         id: &str,
         status: pb::CommitmentStatus,
-        effect_on: &str,
+        effective_on: &str,
     ) -> Result<pb::Commitment, Status> {
         self.client
             .clone()
             .set_commitment_status(pb::SetCommitmentStatusRequest {
                 id: id.into(),
                 status: status.into(),
-                effect_on: effect_on.into(),
+                effective_on: effective_on.into(),
                 ..Default::default()
             })
             .await
@@ -253,7 +253,7 @@ pub fn suspend(measure_id: &str) -> pb::Commitment {
         due_on: "2026-03-01".into(),
         measure_id: measure_id.into(),
         effect: pb::CommitmentEffect::SuspendMeasure.into(),
-        effect_on: "2026-03-01".into(),
+        effective_on: "2026-03-01".into(),
         ..Default::default()
     }
 }

@@ -67,7 +67,7 @@ async fn control_characters_and_bidi_overrides_are_refused() {
     let c = pb::Commitment {
         measure_id: String::new(),
         effect: pb::CommitmentEffect::None.into(),
-        effect_on: String::new(),
+        effective_on: String::new(),
         ..c
     };
     assert_invalid(app.add(&session.id, c).await, &["commitment.description"]);
@@ -164,7 +164,7 @@ fn arb_commitment(links: Vec<String>) -> impl Strategy<Value = pb::Commitment> {
         .prop_map(
             |(
                 (id, description, owner_economies, due_on, status, dispute_id),
-                (measure_id, effect, effect_on, effect_state, effect_detail, etag),
+                (measure_id, effect, effective_on, effect_state, effect_detail, etag),
             )| pb::Commitment {
                 id,
                 session_id: String::new(),
@@ -175,7 +175,7 @@ fn arb_commitment(links: Vec<String>) -> impl Strategy<Value = pb::Commitment> {
                 dispute_id,
                 measure_id,
                 effect,
-                effect_on,
+                effective_on,
                 effect_state,
                 effect_detail,
                 etag,
@@ -231,10 +231,10 @@ fn writes_answer_only_documented_codes_whatever_they_carry() {
         }
     });
     let set = (arb::id(commitments), enum_value(), text(), text(), text());
-    check_codes(&rt, CASES, set, |(id, status, effect_on, request_id, etag)| {
+    check_codes(&rt, CASES, set, |(id, status, effective_on, request_id, etag)| {
         let mut c = client.clone();
         async move {
-            let req = pb::SetCommitmentStatusRequest { id, status, effect_on, request_id, etag };
+            let req = pb::SetCommitmentStatusRequest { id, status, effective_on, request_id, etag };
             outcome(c.set_commitment_status(req).await)
         }
     });

@@ -76,7 +76,7 @@ async fn a_session_with_a_linked_agenda_is_stored_and_listed() {
     assert!(list(pb::ListSessionsRequest { economy: "USA".into(), ..Default::default() }).await.unwrap().is_empty());
     assert_eq!(
         list(pb::ListSessionsRequest {
-            starts_on_from: "2026-01-15".into(),
+            ends_on_from: "2026-01-15".into(),
             starts_on_to: "2026-01-31".into(),
             ..Default::default()
         })

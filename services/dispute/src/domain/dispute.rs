@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tradewatch_common::{
-    Error, Result,
+    Error, Reason, Result,
     error::FieldViolation,
     named_enum,
     patch::patched,
@@ -226,7 +226,7 @@ impl Dispute {
                     allowed.join(", ")
                 )
             };
-            return Err(Error::failed_precondition("ILLEGAL_STAGE_TRANSITION", message)
+            return Err(Error::failed_precondition(Reason::IllegalStageTransition, message)
                 .with_metadata("from_stage", format!("DISPUTE_STAGE_{}", self.stage.as_str()))
                 .with_metadata("to_stage", format!("DISPUTE_STAGE_{}", to.as_str()))
                 .with_metadata("allowed_stages", allowed.join(",")));

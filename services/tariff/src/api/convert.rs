@@ -105,8 +105,8 @@ pub fn measure_patch(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure, pa
     if wants("source_url") {
         p.source_url = v.url(&f("source_url"), &m.source_url);
     }
-    if wants("notes") {
-        p.notes = v.optional_text(&f("notes"), &m.notes, 10_000);
+    if wants("note") {
+        p.note = v.optional_text(&f("note"), &m.note, 10_000);
     }
     p
 }
@@ -134,7 +134,7 @@ pub fn measure_spec(v: &mut Violations, prefix: &str, m: &pb::TariffMeasure) -> 
         effective_to: p.effective_to?,
         quota: p.quota?,
         source_url: p.source_url?,
-        notes: p.notes?,
+        note: p.note?,
     };
     v.rules(prefix, spec, |s| s.violations())
 }
@@ -176,7 +176,7 @@ pub struct SetStatus {
     pub id: Uuid,
     pub status: MeasureStatus,
     pub effective_on: NaiveDate,
-    pub reason: String,
+    pub note: String,
     pub request_id: Option<Uuid>,
 }
 
@@ -185,14 +185,14 @@ pub fn set_measure_status(req: &pb::SetMeasureStatusRequest, today: NaiveDate) -
     let id = v.check("id", parse_id(&req.id));
     let status = required_enum(&mut v, "status", req.status, status);
     let effective_on = v.or_default("effective_on", &req.effective_on, today, parse_date);
-    let reason = v.optional_text("reason", &req.reason, 2_000);
+    let note = v.optional_text("note", &req.note, 2_000);
     let request_id = v.check("request_id", parse_request_id(&req.request_id));
     let parsed = (|| {
         Some(SetStatus {
             id: id?,
             status: status?,
             effective_on: effective_on?,
-            reason: reason?,
+            note: note?,
             request_id: request_id?,
         })
     })();
@@ -212,7 +212,7 @@ pub fn list_measure_history(req: &pb::ListMeasureHistoryRequest) -> Result<(Uuid
 /// `RecordQuotaUsage`: the measure, the quantity and the request id.
 pub fn record_quota_usage(req: &pb::RecordQuotaUsageRequest) -> Result<(Uuid, Decimal, Option<Uuid>), Error> {
     let mut v = Violations::new();
-    let id = v.check("measure_id", parse_id(&req.measure_id));
+    let id = v.check("id", parse_id(&req.id));
     let quantity = v.check("quantity", parse_bounded_positive(&req.quantity, DecimalBounds::QUANTITY));
     let request_id = v.check("request_id", parse_request_id(&req.request_id));
     let (id, quantity) = v.finish_with(id.zip(quantity))?;
@@ -225,7 +225,7 @@ pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<Shipment, Error> {
     let importing = v.check("importing_economy", Economy::parse(&req.importing_economy));
     let origin = v.check("origin_economy", Economy::parse(&req.origin_economy));
     let code = v.check("hs_code", HsCode::parse_line(&req.hs_code));
-    let date = v.check("date", parse_date(&req.date));
+    let imported_on = v.check("imported_on", parse_date(&req.imported_on));
     let value = money(&mut v, "customs_value", req.customs_value.as_ref());
     let quantity = v.optional("quantity", &req.quantity, |q| parse_bounded_positive(q, DecimalBounds::QUANTITY));
     let shipment = (|| {
@@ -233,7 +233,7 @@ pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<Shipment, Error> {
             importing_economy: importing?,
             origin_economy: origin?,
             hs_code: code?,
-            date: date?,
+            imported_on: imported_on?,
             customs_value: value?,
             quantity: quantity?,
         })
@@ -293,7 +293,7 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
             used: format_decimal(m.quota_used),
         }),
         source_url: s.source_url.clone(),
-        notes: s.notes.clone(),
+        note: s.note.clone(),
         etag: tradewatch_common::etag::of(m.version),
         create_time: Some(timestamp(m.create_time)),
         update_time: Some(timestamp(m.update_time)),
@@ -305,7 +305,7 @@ pub fn change_to_proto(c: &StatusChange) -> pb::MeasureStatusChange {
         measure_id: c.measure_id.to_string(),
         status: status_to_proto(c.status),
         effective_on: format_date(c.effective_on),
-        reason: c.reason.clone(),
+        note: c.note.clone(),
         change_time: Some(timestamp(c.change_time)),
     }
 }
@@ -328,6 +328,6 @@ pub fn resolution_to_proto(r: &Resolution) -> pb::ResolveDutyResponse {
         total_duty: Some((&r.total_duty).into()),
         effective_rate_percent: format_decimal(r.effective_rate_percent),
         quota_full: r.quota_full,
-        notes: r.notes.clone(),
+        explanations: r.explanations.clone(),
     }
 }

@@ -116,7 +116,7 @@ impl TariffService for TariffApi {
                 let mut m =
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 etag::check(&req.etag, m.version, "measure", id)?;
-                let change = m.status_change(set.status, set.effective_on, set.reason, tradewatch_common::now())?;
+                let change = m.status_change(set.status, set.effective_on, set.note, tradewatch_common::now())?;
                 let reply_change = change_to_proto(&change);
                 store::insert_status_change(txn, &mut m, change).await?;
                 Ok(pb::SetMeasureStatusResponse {
@@ -170,7 +170,7 @@ impl TariffService for TariffApi {
     async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
         let shipment = convert::resolve_duty(request.get_ref())?;
         let candidates =
-            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.date)
+            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.imported_on)
                 .await?;
         let resolution = domain::resolve(&shipment, &candidates)?;
         Ok(Response::new(resolution_to_proto(&resolution)))

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tradewatch_common::{
-    Error, Result,
+    Error, Reason, Result,
     error::FieldViolation,
     named_enum,
     patch::patched,
@@ -88,7 +88,7 @@ pub struct MeasureSpec {
     pub effective_to: Option<NaiveDate>,
     pub quota: Option<QuotaTerms>,
     pub source_url: String,
-    pub notes: String,
+    pub note: String,
 }
 
 impl MeasureSpec {
@@ -167,7 +167,7 @@ pub struct StatusChange {
     pub measure_id: Uuid,
     pub status: MeasureStatus,
     pub effective_on: NaiveDate,
-    pub reason: String,
+    pub note: String,
     pub change_time: DateTime<Utc>,
 }
 
@@ -186,7 +186,7 @@ pub struct MeasurePatch {
     pub effective_to: Option<Option<NaiveDate>>,
     pub quota: Option<Option<QuotaTerms>>,
     pub source_url: Option<String>,
-    pub notes: Option<String>,
+    pub note: Option<String>,
 }
 
 impl MeasurePatch {
@@ -203,7 +203,7 @@ impl MeasurePatch {
         "effective_to",
         "quota",
         "source_url",
-        "notes",
+        "note",
     ];
 
     fn apply_to(self, s: &mut MeasureSpec) {
@@ -219,7 +219,7 @@ impl MeasurePatch {
         set(&mut s.effective_to, self.effective_to);
         set(&mut s.quota, self.quota);
         set(&mut s.source_url, self.source_url);
-        set(&mut s.notes, self.notes);
+        set(&mut s.note, self.note);
     }
 
     /// Whether the covered codes or origins change (their index rows with them).
@@ -254,7 +254,7 @@ impl Measure {
             measure_id: id,
             status,
             effective_on,
-            reason: "created".into(),
+            note: "created".into(),
             change_time: now,
         };
         Self {
@@ -318,7 +318,7 @@ impl Measure {
     pub fn record_quota_usage(&mut self, quantity: Decimal) -> Result<()> {
         let Some(room) = self.quota_room() else {
             return Err(Error::failed_precondition(
-                "NOT_A_QUOTA",
+                Reason::NotAQuota,
                 format!("measure {} is a {} measure and has no quota", self.id, self.spec.kind.as_str()),
             ));
         };
@@ -326,7 +326,7 @@ impl Measure {
             // FAILED_PRECONDITION, not RESOURCE_EXHAUSTED: retry and alerting
             // middleware read the latter as rate limiting.
             return Err(Error::failed_precondition(
-                "QUOTA_EXHAUSTED",
+                Reason::QuotaExhausted,
                 format!(
                     "the quota of measure {} has {} left; {} does not fit",
                     self.id,
@@ -340,7 +340,7 @@ impl Measure {
         self.quota_used = self
             .quota_used
             .checked_add(quantity)
-            .ok_or_else(|| Error::out_of_range("QUOTA_OVERFLOW", "the quota fill would overflow"))?;
+            .ok_or_else(|| Error::out_of_range(Reason::QuotaOverflow, "the quota fill would overflow"))?;
         Ok(())
     }
 
@@ -349,7 +349,7 @@ impl Measure {
         &self,
         status: MeasureStatus,
         effective_on: NaiveDate,
-        reason: String,
+        note: String,
         now: DateTime<Utc>,
     ) -> Result<StatusChange> {
         self.check_status_change(status, effective_on)?;
@@ -358,7 +358,7 @@ impl Measure {
             measure_id: self.id,
             status,
             effective_on,
-            reason,
+            note,
             change_time: now,
         })
     }
@@ -367,7 +367,7 @@ impl Measure {
     pub fn check_status_change(&self, to: MeasureStatus, effective_on: NaiveDate) -> Result<()> {
         let current = self.status_on(effective_on);
         let on = format_date(effective_on);
-        let refuse = |reason: &'static str, message: String| {
+        let refuse = |reason: Reason, message: String| {
             Err(Error::failed_precondition(reason, message)
                 .with_metadata("current_status", current.as_str())
                 .with_metadata("effective_on", on.clone()))
@@ -377,14 +377,14 @@ impl Measure {
                 Err(Error::invalid_field("status", "ANNOUNCED follows from effective_from and cannot be set"))
             }
             (MeasureStatus::Revoked | MeasureStatus::Expired, _) => refuse(
-                "MEASURE_STATUS_FINAL",
+                Reason::MeasureStatusFinal,
                 format!("measure {} is {} on {on}: its status can no longer change", self.id, current.as_str()),
             ),
             (c, t) if c == t => {
-                refuse("MEASURE_STATUS_UNCHANGED", format!("measure {} is already {} on {on}", self.id, c.as_str()))
+                refuse(Reason::MeasureStatusUnchanged, format!("measure {} is already {} on {on}", self.id, c.as_str()))
             }
             (c, MeasureStatus::InForce) if c != MeasureStatus::Suspended => refuse(
-                "MEASURE_NOT_SUSPENDED",
+                Reason::MeasureNotSuspended,
                 format!("only a suspended measure can be reinstated; measure {} is {} on {on}", self.id, c.as_str()),
             ),
             _ => Ok(()),
@@ -443,7 +443,7 @@ pub(crate) mod tests {
             effective_to: None,
             quota: None,
             source_url: String::new(),
-            notes: String::new(),
+            note: String::new(),
         }
     }
 
@@ -465,7 +465,7 @@ pub(crate) mod tests {
             measure_id: m.id,
             status,
             effective_on: date(on),
-            reason: "test".into(),
+            note: "test".into(),
             change_time: Utc::now(),
         }
     }

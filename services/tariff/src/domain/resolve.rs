@@ -15,7 +15,7 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use tradewatch_common::{
-    Error, Result,
+    Error, Reason, Result,
     types::{Economy, HsCode, Money, format_date, format_decimal},
 };
 use uuid::Uuid;
@@ -28,7 +28,7 @@ pub struct Shipment {
     pub importing_economy: Economy,
     pub origin_economy: Economy,
     pub hs_code: HsCode,
-    pub date: NaiveDate,
+    pub imported_on: NaiveDate,
     pub customs_value: Money,
     /// Given by the caller; `None` means 1 for quota room, and is refused by
     /// a specific duty, which cannot be computed without it.
@@ -53,7 +53,7 @@ pub struct Resolution {
     pub total_duty: Money,
     pub effective_rate_percent: Decimal,
     pub quota_full: bool,
-    pub notes: Vec<String>,
+    pub explanations: Vec<String>,
 }
 
 /// A measure that covers the shipment, with the prefix that matched.
@@ -66,22 +66,22 @@ struct Covering<'a> {
 /// could apply (the store passes those of the importer whose prefixes match
 /// the code); every rule is checked here again.
 pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> {
-    let mut notes = Vec::new();
+    let mut explanations = Vec::new();
     let covering: Vec<Covering<'_>> = measures
         .iter()
         .filter(|m| m.spec.imposing_economy == shipment.importing_economy)
         .filter(|m| m.spec.covers_origin(&shipment.origin_economy))
         .filter_map(|m| m.spec.matched_prefix(&shipment.hs_code).map(|prefix| Covering { measure: m, prefix }))
         .filter(|c| {
-            let status = c.measure.status_on(shipment.date);
+            let status = c.measure.status_on(shipment.imported_on);
             let applies = status == super::MeasureStatus::InForce;
-            if !applies && c.measure.spec.effective_from <= shipment.date {
-                notes.push(format!(
+            if !applies && c.measure.spec.effective_from <= shipment.imported_on {
+                explanations.push(format!(
                     "{} ({}) is {} on {} and does not apply",
                     c.measure.spec.reference,
                     c.measure.spec.kind.as_str(),
                     status.as_str(),
-                    format_date(shipment.date)
+                    format_date(shipment.imported_on)
                 ));
             }
             applies
@@ -113,12 +113,12 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
                     "no MFN or preferential rate of {1} covers {0} on {2}: the code is not in {1}'s schedule",
                     shipment.hs_code,
                     shipment.importing_economy,
-                    format_date(shipment.date)
+                    format_date(shipment.imported_on)
                 ),
             ));
         }
         (Some(m), None) => {
-            notes.push(format!(
+            explanations.push(format!(
                 "base: MFN {}% ({}, prefix {})",
                 format_decimal(m.ad_valorem_percent),
                 m.reference,
@@ -127,7 +127,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
             m
         }
         (None, Some(p)) => {
-            notes.push(format!(
+            explanations.push(format!(
                 "base: preferential {}% ({}, prefix {})",
                 format_decimal(p.ad_valorem_percent),
                 p.reference,
@@ -137,7 +137,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
         }
         (Some(m), Some(p)) => {
             if p.amount.amount < m.amount.amount {
-                notes.push(format!(
+                explanations.push(format!(
                     "base: preferential {}% ({}) is lower than MFN {}% ({})",
                     format_decimal(p.ad_valorem_percent),
                     p.reference,
@@ -146,7 +146,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
                 ));
                 p
             } else {
-                notes.push(format!(
+                explanations.push(format!(
                     "base: MFN {}% ({}) is not higher than preferential {}% ({})",
                     format_decimal(m.ad_valorem_percent),
                     m.reference,
@@ -162,7 +162,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let mut stack = vec![base];
     for c in covering.iter().filter(|c| c.measure.spec.kind.is_additional()) {
         let l = line(shipment, c)?;
-        notes.push(format!(
+        explanations.push(format!(
             "{} {}% stacks ({}, prefix {})",
             l.kind.as_str(),
             format_decimal(l.ad_valorem_percent),
@@ -177,7 +177,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let mut quota_full = false;
     let quotas = covering.iter().filter(|c| {
         c.measure.spec.kind == MeasureKind::TariffRateQuota
-            && c.measure.spec.quota.as_ref().is_some_and(|q| q.holds(shipment.date))
+            && c.measure.spec.quota.as_ref().is_some_and(|q| q.holds(shipment.imported_on))
     });
     let mut in_quota: Option<DutyLine> = None;
     for c in quotas {
@@ -190,7 +190,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
             }
         } else {
             quota_full = true;
-            notes.push(format!(
+            explanations.push(format!(
                 "quota {} has {} left, less than {}: the full duty applies",
                 c.measure.spec.reference,
                 format_decimal(room),
@@ -201,7 +201,7 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
     let lines = match in_quota {
         Some(l) => {
             quota_full = false;
-            notes.push(format!(
+            explanations.push(format!(
                 "in quota {}: the in-quota rate {}% replaces the duties above",
                 l.reference,
                 format_decimal(l.ad_valorem_percent)
@@ -223,13 +223,13 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
             .round_dp(4)
             .normalize()
     };
-    Ok(Resolution { lines, total_duty: Money::new(currency, total), effective_rate_percent, quota_full, notes })
+    Ok(Resolution { lines, total_duty: Money::new(currency, total), effective_rate_percent, quota_full, explanations })
 }
 
 /// Every computation is checked: values past what a decimal holds are
 /// OUT_OF_RANGE, never a panic.
 fn overflow() -> Error {
-    Error::out_of_range("DUTY_OVERFLOW", "the duty on this shipment is too large to compute; check the values sent")
+    Error::out_of_range(Reason::DutyOverflow, "the duty on this shipment is too large to compute; check the values sent")
 }
 
 /// The duty one measure levies on the shipment, rounded to cents.
@@ -256,7 +256,7 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
         };
         if specific.amount.currency != value.currency {
             return Err(Error::failed_precondition(
-                "CURRENCY_MISMATCH",
+                Reason::CurrencyMismatch,
                 format!(
                     "{} levies a specific duty in {}; give customs_value in {}",
                     spec.reference, specific.amount.currency, specific.amount.currency
@@ -293,7 +293,7 @@ mod tests {
             importing_economy: eco("CAN"),
             origin_economy: eco("CHN"),
             hs_code: hs(code),
-            date: date(day),
+            imported_on: date(day),
             customs_value: Money::new("CAD", dec(value)),
             quantity: None,
         }
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(format_decimal(before.total_duty.amount), "1050");
         let after = resolve(&shipment("23064100", "2026-03-01", "1000"), &measures)?;
         assert_eq!(format_decimal(after.total_duty.amount), "50");
-        assert!(after.notes.iter().any(|n| n.contains("SUSPENDED")), "{:?}", after.notes);
+        assert!(after.explanations.iter().any(|n| n.contains("SUSPENDED")), "{:?}", after.explanations);
         Ok(())
     }
 
@@ -458,7 +458,7 @@ mod tests {
             importing_economy: eco("CHN"),
             origin_economy: eco("CAN"),
             hs_code: hs("120510"),
-            date: date(day),
+            imported_on: date(day),
             customs_value: Money::new("CNY", dec("100")),
             quantity: None,
         };

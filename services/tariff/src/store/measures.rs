@@ -10,7 +10,7 @@ use sea_orm::{
     sea_query::Query,
 };
 use tradewatch_common::{
-    Error, Result, db,
+    Error, Reason, Result, db,
     paging::{self, Page},
     types::{Economy, HsCode, Money, format_decimal, parse_decimal},
 };
@@ -137,7 +137,7 @@ pub async fn resolution_candidates(
         .await?;
     if u64::try_from(rows.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
         return Err(Error::failed_precondition(
-            "TOO_MANY_MEASURES",
+            Reason::TooManyMeasures,
             format!(
                 "more than {MAX_CANDIDATES} measures of {importer} in effect on {} cover {code}: the schedule is \
                  too dense to resolve; end the measures that no longer apply (effective_to)",
@@ -296,7 +296,7 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
         effective_to: r.effective_to,
         quota,
         source_url: r.source_url,
-        notes: r.notes,
+        note: r.notes,
     };
     Ok(Measure {
         id,
@@ -334,7 +334,7 @@ fn measure_to_row(m: &Measure) -> measure::ActiveModel {
         quota_period_end: Set(s.quota.as_ref().map(|q| q.period_end)),
         quota_used: Set(s.quota.as_ref().map(|_| format_decimal(m.quota_used))),
         source_url: Set(s.source_url.clone()),
-        notes: Set(s.notes.clone()),
+        notes: Set(s.note.clone()),
         version: Set(m.version),
         create_time: time(m.create_time),
         update_time: time(m.update_time),

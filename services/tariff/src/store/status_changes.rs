@@ -21,7 +21,7 @@ pub(super) async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusC
         measure_id: Set(c.measure_id),
         status: Set(c.status.as_str().to_owned()),
         effective_on: Set(c.effective_on),
-        reason: Set(c.reason.clone()),
+        reason: Set(c.note.clone()),
         change_time: Set(c.change_time),
     })
     .exec_without_returning(conn)
@@ -91,7 +91,7 @@ pub(super) fn status_change_from_row(c: status_change::Model) -> Result<StatusCh
         status: MeasureStatus::parse(&c.status)
             .ok_or_else(|| db::corrupt("measure", c.measure_id, "status", &c.status))?,
         effective_on: c.effective_on,
-        reason: c.reason,
+        note: c.reason,
         change_time: c.change_time,
     })
 }

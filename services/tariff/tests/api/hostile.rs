@@ -149,7 +149,7 @@ async fn huge_and_over_precise_decimals_are_invalid_never_rounded() {
         importing_economy: "CAN".into(),
         origin_economy: "CHN".into(),
         hs_code: "870410".into(),
-        date: "2026-06-01".into(),
+        imported_on: "2026-06-01".into(),
         customs_value: money("CAD", value),
         quantity: quantity.into(),
     };
@@ -164,13 +164,13 @@ async fn control_characters_are_refused_in_every_text() {
     let app = spawn_app().await;
     let m = pb::TariffMeasure {
         title: "Surtax\u{0}".into(),
-        notes: "reads \u{202e}backwards".into(),
+        note: "reads \u{202e}backwards".into(),
         specific_duty: Some(pb::SpecificDuty { amount: money("CAD", "1"), unit: "k\u{7}g".into() }),
         ..measure("CTRL", Surtax, &["8703"], "1")
     };
     assert_invalid(
         app.client.clone().create_measure(create(m)).await,
-        &["measure.title", "measure.specific_duty.unit", "measure.notes"],
+        &["measure.title", "measure.specific_duty.unit", "measure.note"],
     );
     let fine = app.create(measure("FINE", Surtax, &["8703"], "1")).await;
     let status = app
@@ -179,11 +179,11 @@ async fn control_characters_are_refused_in_every_text() {
         .set_measure_status(pb::SetMeasureStatusRequest {
             id: fine.id.clone(),
             status: pb::MeasureStatus::Suspended.into(),
-            reason: "bell\u{7}".into(),
+            note: "bell\u{7}".into(),
             ..Default::default()
         })
         .await;
-    assert_invalid(status, &["reason"]);
+    assert_invalid(status, &["note"]);
     assert_eq!(count_measures(&app).await, 1);
 }
 
@@ -323,7 +323,7 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
             importing_economy: "CAN".into(),
             origin_economy: "CHN".into(),
             hs_code: "87038000".into(),
-            date: "2026-06-01".into(),
+            imported_on: "2026-06-01".into(),
             customs_value: money("CAD", "1000"),
             quantity: String::new(),
         })
@@ -361,7 +361,7 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
             importing_economy: "USA".into(),
             origin_economy: "CHN".into(),
             hs_code: "87038000".into(),
-            date: "2026-06-01".into(),
+            imported_on: "2026-06-01".into(),
             customs_value: money("USD", "1000"),
             quantity: String::new(),
         })

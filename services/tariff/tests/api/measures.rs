@@ -410,7 +410,7 @@ async fn status_changes_are_dated_kept_in_history_and_idempotent() {
         id: m.id.clone(),
         status: MeasureStatus::Suspended.into(),
         effective_on: "2026-03-01".into(),
-        reason: "commitment fulfilled".into(),
+        note: "commitment fulfilled".into(),
         request_id: uuid(),
         etag: m.etag.clone(),
     };
@@ -418,7 +418,7 @@ async fn status_changes_are_dated_kept_in_history_and_idempotent() {
     assert_eq!(first.measure.as_ref().unwrap().status(), MeasureStatus::Suspended);
     let change = first.change.clone().unwrap();
     assert_eq!(
-        (change.status(), change.effective_on.as_str(), change.reason.as_str()),
+        (change.status(), change.effective_on.as_str(), change.note.as_str()),
         (MeasureStatus::Suspended, "2026-03-01", "commitment fulfilled")
     );
 

@@ -37,7 +37,7 @@ fn tariff_measure(ids: Vec<String>) -> impl Strategy<Value = pb::TariffMeasure> 
                     status,
                     quota,
                     source_url,
-                    notes,
+                    note,
                     etag,
                 ),
             )| pb::TariffMeasure {
@@ -57,7 +57,7 @@ fn tariff_measure(ids: Vec<String>) -> impl Strategy<Value = pb::TariffMeasure> 
                 status,
                 quota,
                 source_url,
-                notes,
+                note,
                 etag,
                 create_time: None,
                 update_time: None,
@@ -110,18 +110,18 @@ fn writes_answer_only_documented_codes_whatever_they_carry() {
     });
 
     let status = (arb::id(ids.clone()), enum_value(), text(), text(), text(), text());
-    check_codes(&rt, CASES, status, |(id, status, effective_on, reason, request_id, etag)| {
+    check_codes(&rt, CASES, status, |(id, status, effective_on, note, request_id, etag)| {
         let mut c = client.clone();
         async move {
-            let req = pb::SetMeasureStatusRequest { id, status, effective_on, reason, request_id, etag };
+            let req = pb::SetMeasureStatusRequest { id, status, effective_on, note, request_id, etag };
             outcome(c.set_measure_status(req).await)
         }
     });
 
-    check_codes(&rt, CASES, (arb::id(ids), text(), text()), |(measure_id, quantity, request_id)| {
+    check_codes(&rt, CASES, (arb::id(ids), text(), text()), |(id, quantity, request_id)| {
         let mut c = client.clone();
         async move {
-            let req = pb::RecordQuotaUsageRequest { measure_id, quantity, request_id };
+            let req = pb::RecordQuotaUsageRequest { id, quantity, request_id };
             outcome(c.record_quota_usage(req).await)
         }
     });
@@ -139,14 +139,14 @@ fn resolve_duty_answers_only_documented_codes_whatever_it_is_asked() {
         &rt,
         CASES * 2,
         shipment,
-        |(importing_economy, origin_economy, hs_code, date, customs_value, quantity)| {
+        |(importing_economy, origin_economy, hs_code, imported_on, customs_value, quantity)| {
             let mut c = client.clone();
             async move {
                 let req = pb::ResolveDutyRequest {
                     importing_economy,
                     origin_economy,
                     hs_code,
-                    date,
+                    imported_on,
                     customs_value,
                     quantity,
                 };

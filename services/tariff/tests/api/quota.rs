@@ -4,7 +4,7 @@ use tradewatch_common::proto::tariff::{self as pb, MeasureKind::*};
 use crate::helpers::*;
 
 fn usage(measure_id: &str, quantity: &str) -> pb::RecordQuotaUsageRequest {
-    pb::RecordQuotaUsageRequest { measure_id: measure_id.into(), quantity: quantity.into(), request_id: String::new() }
+    pb::RecordQuotaUsageRequest { id: measure_id.into(), quantity: quantity.into(), request_id: String::new() }
 }
 
 #[tokio::test]
@@ -68,6 +68,6 @@ async fn usage_of_a_measure_without_quota_or_bad_input_is_refused() {
     let status = assert_code(client.record_quota_usage(usage(&mfn.id, "1")).await, Code::FailedPrecondition);
     assert_eq!(reason(&status), "NOT_A_QUOTA");
     assert_invalid(client.record_quota_usage(usage(&mfn.id, "0")).await, &["quantity"]);
-    assert_invalid(client.record_quota_usage(usage("x", "-1")).await, &["measure_id", "quantity"]);
+    assert_invalid(client.record_quota_usage(usage("x", "-1")).await, &["id", "quantity"]);
     assert_code(client.record_quota_usage(usage(&uuid(), "1")).await, Code::NotFound);
 }

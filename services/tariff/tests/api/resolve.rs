@@ -8,7 +8,7 @@ fn shipment(code: &str, date: &str, value: &str) -> pb::ResolveDutyRequest {
         importing_economy: "CAN".into(),
         origin_economy: "CHN".into(),
         hs_code: code.into(),
-        date: date.into(),
+        imported_on: date.into(),
         customs_value: money("CAD", value),
         quantity: String::new(),
     }
@@ -42,7 +42,7 @@ async fn a_chinese_ev_in_january_2025_pays_mfn_plus_the_surtax() {
     assert_eq!(r.total_duty, money("CAD", "42440.00"));
     assert_eq!(r.effective_rate_percent, "106.1");
     assert!(!r.quota_full);
-    assert!(!r.notes.is_empty());
+    assert!(!r.explanations.is_empty());
 }
 
 #[tokio::test]
@@ -56,7 +56,7 @@ async fn inside_the_2026_quota_only_the_in_quota_rate_applies_until_it_is_full()
 
     client
         .record_quota_usage(pb::RecordQuotaUsageRequest {
-            measure_id: trq.id.clone(),
+            id: trq.id.clone(),
             quantity: "3".into(),
             request_id: String::new(),
         })
@@ -116,7 +116,7 @@ async fn resolve_names_every_bad_field() {
         importing_economy: "can".into(),
         origin_economy: String::new(),
         hs_code: "8703".into(),
-        date: "2025/01/15".into(),
+        imported_on: "2025/01/15".into(),
         customs_value: money("cad", "-1"),
         quantity: "0".into(),
     };
@@ -126,7 +126,7 @@ async fn resolve_names_every_bad_field() {
             "importing_economy",
             "origin_economy",
             "hs_code",
-            "date",
+            "imported_on",
             "customs_value.currency_code",
             "customs_value.amount",
             "quantity",
