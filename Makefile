@@ -7,7 +7,7 @@ BUF := .tools/node_modules/.bin/buf
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run seed build test tools lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
+.PHONY: run seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
 
 ## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
@@ -33,6 +33,29 @@ test: tools
 		$(CARGO) test --workspace; \
 	fi
 
+## clients: Go, Java, Python and TypeScript clients under gen/, from buf.gen.yaml (installs the generators)
+CLIENT_PATH := $(CURDIR)/.tools/bin:$(CURDIR)/tests/clients/typescript/node_modules/.bin:$(PATH)
+clients: $(BUF) client-tools
+	PATH="$(CLIENT_PATH)" $(BUF) generate
+	echo '{"type": "module"}' > gen/ts/package.json
+
+# The generators and runtimes: Python's from PyPI, TypeScript's from npm, Go's
+# and Java's (protoc, protoc-gen-go, protoc-gen-go-grpc, grpc-java) from Debian.
+DEBIAN_CLIENT_PACKAGES := protobuf-compiler protoc-gen-go protoc-gen-go-grpc protobuf-compiler-grpc-java-plugin \
+	golang-go golang-google-protobuf-dev golang-google-grpc-dev golang-google-genproto-dev \
+	libprotobuf-java libgrpc-java libgeronimo-annotation-1.3-spec-java
+client-tools:
+	pip install --quiet -r tests/clients/python/requirements.txt
+	npm ci --silent --no-audit --no-fund --prefix tests/clients/typescript
+	@if ! dpkg -s $(DEBIAN_CLIENT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBIAN_CLIENT_PACKAGES) >/dev/null; \
+	fi
+	mkdir -p .tools/bin && ln -sf /usr/bin/grpc_java_plugin .tools/bin/protoc-gen-grpc-java
+
+## clients-test: compile the Go, Java and TypeScript clients; call a running stack from the Python and TypeScript ones
+clients-test: clients build
+	bash tests/clients/run "$(TARGET_DIR)/debug"
+
 ## lint: proto lint (buf, STANDARD and COMMENTS), buf format, buf breaking, rustfmt and clippy
 lint: proto-lint proto-breaking fmt-check clippy
 
@@ -42,12 +65,18 @@ $(BUF):
 proto-lint: $(BUF)
 	cd proto && ../$(BUF) lint && ../$(BUF) format --diff --exit-code
 
-## proto-breaking: no wire-breaking change against the previous commit (FILE rules of proto/buf.yaml)
+## proto-breaking: no breaking change (FILE rules of proto/buf.yaml) against the previous commit, nor the last v* release tag
 proto-breaking: $(BUF)
 	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
 		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto' && echo "buf breaking: none against HEAD~1"; \
 	else \
 		echo "buf breaking: no previous commit to compare with (shallow clone)"; \
+	fi
+	@release=$$(git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null || true); \
+	if [ -n "$$release" ]; then \
+		$(BUF) breaking proto --against ".git#tag=$$release,subdir=proto" && echo "buf breaking: none against release $$release"; \
+	else \
+		echo "buf breaking: no release tag yet"; \
 	fi
 
 fmt-check:
@@ -77,4 +106,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf target var .tools
+	rm -rf target var .tools gen tests/clients/typescript/node_modules tests/clients/typescript/dist
