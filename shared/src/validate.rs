@@ -347,7 +347,7 @@ mod tests {
         }
         let mut v = Violations::new();
         assert_eq!(
-            v.text("notes", "line one\nline two\r\n\tindented", 100).as_deref(),
+            v.text("note", "line one\nline two\r\n\tindented", 100).as_deref(),
             Some("line one\nline two\r\n\tindented")
         );
         assert!(v.text("title", "Surtaxe sur les véhicules — 電動車", 100).is_some());
