@@ -162,7 +162,11 @@ impl Peer {
             code => {
                 let details = status.get_error_details();
                 let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
-                let reason = if reason.is_empty() { crate::error::reason_name(crate::Reason::PeerRefused).to_owned() } else { reason };
+                let reason = if reason.is_empty() {
+                    crate::error::reason_name(crate::Reason::PeerRefused).to_owned()
+                } else {
+                    reason
+                };
                 let mut err =
                     Error::from_peer(code, reason, format!("the {} refused: {}", self.name, status.message()));
                 if let Some(info) = details.error_info() {
@@ -292,7 +296,10 @@ mod tests {
                 let unknown = unknown.clone();
                 async move {
                     if wanted.len() > 10 {
-                        return Err(Status::from(Error::out_of_range(crate::Reason::ResponseTooLarge, "ask for fewer")));
+                        return Err(Status::from(Error::out_of_range(
+                            crate::Reason::ResponseTooLarge,
+                            "ask for fewer",
+                        )));
                     }
                     if wanted.contains(&unknown) {
                         return Err(Status::from(Error::not_found_many("measure", std::slice::from_ref(&unknown))));

@@ -435,8 +435,9 @@ mod tests {
 
     #[test]
     fn failed_precondition_keeps_reason_and_metadata() {
-        let status: Status =
-            Error::failed_precondition(Reason::IllegalStageTransition, "no").with_metadata("allowed_stages", "A,B").into();
+        let status: Status = Error::failed_precondition(Reason::IllegalStageTransition, "no")
+            .with_metadata("allowed_stages", "A,B")
+            .into();
         let details = status.get_error_details();
         let info = details.error_info();
         assert_eq!(info.map(|i| i.reason.as_str()), Some("ILLEGAL_STAGE_TRANSITION"));

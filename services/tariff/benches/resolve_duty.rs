@@ -111,7 +111,8 @@ async fn resolve(db: &DatabaseConnection, code: &HsCode) -> domain::Resolution {
         customs_value: Money::new("CAD", 40_000.into()),
         quantity: None,
     };
-    let candidates = store::resolution_candidates(db, &shipment.importing_economy, code, shipment.imported_on).await.unwrap();
+    let candidates =
+        store::resolution_candidates(db, &shipment.importing_economy, code, shipment.imported_on).await.unwrap();
     domain::resolve(&shipment, &candidates).unwrap()
 }
 

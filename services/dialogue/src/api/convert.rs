@@ -227,8 +227,9 @@ pub fn set_commitment_status(req: &pb::SetCommitmentStatusRequest) -> Result<Set
     let status = required_enum(&mut v, "status", req.status, commitment_status);
     let effective_on = v.optional("effective_on", &req.effective_on, parse_date);
     let request_id = v.check("request_id", parse_request_id(&req.request_id));
-    let parsed =
-        (|| Some(SetCommitmentStatus { id: id?, status: status?, effective_on: effective_on?, request_id: request_id? }))();
+    let parsed = (|| {
+        Some(SetCommitmentStatus { id: id?, status: status?, effective_on: effective_on?, request_id: request_id? })
+    })();
     v.finish_with(parsed)
 }
 

@@ -188,13 +188,7 @@ pub fn set_measure_status(req: &pb::SetMeasureStatusRequest, today: NaiveDate) -
     let note = v.optional_text("note", &req.note, 2_000);
     let request_id = v.check("request_id", parse_request_id(&req.request_id));
     let parsed = (|| {
-        Some(SetStatus {
-            id: id?,
-            status: status?,
-            effective_on: effective_on?,
-            note: note?,
-            request_id: request_id?,
-        })
+        Some(SetStatus { id: id?, status: status?, effective_on: effective_on?, note: note?, request_id: request_id? })
     })();
     v.finish_with(parsed)
 }

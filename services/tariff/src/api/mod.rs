@@ -169,9 +169,13 @@ impl TariffService for TariffApi {
 
     async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
         let shipment = convert::resolve_duty(request.get_ref())?;
-        let candidates =
-            store::resolution_candidates(&self.db, &shipment.importing_economy, &shipment.hs_code, shipment.imported_on)
-                .await?;
+        let candidates = store::resolution_candidates(
+            &self.db,
+            &shipment.importing_economy,
+            &shipment.hs_code,
+            shipment.imported_on,
+        )
+        .await?;
         let resolution = domain::resolve(&shipment, &candidates)?;
         Ok(Response::new(resolution_to_proto(&resolution)))
     }

@@ -229,7 +229,10 @@ pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> 
 /// Every computation is checked: values past what a decimal holds are
 /// OUT_OF_RANGE, never a panic.
 fn overflow() -> Error {
-    Error::out_of_range(Reason::DutyOverflow, "the duty on this shipment is too large to compute; check the values sent")
+    Error::out_of_range(
+        Reason::DutyOverflow,
+        "the duty on this shipment is too large to compute; check the values sent",
+    )
 }
 
 /// The duty one measure levies on the shipment, rounded to cents.
