@@ -6,7 +6,9 @@
 
 use std::{
     future::Future,
-    time::{Duration, Instant},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tonic::{Code, Request, Status, metadata::MetadataMap, transport::Channel};
@@ -15,11 +17,12 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
+    config::PeerSettings,
     proto::{
         dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
         tariff::{self as tpb, tariff_service_client::TariffServiceClient},
     },
-    telemetry,
+    telemetry, tls,
 };
 
 pub use crate::batch::BATCH_LIMIT;
@@ -60,6 +63,43 @@ impl Deadline {
     }
 }
 
+/// The service's own token, read from a file and read again whenever the
+/// file changes (Kubernetes rewrites a projected service-account token before
+/// it expires).
+#[derive(Debug, Clone)]
+struct TokenFile {
+    path: PathBuf,
+    cached: Arc<Mutex<Option<(SystemTime, tonic::metadata::AsciiMetadataValue)>>>,
+}
+
+impl TokenFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, cached: Arc::new(Mutex::new(None)) }
+    }
+
+    /// `Bearer <token>`; `None` when the file cannot be read (the peer then
+    /// refuses the call UNAUTHENTICATED, which our caller sees).
+    fn bearer(&self) -> Option<tonic::metadata::AsciiMetadataValue> {
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let mut cached = self.cached.lock().ok()?;
+        if let (Some(modified), Some((at, value))) = (modified, cached.as_ref())
+            && *at == modified
+        {
+            return Some(value.clone());
+        }
+        let token = match std::fs::read_to_string(&self.path) {
+            Ok(token) => token,
+            Err(err) => {
+                tracing::warn!(path = %self.path.display(), error = %err, "peers.token_file cannot be read");
+                return None;
+            }
+        };
+        let value: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", token.trim()).parse().ok()?;
+        *cached = modified.map(|m| (m, value.clone()));
+        Some(value)
+    }
+}
+
 /// `grpc-timeout` as the gRPC spec writes it: 1 to 8 ASCII digits and a
 /// unit (H, M, S, m, u, n). Anything else is no timeout at all.
 pub fn parse_grpc_timeout(s: &str) -> Option<Duration> {
@@ -88,19 +128,49 @@ pub struct Peer {
     name: &'static str,
     channel: Channel,
     timeout: Duration,
+    token: Option<TokenFile>,
 }
 
 impl Peer {
+    /// A peer at a plain `http://` URL (or `https://` with the system's
+    /// roots), called without a token.
+    pub fn new(name: &'static str, url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let tls = url.starts_with("https://").then(|| tonic::transport::ClientTlsConfig::new().with_native_roots());
+        Self::build(name, url, timeout, tls, None)
+    }
+
+    /// A peer as `peers` configures it: an `https://` URL is TLS verified
+    /// against `peers.ca_file` (with our certificate when one is set) and
+    /// never plaintext; every call carries the token of `peers.token_file`.
+    pub fn configured(name: &'static str, url: &str, peers: &PeerSettings) -> anyhow::Result<Self> {
+        let tls = if url.starts_with("https://") { Some(tls::peer_config(peers)?) } else { None };
+        let token = peers.token_file.clone().map(TokenFile::new);
+        if let Some(token) = &token {
+            token
+                .bearer()
+                .ok_or_else(|| anyhow::anyhow!("peers.token_file {}: cannot be read", token.path.display()))?;
+        }
+        Self::build(name, url, Duration::from_millis(peers.timeout_ms), tls, token)
+    }
+
     /// `name` says who the peer is in errors ("tariff service"); the channel
     /// connects on first use and reconnects after the peer comes back.
-    pub fn new(name: &'static str, url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+    fn build(
+        name: &'static str,
+        url: &str,
+        timeout: Duration,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        token: Option<TokenFile>,
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(Self { name, channel, timeout })
+            .keep_alive_while_idle(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        Ok(Self { name, channel: endpoint.connect_lazy(), timeout, token })
     }
 
     /// A request to the peer: the shorter of our timeout and the caller's
@@ -110,6 +180,9 @@ impl Peer {
         let mut request = Request::new(message);
         request.set_timeout(timeout);
         telemetry::inject_context(request.metadata_mut());
+        if let Some(bearer) = self.token.as_ref().and_then(TokenFile::bearer) {
+            request.metadata_mut().insert("authorization", bearer);
+        }
         request
     }
 

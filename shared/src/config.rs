@@ -2,7 +2,13 @@
 //! `TRADEWATCH__SECTION__KEY` environment variables. A bad value stops start-up
 //! with a message that names its key.
 
-use std::{fmt, net::IpAddr, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -22,6 +28,7 @@ pub struct Settings {
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +51,27 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Concurrent HTTP/2 streams one connection may open.
     pub max_concurrent_streams: u32,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// A second, plaintext port serving `grpc.health.v1.Health` alone, for
+    /// probes that cannot speak TLS (the kubelet's); unset means none.
+    pub health_port: Option<u16>,
+}
+
+/// TLS on the server's port: on when `cert_file` and `key_file` are set (PEM);
+/// `client_ca_file` also requires client certificates signed by that CA
+/// (mTLS). Files are read at start: a renewed certificate takes a restart.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsSettings {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
 }
 
 impl ServerSettings {
@@ -111,6 +139,69 @@ pub struct PeerSettings {
     pub dispute_url: String,
     /// Deadline of one call to a peer, unless the caller's own is shorter.
     pub timeout_ms: u64,
+    /// The CA that signs `https://` peers' certificates (PEM); unset means the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) for peers that require mTLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The service's own token, sent as `authorization: Bearer` on every
+    /// peer call; re-read when the file changes (a projected service-account
+    /// token rotates).
+    pub token_file: Option<PathBuf>,
+}
+
+/// Who may call: `none` (every caller is `anonymous`) or `jwt` (a bearer
+/// token checked against a JWKS, issuer and audience).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// The keys that sign tokens: a JWKS file, or a URL fetched at start and
+    /// every `jwks_refresh_secs` (and again, at most every 30 s, when a token
+    /// names a key id it does not hold).
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    /// The CA of an `https://` JWKS URL (PEM); unset means the system's roots.
+    pub jwks_ca_file: Option<PathBuf>,
+    pub jwks_refresh_secs: u64,
+    /// The `iss` and one of the `aud` every token must carry.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Lets a service bound to a non-loopback address run with mode `none`.
+    pub allow_unauthenticated: bool,
+    /// Scopes granted by subject, for tokens that carry none (Kubernetes
+    /// service-account tokens): `subject=scope scope;subject=scope`.
+    pub grants: String,
+}
+
+impl AuthSettings {
+    /// `grants` as subject → scopes.
+    pub fn parsed_grants(&self) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+        let mut grants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for entry in self.grants.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (subject, scopes) =
+                entry.split_once('=').ok_or_else(|| format!("{entry:?} is not subject=scope [scope …]"))?;
+            let subject = subject.trim();
+            if subject.is_empty() {
+                return Err(format!("{entry:?} names no subject"));
+            }
+            let scopes: BTreeSet<String> = scopes.split_whitespace().map(str::to_owned).collect();
+            if scopes.is_empty() {
+                return Err(format!("{entry:?} grants no scope"));
+            }
+            grants.entry(subject.to_owned()).or_default().extend(scopes);
+        }
+        Ok(grants)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -218,6 +309,71 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return bad("log.filter", format!("{:?} is not a tracing filter", self.log.filter));
         }
+        self.validate_security()
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let tls = &self.server.tls;
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(_), None) => return bad("server.tls.key_file", "must be set with server.tls.cert_file"),
+            (None, Some(_)) => return bad("server.tls.cert_file", "must be set with server.tls.key_file"),
+            _ => {}
+        }
+        if tls.client_ca_file.is_some() && !tls.enabled() {
+            return bad("server.tls.client_ca_file", "requires server.tls.cert_file and server.tls.key_file");
+        }
+        match (&self.peers.cert_file, &self.peers.key_file) {
+            (Some(_), None) => return bad("peers.key_file", "must be set with peers.cert_file"),
+            (None, Some(_)) => return bad("peers.cert_file", "must be set with peers.key_file"),
+            _ => {}
+        }
+        let auth = &self.auth;
+        if let Err(why) = auth.parsed_grants() {
+            return bad("auth.grants", &why);
+        }
+        match auth.mode {
+            AuthMode::Jwt => {
+                match (&auth.jwks_file, &auth.jwks_url) {
+                    (None, None) => {
+                        return bad("auth.jwks_file", "auth.mode jwt needs auth.jwks_file or auth.jwks_url");
+                    }
+                    (Some(_), Some(_)) => return bad("auth.jwks_url", "set auth.jwks_file or auth.jwks_url, not both"),
+                    _ => {}
+                }
+                if let Some(url) = &auth.jwks_url
+                    && !(url.starts_with("https://") || url.starts_with("http://"))
+                {
+                    return bad("auth.jwks_url", "is not an http:// or https:// URL");
+                }
+                if auth.issuer.as_deref().is_none_or(str::is_empty) {
+                    return bad("auth.issuer", "auth.mode jwt needs the issuer tokens must carry");
+                }
+                if auth.audience.as_deref().is_none_or(str::is_empty) {
+                    return bad("auth.audience", "auth.mode jwt needs the audience tokens must carry");
+                }
+                if auth.jwks_refresh_secs == 0 {
+                    return bad("auth.jwks_refresh_secs", "must be greater than zero");
+                }
+            }
+            AuthMode::None => {}
+        }
+        Ok(())
+    }
+
+    /// Serving beyond loopback with auth off needs `auth.allow_unauthenticated`:
+    /// anyone who reaches the port could write. Checked when a server binds
+    /// (`migrate` listens nowhere).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let loopback = self.server.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if self.auth.mode == AuthMode::None && !loopback && !self.auth.allow_unauthenticated {
+            return Err(ConfigError(format!(
+                "auth.allow_unauthenticated: the server would listen on {} (server.host), beyond loopback, with \
+                 auth.mode none, so anyone who reaches the port could write. Set auth.mode jwt, or \
+                 auth.allow_unauthenticated true to accept that",
+                self.server.host
+            )));
+        }
         Ok(())
     }
 }
@@ -241,6 +397,11 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("peers.dispute_url", "http://127.0.0.1:50051".into()),
         ("peers.timeout_ms", 5_000_i64.into()),
         ("log.format", "pretty".into()),
+        ("auth.mode", "none".into()),
+        ("auth.jwks_refresh_secs", 300_i64.into()),
+        ("auth.leeway_secs", 60_i64.into()),
+        ("auth.allow_unauthenticated", false.into()),
+        ("auth.grants", "".into()),
         ("log.filter", "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn".into()),
     ]
 }
@@ -284,6 +445,7 @@ mod tests {
             ("TRADEWATCH__LOG__FORMAT", "json"),
             ("TRADEWATCH__TELEMETRY__OTLP_ENDPOINT", "http://collector:4317"),
             ("TRADEWATCH__PEERS__TARIFF_URL", "http://tariff:50052"),
+            ("TRADEWATCH__AUTH__ALLOW_UNAUTHENTICATED", "true"),
         ])?;
         assert_eq!(s.server.host, "0.0.0.0");
         assert_eq!(s.server.port, 6000);
@@ -303,11 +465,50 @@ mod tests {
             ("TRADEWATCH__LOG__FORMAT", "xml", "log.format"),
             ("TRADEWATCH__PEERS__DISPUTE_URL", "dispute:50051", "peers.dispute_url"),
             ("TRADEWATCH__DATABASE__MAX_CONNECTIONS", "0", "database.max_connections"),
+            ("TRADEWATCH__AUTH__MODE", "basic", "auth.mode"),
+            ("TRADEWATCH__AUTH__MODE", "jwt", "auth.jwks_file"),
+            ("TRADEWATCH__SERVER__TLS__CERT_FILE", "/tls/tls.crt", "server.tls.key_file"),
+            ("TRADEWATCH__SERVER__TLS__CLIENT_CA_FILE", "/tls/ca.crt", "server.tls.client_ca_file"),
+            ("TRADEWATCH__PEERS__KEY_FILE", "/tls/tls.key", "peers.cert_file"),
+            ("TRADEWATCH__AUTH__GRANTS", "alice", "auth.grants"),
         ];
         for (var, value, key) in cases {
             let err = load(&[(var, value)]).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(key), "{var}={value}: {err:?} does not name {key}");
         }
+    }
+
+    #[test]
+    fn a_public_bind_without_auth_refuses_to_serve_unless_allowed() -> Result<(), ConfigError> {
+        let public = load(&[("TRADEWATCH__SERVER__HOST", "0.0.0.0")])?;
+        let err = public.check_exposure().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("auth.allow_unauthenticated"), "{err}");
+        load(&[("TRADEWATCH__SERVER__HOST", "::1")])?.check_exposure()?;
+        load(&[("TRADEWATCH__SERVER__HOST", "0.0.0.0"), ("TRADEWATCH__AUTH__ALLOW_UNAUTHENTICATED", "true")])?
+            .check_exposure()?;
+        let s = load(&[
+            ("TRADEWATCH__SERVER__HOST", "0.0.0.0"),
+            ("TRADEWATCH__AUTH__MODE", "jwt"),
+            ("TRADEWATCH__AUTH__JWKS_URL", "https://kubernetes.default.svc/openid/v1/jwks"),
+            ("TRADEWATCH__AUTH__ISSUER", "https://kubernetes.default.svc"),
+            ("TRADEWATCH__AUTH__AUDIENCE", "tradewatch"),
+        ])?;
+        assert_eq!(s.auth.mode, AuthMode::Jwt);
+        s.check_exposure()?;
+        Ok(())
+    }
+
+    #[test]
+    fn grants_are_read_by_subject() -> Result<(), ConfigError> {
+        let s = load(&[(
+            "TRADEWATCH__AUTH__GRANTS",
+            "system:serviceaccount:tradewatch:dialogue=tariff:write dispute:write; ci = tariff:read",
+        )])?;
+        let grants = s.auth.parsed_grants().unwrap_or_default();
+        assert_eq!(grants.len(), 2);
+        assert!(grants["system:serviceaccount:tradewatch:dialogue"].contains("dispute:write"));
+        assert!(grants["ci"].contains("tariff:read"));
+        Ok(())
     }
 
     #[test]

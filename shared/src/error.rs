@@ -177,6 +177,22 @@ impl Error {
         Self::new(Code::Unavailable, reason, message)
     }
 
+    /// UNAUTHENTICATED: no valid bearer token.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, Reason::Unauthenticated, message)
+    }
+
+    /// PERMISSION_DENIED: `subject` lacks `scope`.
+    pub fn permission_denied(subject: &str, scope: &str) -> Self {
+        Self::new(
+            Code::PermissionDenied,
+            Reason::PermissionDenied,
+            format!("{} may not call this: it needs the scope {scope}", crate::types::quote(subject)),
+        )
+        .with_metadata("required_scope", scope)
+        .with_metadata("subject", subject)
+    }
+
     /// INTERNAL: logged with its cause, answered with an opaque message.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self::new(Code::Internal, Reason::Internal, "internal error").with_source(source.into())

@@ -3,11 +3,14 @@
 //! (health, reflection, graceful shutdown), the error model of the API and the
 //! validators, page tokens, idempotency keys and etags every API uses.
 
+pub mod auth;
 pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod db;
+#[cfg(feature = "dev-identity")]
+pub mod dev_identity;
 pub mod error;
 pub mod etag;
 pub mod guard;
@@ -18,6 +21,7 @@ pub mod proto;
 pub mod schema;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod types;
 pub mod validate;
 

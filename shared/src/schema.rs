@@ -47,3 +47,32 @@ pub async fn create_link_table(
         )
         .await
 }
+
+/// Who wrote a row: adds each of `columns` to `table` as text, `anonymous` in
+/// the rows already there (they were written before writes had actors). One
+/// column a statement, as SQLite alters.
+pub async fn add_actor_columns(manager: &SchemaManager<'_>, table: &str, columns: &[&str]) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(
+                        ColumnDef::new(Alias::new(*column)).string_len(256).not_null().default(crate::auth::ANONYMOUS),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Undoes [`add_actor_columns`].
+pub async fn drop_actor_columns(manager: &SchemaManager<'_>, table: &str, columns: &[&str]) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(Table::alter().table(Alias::new(table)).drop_column(Alias::new(*column)).to_owned())
+            .await?;
+    }
+    Ok(())
+}

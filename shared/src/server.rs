@@ -19,7 +19,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::ServerSettings, db, guard::GuardLayer, proto, telemetry};
+use crate::{
+    auth::{AuthLayer, Authenticator},
+    config::{ServerSettings, Settings},
+    db,
+    guard::GuardLayer,
+    proto, telemetry, tls,
+};
 
 const DB_CHECK_EVERY: Duration = Duration::from_secs(5);
 
@@ -63,17 +69,34 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     settings: ServerSettings,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    auth: Option<Authenticator>,
+    health_listener: Option<TcpListener>,
 }
 
 impl GrpcServer {
-    /// Binds `server.host:server.port`; port 0 takes a free port (tests).
-    pub async fn bind(settings: &ServerSettings) -> anyhow::Result<Self> {
-        let addr = format!("{}:{}", settings.host, settings.port);
+    /// Reads the TLS files and the JWKS, then binds `server.host:server.port`;
+    /// port 0 takes a free port (tests).
+    pub async fn bind(settings: &Settings) -> anyhow::Result<Self> {
+        settings.check_exposure()?;
+        let tls = tls::server_config(&settings.server.tls)?;
+        let auth = Authenticator::from_settings(&settings.auth).await?;
+        let server = &settings.server;
+        let addr = format!("{}:{}", server.host, server.port);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (server.host, server.port): {err}"))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self { listener, local_addr, settings: settings.clone() })
+        let health_listener = match server.health_port {
+            Some(port) => {
+                let addr = format!("{}:{port}", server.host);
+                Some(TcpListener::bind(&addr).await.map_err(|err| {
+                    anyhow::anyhow!("cannot listen on {addr} (server.host, server.health_port): {err}")
+                })?)
+            }
+            None => None,
+        };
+        Ok(Self { listener, local_addr, settings: server.clone(), tls, auth, health_listener })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -106,6 +129,12 @@ impl GrpcServer {
                 .with_service_name("grpc.reflection.v1.ServerReflection")
                 .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         };
+        // The plaintext health port answers from the same reporter.
+        let health_only = self.health_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving health alone, in plaintext");
+            let server = tonic::transport::Server::builder().add_service(health.clone());
+            tokio::spawn(server.serve_with_incoming(TcpListenerStream::new(listener)))
+        });
         let routes =
             routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
 
@@ -126,10 +155,17 @@ impl GrpcServer {
             service = service_name,
             max_request_bytes = self.settings.max_request_bytes,
             max_message_bytes = self.settings.max_message_bytes,
+            tls = self.tls.is_some(),
+            mtls = self.settings.tls.client_ca_file.is_some(),
+            auth = if self.auth.is_some() { "jwt" } else { "none" },
             "serving"
         );
         let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight);
-        let serve = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let serve = builder
             .trace_fn(telemetry::rpc_span)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -137,6 +173,7 @@ impl GrpcServer {
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .tcp_nodelay(true)
             .layer(guard)
+            .layer(AuthLayer::new(self.auth))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
         tokio::pin!(serve);
@@ -160,6 +197,9 @@ impl GrpcServer {
             }
         };
         watcher.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
         tracing::info!("stopped");
         Ok(result?)
     }

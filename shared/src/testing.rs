@@ -12,7 +12,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
 use crate::config::{
-    DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo, Settings, TelemetrySettings,
+    AuthMode, AuthSettings, DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo,
+    Settings, TelemetrySettings, TlsSettings,
 };
 use crate::server::Served;
 
@@ -68,6 +69,8 @@ impl TestDatabase {
                 request_timeout_ms: 30_000,
                 max_in_flight: 1_024,
                 max_concurrent_streams: 200,
+                tls: TlsSettings::default(),
+                health_port: None,
             },
             database: DatabaseSettings {
                 url: self.url.clone(),
@@ -81,9 +84,25 @@ impl TestDatabase {
                 tariff_url: "http://127.0.0.1:1".into(),
                 dispute_url: "http://127.0.0.1:1".into(),
                 timeout_ms: 2_000,
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                token_file: None,
             },
             telemetry: TelemetrySettings { otlp_endpoint: None },
             log: LogSettings { format: LogFormat::Pretty, filter: "warn".into() },
+            auth: AuthSettings {
+                mode: AuthMode::None,
+                jwks_file: None,
+                jwks_url: None,
+                jwks_ca_file: None,
+                jwks_refresh_secs: 300,
+                issuer: None,
+                audience: None,
+                leeway_secs: 60,
+                allow_unauthenticated: false,
+                grants: String::new(),
+            },
         }
     }
 }

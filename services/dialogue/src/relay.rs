@@ -30,6 +30,9 @@ use crate::{
     store::{self, Queued},
 };
 
+/// The actor of what the relay writes on a commitment (its effect's outcome).
+pub const RELAY_ACTOR: &str = "dialogue-relay";
+
 /// A test hook: true stops the relay, as a crash would.
 pub type CrashHook = Arc<dyn Fn(&EffectOrder) -> bool + Send + Sync>;
 
@@ -175,7 +178,7 @@ impl Relay {
             })?;
             c.effect_state = state;
             c.effect_detail = detail;
-            store::update_commitment(&txn, &mut c).await?;
+            store::update_commitment(&txn, &mut c, RELAY_ACTOR).await?;
         }
         txn.commit().await?;
         Ok(())

@@ -1,6 +1,6 @@
 //! Builds the dispute server from settings and runs it until shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr};
 
 use sea_orm::DatabaseConnection;
 use tonic::service::Routes;
@@ -24,7 +24,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings.server).await?;
+        let server = GrpcServer::bind(&settings).await?;
         Ok(Self { server, db, settings })
     }
 
@@ -38,7 +38,7 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
-        let tariff = Peer::new("tariff service", &peers.tariff_url, Duration::from_millis(peers.timeout_ms))?;
+        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?;
         let limit = self.settings.server.max_message_bytes;
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)

@@ -81,7 +81,8 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
     let txn = db.begin().await.unwrap();
     for (i, code) in codes.iter().enumerate() {
         let rate = i64::try_from(i % 120).unwrap();
-        let m = Measure::new(spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![code.clone()], rate), today, now());
+        let m =
+            Measure::new(spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![code.clone()], rate), today, now(), "bench");
         store::insert_measure(&txn, &m).await.unwrap();
     }
     let kinds = [
@@ -95,7 +96,12 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
         let line = &codes[(i * 19) % codes.len()];
         let width = if i % 2 == 0 { 4 } else { 6 };
         let prefix = HsCode::parse(&line.as_str()[..width]).unwrap();
-        let m = Measure::new(spec(format!("SPECIAL-{i}"), kinds[i % kinds.len()], vec![prefix], 250), today, now());
+        let m = Measure::new(
+            spec(format!("SPECIAL-{i}"), kinds[i % kinds.len()], vec![prefix], 250),
+            today,
+            now(),
+            "bench",
+        );
         store::insert_measure(&txn, &m).await.unwrap();
     }
     txn.commit().await.unwrap();

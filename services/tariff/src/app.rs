@@ -23,7 +23,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings.server).await?;
+        let server = GrpcServer::bind(&settings).await?;
         Ok(Self { server, db, settings })
     }
 

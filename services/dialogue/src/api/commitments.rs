@@ -8,6 +8,7 @@ pub(super) async fn add_commitment(
     request: Request<pb::AddCommitmentRequest>,
 ) -> Reply<pb::AddCommitmentResponse> {
     let deadline = Deadline::of(&request);
+    let actor = actor(&request);
     let mut req = request.into_inner();
     let (session_id, spec, request_id) = convert::add_commitment(&req)?;
     req.request_id.clear();
@@ -23,7 +24,8 @@ pub(super) async fn add_commitment(
     let disputes: Vec<_> = spec.dispute_id.map(|id| ("commitment.dispute_id".to_owned(), id)).into_iter().collect();
     let measures: Vec<_> = spec.measure_id.map(|id| ("commitment.measure_id".to_owned(), id)).into_iter().collect();
     api.check_links(&disputes, &measures, deadline).await?;
-    let commitment = Commitment::new(session_id, spec, tradewatch_common::now());
+    let commitment = Commitment::new(session_id, spec, tradewatch_common::now(), &actor);
+    let id = commitment.id;
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
             // The session may have gone since it was read: read it again.
@@ -33,6 +35,7 @@ pub(super) async fn add_commitment(
         })
     })
     .await?;
+    audit(&actor, "AddCommitment", "commitment", id, request_id);
     Ok(Response::new(response))
 }
 
@@ -60,9 +63,11 @@ pub(super) async fn set_commitment_status(
     api: &DialogueApi,
     request: Request<pb::SetCommitmentStatusRequest>,
 ) -> Reply<pb::SetCommitmentStatusResponse> {
+    let actor = actor(&request);
     let mut req = request.into_inner();
     let set = convert::set_commitment_status(&req)?;
-    let (id, status, effective_on) = (set.id, set.status, set.effective_on);
+    let (id, status, effective_on, request_id) = (set.id, set.status, set.effective_on, set.request_id);
+    let by = actor.clone();
     let sent_etag = req.etag.clone();
     req.request_id.clear();
     let key = Key::new("SetCommitmentStatus", set.request_id, &req);
@@ -72,8 +77,8 @@ pub(super) async fn set_commitment_status(
             let mut c =
                 store::get_commitment_for_update(txn, id).await?.ok_or_else(|| Error::not_found("commitment", id))?;
             etag::check(&sent_etag, c.version, "commitment", id)?;
-            let order = c.set_status(status, effective_on, today)?;
-            store::update_commitment(txn, &mut c).await?;
+            let order = c.set_status(status, effective_on, today, &by)?;
+            store::update_commitment(txn, &mut c, &by).await?;
             if let Some(order) = &order {
                 store::enqueue(txn, order).await?;
             }
@@ -81,6 +86,7 @@ pub(super) async fn set_commitment_status(
         })
     })
     .await?;
+    audit(&actor, "SetCommitmentStatus", "commitment", id, request_id);
     api.relay.notify_one();
     Ok(Response::new(response))
 }

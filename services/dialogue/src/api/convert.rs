@@ -291,6 +291,8 @@ pub fn session_to_proto(s: &Session) -> pb::DialogueSession {
         etag: tradewatch_common::etag::of(s.version),
         create_time: Some(timestamp(s.create_time)),
         update_time: Some(timestamp(s.update_time)),
+        create_actor: s.create_actor.clone(),
+        update_actor: s.update_actor.clone(),
     }
 }
 
@@ -334,5 +336,8 @@ pub fn commitment_to_proto(c: &Commitment) -> pb::Commitment {
         etag: tradewatch_common::etag::of(c.version),
         create_time: Some(timestamp(c.create_time)),
         update_time: Some(timestamp(c.update_time)),
+        create_actor: c.create_actor.clone(),
+        update_actor: c.update_actor.clone(),
+        status_actor: c.status_actor.clone(),
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
     Error,
+    auth::{actor, audit},
     client::{Deadline, Peer},
     etag,
     idempotency::{self, Key},

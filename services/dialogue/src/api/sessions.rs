@@ -8,6 +8,7 @@ pub(super) async fn create_session(
     request: Request<pb::CreateSessionRequest>,
 ) -> Reply<pb::CreateSessionResponse> {
     let deadline = Deadline::of(&request);
+    let actor = actor(&request);
     let mut req = request.into_inner();
     let (spec, status, request_id) = convert::create_session(&req)?;
     req.request_id.clear();
@@ -21,7 +22,8 @@ pub(super) async fn create_session(
         deadline,
     )
     .await?;
-    let session = Session::new(spec, status, tradewatch_common::now()).map_err(|e| e.within("session"))?;
+    let session = Session::new(spec, status, tradewatch_common::now(), &actor).map_err(|e| e.within("session"))?;
+    let id = session.id;
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
             store::insert_session(txn, &session).await?;
@@ -29,6 +31,7 @@ pub(super) async fn create_session(
         })
     })
     .await?;
+    audit(&actor, "CreateSession", "session", id, request_id);
     Ok(Response::new(response))
 }
 
@@ -57,6 +60,7 @@ pub(super) async fn update_session(
     request: Request<pb::UpdateSessionRequest>,
 ) -> Reply<pb::UpdateSessionResponse> {
     let deadline = Deadline::of(&request);
+    let actor = actor(&request);
     let (id, etag, patch) = convert::update_session(request.get_ref())?;
     // Links on a new agenda are checked before the transaction.
     if let Some(agenda) = &patch.agenda {
@@ -64,17 +68,19 @@ pub(super) async fn update_session(
         let measures = prefixed("session", agenda_measures(agenda));
         api.check_links(&disputes, &measures, deadline).await?;
     }
+    let by = actor.clone();
     let response = idempotency::write(&api.db, None, move |txn| {
         Box::pin(async move {
             let mut s = store::get_session_for_update(txn, id).await?.ok_or_else(|| Error::not_found("session", id))?;
             etag::check(&etag, s.version, "session", id)?;
             let index = patch.changes_index();
             s.update(patch).map_err(|e| e.within("session"))?;
-            store::update_session(txn, &mut s, index).await?;
+            store::update_session(txn, &mut s, index, &by).await?;
             Ok(pb::UpdateSessionResponse { session: Some(session_to_proto(&s)) })
         })
     })
     .await?;
+    audit(&actor, "UpdateSession", "session", id, None);
     Ok(Response::new(response))
 }
 
@@ -82,20 +88,23 @@ pub(super) async fn set_session_status(
     api: &DialogueApi,
     request: Request<pb::SetSessionStatusRequest>,
 ) -> Reply<pb::SetSessionStatusResponse> {
+    let actor = actor(&request);
     let mut req = request.into_inner();
     let (id, status, request_id) = convert::set_session_status(&req)?;
     let sent_etag = req.etag.clone();
     req.request_id.clear();
     let key = Key::new("SetSessionStatus", request_id, &req);
+    let by = actor.clone();
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
             let mut s = store::get_session_for_update(txn, id).await?.ok_or_else(|| Error::not_found("session", id))?;
             etag::check(&sent_etag, s.version, "session", id)?;
             s.set_status(status)?;
-            store::update_session(txn, &mut s, false).await?;
+            store::update_session(txn, &mut s, false, &by).await?;
             Ok(pb::SetSessionStatusResponse { session: Some(session_to_proto(&s)) })
         })
     })
     .await?;
+    audit(&actor, "SetSessionStatus", "session", id, request_id);
     Ok(Response::new(response))
 }

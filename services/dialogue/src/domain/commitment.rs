@@ -124,10 +124,14 @@ pub struct Commitment {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Who added it, who wrote it last, and who set its current status.
+    pub create_actor: String,
+    pub update_actor: String,
+    pub status_actor: String,
 }
 
 impl Commitment {
-    pub fn new(session_id: Uuid, spec: CommitmentSpec, now: DateTime<Utc>) -> Self {
+    pub fn new(session_id: Uuid, spec: CommitmentSpec, now: DateTime<Utc>, by: &str) -> Self {
         Self {
             id: tradewatch_common::types::new_id(),
             session_id,
@@ -138,6 +142,9 @@ impl Commitment {
             version: 1,
             create_time: now,
             update_time: now,
+            create_actor: by.to_owned(),
+            update_actor: by.to_owned(),
+            status_actor: by.to_owned(),
         }
     }
 
@@ -149,6 +156,7 @@ impl Commitment {
         to: CommitmentStatus,
         effective_on: Option<NaiveDate>,
         today: NaiveDate,
+        by: &str,
     ) -> Result<Option<EffectOrder>> {
         if !self.status.next().contains(&to) {
             let allowed: Vec<String> =
@@ -160,6 +168,7 @@ impl Commitment {
             .with_metadata("allowed_statuses", allowed.join(",")));
         }
         self.status = to;
+        by.clone_into(&mut self.status_actor);
         if to != CommitmentStatus::Fulfilled {
             return Ok(None);
         }
@@ -207,10 +216,10 @@ mod tests {
         use CommitmentStatus::*;
         for from in CommitmentStatus::ALL {
             for to in CommitmentStatus::ALL {
-                let mut c = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now());
+                let mut c = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now(), "test");
                 c.status = *from;
                 let legal = from.is_pending() && from != to;
-                assert_eq!(c.set_status(*to, None, day("2026-03-01")).is_ok(), legal, "{from:?} -> {to:?}");
+                assert_eq!(c.set_status(*to, None, day("2026-03-01"), "test").is_ok(), legal, "{from:?} -> {to:?}");
                 assert!(!matches!((from, to), (Fulfilled | Lapsed | Withdrawn, _)) || !legal);
             }
         }
@@ -218,8 +227,8 @@ mod tests {
 
     #[test]
     fn fulfilling_an_effect_orders_it_dated() -> Result<()> {
-        let mut c = Commitment::new(Uuid::now_v7(), spec(Effect::SuspendMeasure), Utc::now());
-        let order = c.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?;
+        let mut c = Commitment::new(Uuid::now_v7(), spec(Effect::SuspendMeasure), Utc::now(), "test");
+        let order = c.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"), "test")?;
         let order = order.ok_or_else(|| Error::internal(anyhow::anyhow!("no order")))?;
         assert_eq!(
             (order.effect, order.effective_on, Some(order.target_id)),
@@ -231,15 +240,17 @@ mod tests {
             Uuid::now_v7(),
             CommitmentSpec { effective_on: Some(day("2026-03-01")), ..spec(Effect::RevokeMeasure) },
             Utc::now(),
+            "test",
         );
-        let order = dated.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?;
+        let order = dated.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"), "test")?;
         assert_eq!(order.map(|o| o.effective_on), Some(day("2026-03-01")), "the commitment's own effective_on");
-        let mut overridden = Commitment::new(Uuid::now_v7(), spec(Effect::RevokeMeasure), Utc::now());
-        let order = overridden.set_status(CommitmentStatus::Fulfilled, Some(day("2026-04-01")), day("2026-03-05"))?;
+        let mut overridden = Commitment::new(Uuid::now_v7(), spec(Effect::RevokeMeasure), Utc::now(), "test");
+        let order =
+            overridden.set_status(CommitmentStatus::Fulfilled, Some(day("2026-04-01")), day("2026-03-05"), "test")?;
         assert_eq!(order.map(|o| o.effective_on), Some(day("2026-04-01")));
 
-        let mut plain = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now());
-        assert_eq!(plain.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"))?, None);
+        let mut plain = Commitment::new(Uuid::now_v7(), spec(Effect::None), Utc::now(), "test");
+        assert_eq!(plain.set_status(CommitmentStatus::Fulfilled, None, day("2026-03-05"), "test")?, None);
         assert_eq!(plain.effect_state, EffectState::None);
         Ok(())
     }

@@ -189,11 +189,14 @@ pub struct Session {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Who created it, and who wrote it last.
+    pub create_actor: String,
+    pub update_actor: String,
 }
 
 impl Session {
     /// A new session: PLANNED, or HELD when it is recorded afterwards.
-    pub fn new(spec: SessionSpec, status: SessionStatus, now: DateTime<Utc>) -> Result<Self> {
+    pub fn new(spec: SessionSpec, status: SessionStatus, now: DateTime<Utc>, by: &str) -> Result<Self> {
         if !matches!(status, SessionStatus::Planned | SessionStatus::Held) {
             return Err(Error::invalid_field("status", "a new session is PLANNED or HELD"));
         }
@@ -204,6 +207,8 @@ impl Session {
             version: 1,
             create_time: now,
             update_time: now,
+            create_actor: by.to_owned(),
+            update_actor: by.to_owned(),
         })
     }
 
@@ -267,7 +272,7 @@ pub(crate) mod tests {
             [(Planned, Held), (Planned, Postponed), (Planned, Cancelled), (Postponed, Planned), (Postponed, Cancelled)];
         for from in SessionStatus::ALL {
             for to in SessionStatus::ALL {
-                let mut s = Session::new(spec(), Planned, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+                let mut s = Session::new(spec(), Planned, Utc::now(), "test").unwrap_or_else(|e| panic!("{e}"));
                 s.status = *from;
                 assert_eq!(s.set_status(*to).is_ok(), legal.contains(&(*from, *to)), "{from:?} -> {to:?}");
             }
@@ -281,7 +286,7 @@ pub(crate) mod tests {
         s.ends_on = day("2026-01-01");
         let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["economies", "ends_on"]);
-        assert!(Session::new(spec(), SessionStatus::Cancelled, Utc::now()).is_err());
+        assert!(Session::new(spec(), SessionStatus::Cancelled, Utc::now(), "test").is_err());
     }
 
     #[test]

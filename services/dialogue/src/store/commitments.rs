@@ -89,10 +89,11 @@ pub async fn list_commitments(
 }
 
 /// Writes the commitment's new state if its version is still `expected`.
-pub async fn update_commitment(conn: &impl ConnectionTrait, c: &mut Commitment) -> Result<()> {
+pub async fn update_commitment(conn: &impl ConnectionTrait, c: &mut Commitment, actor: &str) -> Result<()> {
     let expected = c.version;
     c.version += 1;
     c.update_time = tradewatch_common::now();
+    actor.clone_into(&mut c.update_actor);
     db::update_versioned::<commitment::Entity>(conn, c.id, expected, commitment_to_row(c)).await
 }
 
@@ -113,6 +114,9 @@ fn commitment_to_row(c: &Commitment) -> commitment::ActiveModel {
         version: Set(c.version),
         create_time: Set(c.create_time),
         update_time: Set(c.update_time),
+        create_actor: Set(c.create_actor.clone()),
+        update_actor: Set(c.update_actor.clone()),
+        status_actor: Set(c.status_actor.clone()),
     }
 }
 
@@ -138,5 +142,8 @@ fn commitment_from_row(r: commitment::Model) -> Result<Commitment> {
         version: r.version,
         create_time: r.create_time,
         update_time: r.update_time,
+        create_actor: r.create_actor,
+        update_actor: r.update_actor,
+        status_actor: r.status_actor,
     })
 }

@@ -27,6 +27,8 @@ pub mod session {
         pub version: i64,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
+        pub create_actor: String,
+        pub update_actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -117,6 +119,9 @@ pub mod commitment {
         pub version: i64,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
+        pub create_actor: String,
+        pub update_actor: String,
+        pub status_actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

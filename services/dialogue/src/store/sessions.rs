@@ -124,10 +124,16 @@ pub async fn list_sessions(
 }
 
 /// Writes the session's new state if its version is still `expected`.
-pub async fn update_session(conn: &impl ConnectionTrait, s: &mut Session, index_changed: bool) -> Result<()> {
+pub async fn update_session(
+    conn: &impl ConnectionTrait,
+    s: &mut Session,
+    index_changed: bool,
+    actor: &str,
+) -> Result<()> {
     let expected = s.version;
     s.version += 1;
     s.update_time = tradewatch_common::now();
+    actor.clone_into(&mut s.update_actor);
     db::update_versioned::<session::Entity>(conn, s.id, expected, session_to_row(s)?).await?;
     if index_changed {
         write_session_index(conn, s).await?;
@@ -193,6 +199,8 @@ fn session_to_row(s: &Session) -> Result<session::ActiveModel> {
         version: Set(s.version),
         create_time: Set(s.create_time),
         update_time: Set(s.update_time),
+        create_actor: Set(s.create_actor.clone()),
+        update_actor: Set(s.update_actor.clone()),
     })
 }
 
@@ -230,5 +238,7 @@ fn session_from_row(r: session::Model) -> Result<Session> {
         version: r.version,
         create_time: r.create_time,
         update_time: r.update_time,
+        create_actor: r.create_actor,
+        update_actor: r.update_actor,
     })
 }

@@ -152,6 +152,8 @@ fn arb_session(ids: Vec<String>, links: Vec<String>) -> impl Strategy<Value = pb
                 etag,
                 create_time: None,
                 update_time: None,
+                create_actor: String::new(),
+                update_actor: String::new(),
             },
         )
 }
@@ -181,6 +183,9 @@ fn arb_commitment(links: Vec<String>) -> impl Strategy<Value = pb::Commitment> {
                 etag,
                 create_time: None,
                 update_time: None,
+                create_actor: String::new(),
+                update_actor: String::new(),
+                status_actor: String::new(),
             },
         )
 }

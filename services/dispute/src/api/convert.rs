@@ -225,6 +225,8 @@ pub fn dispute_to_proto(d: &Dispute) -> pb::Dispute {
         etag: tradewatch_common::etag::of(d.version),
         create_time: Some(timestamp(d.create_time)),
         update_time: Some(timestamp(d.update_time)),
+        create_actor: d.create_actor.clone(),
+        update_actor: d.update_actor.clone(),
     }
 }
 
@@ -238,5 +240,6 @@ pub fn event_to_proto(e: &Event) -> pb::DisputeEvent {
         to_stage: e.to_stage.map_or(0, stage_to_proto),
         description: e.description.clone(),
         create_time: Some(timestamp(e.create_time)),
+        actor: e.actor.clone(),
     }
 }

@@ -7,7 +7,9 @@ pub mod convert;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
-    Error, batch,
+    Error,
+    auth::{actor, audit},
+    batch,
     client::{self, Deadline, Peer},
     etag,
     idempotency::{self, Key},
@@ -53,6 +55,7 @@ type Reply<T> = Result<Response<T>, Status>;
 impl DisputeService for DisputeApi {
     async fn create_dispute(&self, request: Request<pb::CreateDisputeRequest>) -> Reply<pb::CreateDisputeResponse> {
         let deadline = Deadline::of(&request);
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let (spec, request_id) = convert::create_dispute(&req)?;
         req.request_id.clear();
@@ -61,14 +64,17 @@ impl DisputeService for DisputeApi {
             return Ok(Response::new(done));
         }
         self.check_measures("dispute.measure_ids", &spec.measure_ids, deadline).await?;
+        let by = actor.clone();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let (dispute, created) = Dispute::open(spec, tradewatch_common::now());
+                let (dispute, created) = Dispute::open(spec, tradewatch_common::now(), &by);
                 store::insert_dispute(txn, &dispute, &created).await?;
                 Ok(pb::CreateDisputeResponse { dispute: Some(dispute_to_proto(&dispute)) })
             })
         })
         .await?;
+        let id = response.dispute.as_ref().map(|d| d.id.as_str()).unwrap_or_default();
+        audit(&actor, "CreateDispute", "dispute", id, request_id);
         Ok(Response::new(response))
     }
 
@@ -100,10 +106,12 @@ impl DisputeService for DisputeApi {
 
     async fn update_dispute(&self, request: Request<pb::UpdateDisputeRequest>) -> Reply<pb::UpdateDisputeResponse> {
         let deadline = Deadline::of(&request);
+        let actor = actor(&request);
         let (id, etag, patch) = convert::update_dispute(request.get_ref())?;
         if let Some(ids) = &patch.measure_ids {
             self.check_measures("dispute.measure_ids", ids, deadline).await?;
         }
+        let by = actor.clone();
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
                 let mut d =
@@ -111,26 +119,29 @@ impl DisputeService for DisputeApi {
                 etag::check(&etag, d.version, "dispute", id)?;
                 let links = patch.changes_links();
                 d.update(patch).map_err(|e| e.within("dispute"))?;
-                store::update_dispute(txn, &mut d, links).await?;
+                store::update_dispute(txn, &mut d, links, &by).await?;
                 Ok(pb::UpdateDisputeResponse { dispute: Some(dispute_to_proto(&d)) })
             })
         })
         .await?;
+        audit(&actor, "UpdateDispute", "dispute", id, None);
         Ok(Response::new(response))
     }
 
     async fn advance_dispute(&self, request: Request<pb::AdvanceDisputeRequest>) -> Reply<pb::AdvanceDisputeResponse> {
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let a = convert::advance_dispute(&req, today())?;
         req.request_id.clear();
         let key = Key::new("AdvanceDispute", a.request_id, &req);
+        let (id, request_id, by) = (a.id, a.request_id, actor.clone());
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let mut d =
                     store::get_dispute_for_update(txn, a.id).await?.ok_or_else(|| Error::not_found("dispute", a.id))?;
                 etag::check(&req.etag, d.version, "dispute", a.id)?;
-                let event = d.advance(a.to, a.on, &a.note, tradewatch_common::now())?;
-                store::update_dispute(txn, &mut d, false).await?;
+                let event = d.advance(a.to, a.on, &a.note, tradewatch_common::now(), &by)?;
+                store::update_dispute(txn, &mut d, false, &by).await?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::AdvanceDisputeResponse {
                     dispute: Some(dispute_to_proto(&d)),
@@ -139,6 +150,7 @@ impl DisputeService for DisputeApi {
             })
         })
         .await?;
+        audit(&actor, "AdvanceDispute", "dispute", id, request_id);
         Ok(Response::new(response))
     }
 
@@ -146,23 +158,26 @@ impl DisputeService for DisputeApi {
         &self,
         request: Request<pb::RecordDisputeEventRequest>,
     ) -> Reply<pb::RecordDisputeEventResponse> {
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let e = convert::record_dispute_event(&req)?;
         req.request_id.clear();
         let key = Key::new("RecordDisputeEvent", e.request_id, &req);
+        let (id, request_id, by) = (e.dispute_id, e.request_id, actor.clone());
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let d = store::get_dispute(txn, e.dispute_id)
                     .await?
                     .ok_or_else(|| Error::not_found("dispute", e.dispute_id))?;
                 let event = d
-                    .record(e.kind, e.on, e.description, tradewatch_common::now())
+                    .record(e.kind, e.on, e.description, tradewatch_common::now(), &by)
                     .map_err(|err| err.within("event"))?;
                 store::insert_event(txn, &event).await?;
                 Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
             })
         })
         .await?;
+        audit(&actor, "RecordDisputeEvent", "dispute", id, request_id);
         Ok(Response::new(response))
     }
 

@@ -128,6 +128,8 @@ pub struct Event {
     pub to_stage: Option<Stage>,
     pub description: String,
     pub create_time: DateTime<Utc>,
+    /// Who recorded it.
+    pub actor: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +141,15 @@ pub struct Dispute {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Who created it, and who wrote it last.
+    pub create_actor: String,
+    pub update_actor: String,
 }
 
 impl Dispute {
     /// A new dispute in CONSULTATIONS, and the CREATED event that opens its
     /// timeline.
-    pub fn open(spec: DisputeSpec, now: DateTime<Utc>) -> (Self, Event) {
+    pub fn open(spec: DisputeSpec, now: DateTime<Utc>, by: &str) -> (Self, Event) {
         let id = tradewatch_common::types::new_id();
         let event = Event {
             id: tradewatch_common::types::new_id(),
@@ -155,6 +160,7 @@ impl Dispute {
             to_stage: Some(Stage::Consultations),
             description: format!("{} opened: {} v. {}", spec.reference, spec.complainant, spec.respondent),
             create_time: now,
+            actor: by.to_owned(),
         };
         let dispute = Self {
             id,
@@ -164,13 +170,12 @@ impl Dispute {
             version: 1,
             create_time: now,
             update_time: now,
+            create_actor: by.to_owned(),
+            update_actor: by.to_owned(),
         };
         (dispute, event)
     }
 
-    /// Moves the dispute to `to`, or refuses with FAILED_PRECONDITION
-    /// `ILLEGAL_STAGE_TRANSITION` listing the legal next stages. Entering a
-    /// terminal stage closes the dispute on `on`.
     /// Applies an update: the fields the patch names change, and the rules
     /// of a dispute hold again. Violations are named relative to the dispute.
     pub fn update(&mut self, patch: DisputePatch) -> Result<()> {
@@ -180,7 +185,14 @@ impl Dispute {
 
     /// A dated note, filing or hearing on the timeline. Stage moves and the
     /// creation are recorded by `advance` and `open`, not here.
-    pub fn record(&self, kind: EventKind, on: NaiveDate, description: String, now: DateTime<Utc>) -> Result<Event> {
+    pub fn record(
+        &self,
+        kind: EventKind,
+        on: NaiveDate,
+        description: String,
+        now: DateTime<Utc>,
+        by: &str,
+    ) -> Result<Event> {
         kind.recordable().map_err(|why| Error::invalid_field("kind", why))?;
         self.check_on_timeline(on)?;
         Ok(Event {
@@ -192,6 +204,7 @@ impl Dispute {
             to_stage: None,
             description,
             create_time: now,
+            actor: by.to_owned(),
         })
     }
 
@@ -206,7 +219,10 @@ impl Dispute {
         Ok(())
     }
 
-    pub fn advance(&mut self, to: Stage, on: NaiveDate, note: &str, now: DateTime<Utc>) -> Result<Event> {
+    /// Moves the dispute to `to`, or refuses with FAILED_PRECONDITION
+    /// `ILLEGAL_STAGE_TRANSITION` listing the legal next stages. Entering a
+    /// terminal stage closes the dispute on `on`.
+    pub fn advance(&mut self, to: Stage, on: NaiveDate, note: &str, now: DateTime<Utc>, by: &str) -> Result<Event> {
         if !self.stage.can_move_to(to) {
             let allowed: Vec<String> =
                 self.stage.next().iter().map(|s| format!("DISPUTE_STAGE_{}", s.as_str())).collect();
@@ -241,6 +257,7 @@ impl Dispute {
             to_stage: Some(to),
             description: note.to_owned(),
             create_time: now,
+            actor: by.to_owned(),
         };
         self.stage = to;
         if to.is_terminal() {
@@ -284,7 +301,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_new_dispute_is_in_consultations_with_a_created_event() {
-        let (d, e) = Dispute::open(spec(), Utc::now());
+        let (d, e) = Dispute::open(spec(), Utc::now(), "test");
         assert_eq!(d.stage, Stage::Consultations);
         assert_eq!(
             (e.kind, e.to_stage, e.occurred_on),
@@ -295,21 +312,21 @@ pub(crate) mod tests {
 
     #[test]
     fn the_canola_dispute_walks_to_its_lapse() -> Result<()> {
-        let (mut d, _) = Dispute::open(spec(), Utc::now());
-        let e = d.advance(Stage::PanelEstablished, day("2020-06-26"), "panel established", Utc::now())?;
+        let (mut d, _) = Dispute::open(spec(), Utc::now(), "test");
+        let e = d.advance(Stage::PanelEstablished, day("2020-06-26"), "panel established", Utc::now(), "test")?;
         assert_eq!((e.from_stage, e.to_stage), (Some(Stage::Consultations), Some(Stage::PanelEstablished)));
-        d.advance(Stage::PanelComposed, day("2021-01-01"), "", Utc::now())?;
-        d.advance(Stage::PanelSuspended, day("2022-05-01"), "", Utc::now())?;
+        d.advance(Stage::PanelComposed, day("2021-01-01"), "", Utc::now(), "test")?;
+        d.advance(Stage::PanelSuspended, day("2022-05-01"), "", Utc::now(), "test")?;
         assert!(d.closed_on.is_none());
-        d.advance(Stage::Lapsed, day("2023-05-02"), "DSU 12.12", Utc::now())?;
+        d.advance(Stage::Lapsed, day("2023-05-02"), "DSU 12.12", Utc::now(), "test")?;
         assert_eq!((d.stage, d.closed_on), (Stage::Lapsed, Some(day("2023-05-02"))));
         Ok(())
     }
 
     #[test]
     fn an_illegal_move_names_the_legal_ones() {
-        let (mut d, _) = Dispute::open(spec(), Utc::now());
-        let err = d.advance(Stage::Concluded, day("2020-01-01"), "", Utc::now()).err();
+        let (mut d, _) = Dispute::open(spec(), Utc::now(), "test");
+        let err = d.advance(Stage::Concluded, day("2020-01-01"), "", Utc::now(), "test").err();
         assert_eq!(
             err.as_ref().map(|e| (e.code(), e.reason())),
             Some((Code::FailedPrecondition, "ILLEGAL_STAGE_TRANSITION"))
@@ -319,15 +336,15 @@ pub(crate) mod tests {
             Some("DISPUTE_STAGE_PANEL_ESTABLISHED,DISPUTE_STAGE_SETTLED,DISPUTE_STAGE_WITHDRAWN".into())
         );
         assert_eq!(d.stage, Stage::Consultations, "a refused move changes nothing");
-        let err = d.advance(Stage::Settled, day("2019-01-01"), "", Utc::now()).err();
+        let err = d.advance(Stage::Settled, day("2019-01-01"), "", Utc::now(), "test").err();
         assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument), "before the dispute opened");
     }
 
     #[test]
     fn a_settled_dispute_cannot_move_again() -> Result<()> {
-        let (mut d, _) = Dispute::open(spec(), Utc::now());
-        d.advance(Stage::Settled, day("2026-01-16"), "", Utc::now())?;
-        let err = d.advance(Stage::Settled, day("2026-01-17"), "", Utc::now()).err();
+        let (mut d, _) = Dispute::open(spec(), Utc::now(), "test");
+        d.advance(Stage::Settled, day("2026-01-16"), "", Utc::now(), "test")?;
+        let err = d.advance(Stage::Settled, day("2026-01-17"), "", Utc::now(), "test").err();
         assert_eq!(err.as_ref().and_then(|e| e.metadata().get("allowed_stages").cloned()), Some(String::new()));
         Ok(())
     }
@@ -347,14 +364,14 @@ pub(crate) mod tests {
         /// `closed_on` set exactly when the stage is terminal.
         #[test]
         fn legal_moves_keep_the_dispute_consistent(choices in proptest::collection::vec(0usize..4, 0..25)) {
-            let (mut d, created) = Dispute::open(spec(), Utc::now());
+            let (mut d, created) = Dispute::open(spec(), Utc::now(), "test");
             let mut timeline = vec![created];
             let mut on = day("2019-09-09");
             for c in choices {
                 let next = d.stage.next();
                 if next.is_empty() { break; }
                 on = on.succ_opt().unwrap_or(on);
-                let event = d.advance(next[c % next.len()], on, "", Utc::now()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let event = d.advance(next[c % next.len()], on, "", Utc::now(), "test").map_err(|e| TestCaseError::fail(e.to_string()))?;
                 timeline.push(event);
             }
             for pair in timeline.windows(2) {

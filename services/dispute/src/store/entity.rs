@@ -28,6 +28,8 @@ pub mod dispute {
         pub version: i64,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
+        pub create_actor: String,
+        pub update_actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -87,6 +89,7 @@ pub mod event {
         pub to_stage: Option<String>,
         pub description: String,
         pub create_time: DateTimeUtc,
+        pub actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -79,6 +79,7 @@ pub async fn insert_event(conn: &impl ConnectionTrait, e: &Event) -> Result<()> 
         to_stage: Set(e.to_stage.map(|s| s.as_str().to_owned())),
         description: Set(e.description.clone()),
         create_time: Set(e.create_time),
+        actor: Set(e.actor.clone()),
     })
     .exec_without_returning(conn)
     .await?;
@@ -176,12 +177,18 @@ pub async fn list_disputes(
     Ok(page.finish(disputes, |d| paging::id_cursor(d.id)))
 }
 
-/// Writes the dispute's new state if its version is still `expected`, and
-/// bumps the version; another writer in between is ABORTED.
-pub async fn update_dispute(conn: &impl ConnectionTrait, d: &mut Dispute, links_changed: bool) -> Result<()> {
+/// Writes the dispute's new state, by `actor`, if its version is still
+/// `expected`, and bumps the version; another writer in between is ABORTED.
+pub async fn update_dispute(
+    conn: &impl ConnectionTrait,
+    d: &mut Dispute,
+    links_changed: bool,
+    actor: &str,
+) -> Result<()> {
     let expected = d.version;
     d.version += 1;
     d.update_time = tradewatch_common::now();
+    actor.clone_into(&mut d.update_actor);
     db::update_versioned::<dispute::Entity>(conn, d.id, expected, dispute_to_row(d)).await?;
     if links_changed {
         write_links(conn, d).await?;
@@ -234,6 +241,8 @@ fn dispute_from_row(r: dispute::Model) -> Result<Dispute> {
         version: r.version,
         create_time: r.create_time,
         update_time: r.update_time,
+        create_actor: r.create_actor,
+        update_actor: r.update_actor,
     })
 }
 
@@ -251,6 +260,7 @@ fn event_from_row(r: event::Model) -> Result<Event> {
         to_stage: stage(&r.to_stage)?,
         description: r.description,
         create_time: r.create_time,
+        actor: r.actor,
     })
 }
 
@@ -275,5 +285,7 @@ fn dispute_to_row(d: &Dispute) -> dispute::ActiveModel {
         version: Set(d.version),
         create_time: Set(d.create_time),
         update_time: Set(d.update_time),
+        create_actor: Set(d.create_actor.clone()),
+        update_actor: Set(d.update_actor.clone()),
     }
 }

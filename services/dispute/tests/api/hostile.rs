@@ -171,6 +171,8 @@ fn arb_dispute(ids: Vec<String>, measures: Vec<String>) -> impl Strategy<Value =
                 etag,
                 create_time: None,
                 update_time: None,
+                create_actor: String::new(),
+                update_actor: String::new(),
             },
         )
 }

@@ -291,6 +291,8 @@ pub fn measure_to_proto(m: &Measure, today: NaiveDate) -> pb::TariffMeasure {
         etag: tradewatch_common::etag::of(m.version),
         create_time: Some(timestamp(m.create_time)),
         update_time: Some(timestamp(m.update_time)),
+        create_actor: m.create_actor.clone(),
+        update_actor: m.update_actor.clone(),
     }
 }
 
@@ -301,6 +303,7 @@ pub fn change_to_proto(c: &StatusChange) -> pb::MeasureStatusChange {
         effective_on: format_date(c.effective_on),
         note: c.note.clone(),
         change_time: Some(timestamp(c.change_time)),
+        actor: c.actor.clone(),
     }
 }
 

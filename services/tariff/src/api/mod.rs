@@ -6,7 +6,9 @@ pub mod convert;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
-    Error, batch, etag,
+    Error,
+    auth::{actor, audit},
+    batch, etag,
     idempotency::{self, Key},
     paging,
     proto::tariff::{self as pb, tariff_service_server::TariffService},
@@ -37,19 +39,23 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl TariffService for TariffApi {
     async fn create_measure(&self, request: Request<pb::CreateMeasureRequest>) -> Reply<pb::CreateMeasureResponse> {
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let (spec, request_id) = convert::create_measure(&req)?;
         req.request_id.clear();
         let key = Key::new("CreateMeasure", request_id, &req);
         let today = today();
+        let by = actor.clone();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let m = Measure::new(spec, today, tradewatch_common::now());
+                let m = Measure::new(spec, today, tradewatch_common::now(), &by);
                 store::insert_measure(txn, &m).await?;
                 Ok(pb::CreateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
         .await?;
+        let id = response.measure.as_ref().map(|m| m.id.as_str()).unwrap_or_default();
+        audit(&actor, "CreateMeasure", "measure", id, request_id);
         Ok(Response::new(response))
     }
 
@@ -84,8 +90,10 @@ impl TariffService for TariffApi {
     }
 
     async fn update_measure(&self, request: Request<pb::UpdateMeasureRequest>) -> Reply<pb::UpdateMeasureResponse> {
+        let actor = actor(&request);
         let (id, etag, patch) = convert::update_measure(request.get_ref())?;
         let today = today();
+        let by = actor.clone();
         let response = idempotency::write(&self.db, None, move |txn| {
             Box::pin(async move {
                 let mut m =
@@ -93,11 +101,12 @@ impl TariffService for TariffApi {
                 etag::check(&etag, m.version, "measure", id)?;
                 let coverage = patch.changes_coverage();
                 m.update(patch).map_err(|e| e.within("measure"))?;
-                store::update_measure(txn, &mut m, coverage).await?;
+                store::update_measure(txn, &mut m, coverage, &by).await?;
                 Ok(pb::UpdateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
         .await?;
+        audit(&actor, "UpdateMeasure", "measure", id, None);
         Ok(Response::new(response))
     }
 
@@ -105,18 +114,20 @@ impl TariffService for TariffApi {
         &self,
         request: Request<pb::SetMeasureStatusRequest>,
     ) -> Reply<pb::SetMeasureStatusResponse> {
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let today = today();
         let set = convert::set_measure_status(&req, today)?;
         req.request_id.clear();
         let key = Key::new("SetMeasureStatus", set.request_id, &req);
+        let (id, request_id, by) = (set.id, set.request_id, actor.clone());
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let id = set.id;
                 let mut m =
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 etag::check(&req.etag, m.version, "measure", id)?;
-                let change = m.status_change(set.status, set.effective_on, set.note, tradewatch_common::now())?;
+                let change = m.status_change(set.status, set.effective_on, set.note, tradewatch_common::now(), &by)?;
                 let reply_change = change_to_proto(&change);
                 store::insert_status_change(txn, &mut m, change).await?;
                 Ok(pb::SetMeasureStatusResponse {
@@ -126,6 +137,7 @@ impl TariffService for TariffApi {
             })
         })
         .await?;
+        audit(&actor, "SetMeasureStatus", "measure", id, request_id);
         Ok(Response::new(response))
     }
 
@@ -149,21 +161,24 @@ impl TariffService for TariffApi {
         &self,
         request: Request<pb::RecordQuotaUsageRequest>,
     ) -> Reply<pb::RecordQuotaUsageResponse> {
+        let actor = actor(&request);
         let mut req = request.into_inner();
         let (id, quantity, request_id) = convert::record_quota_usage(&req)?;
         req.request_id.clear();
         let key = Key::new("RecordQuotaUsage", request_id, &req);
         let today = today();
+        let by = actor.clone();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
                 let mut m =
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 m.record_quota_usage(quantity)?;
-                store::update_measure(txn, &mut m, false).await?;
+                store::update_measure(txn, &mut m, false, &by).await?;
                 Ok(pb::RecordQuotaUsageResponse { measure: Some(measure_to_proto(&m, today)) })
             })
         })
         .await?;
+        audit(&actor, "RecordQuotaUsage", "measure", id, request_id);
         Ok(Response::new(response))
     }
 

@@ -169,6 +169,8 @@ pub struct StatusChange {
     pub effective_on: NaiveDate,
     pub note: String,
     pub change_time: DateTime<Utc>,
+    /// Who recorded it.
+    pub actor: String,
 }
 
 /// The fields an update changes: `Some` for each field the update mask
@@ -241,12 +243,15 @@ pub struct Measure {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Who created it, and who wrote it last.
+    pub create_actor: String,
+    pub update_actor: String,
 }
 
 impl Measure {
     /// A new measure made on `today`, with its first status: IN_FORCE, or
     /// ANNOUNCED while its `effective_from` is ahead.
-    pub fn new(spec: MeasureSpec, today: NaiveDate, now: DateTime<Utc>) -> Self {
+    pub fn new(spec: MeasureSpec, today: NaiveDate, now: DateTime<Utc>, actor: &str) -> Self {
         let id = tradewatch_common::types::new_id();
         let (status, effective_on) = Self::initial_status(&spec, today);
         let first = StatusChange {
@@ -256,6 +261,7 @@ impl Measure {
             effective_on,
             note: "created".into(),
             change_time: now,
+            actor: actor.to_owned(),
         };
         Self {
             id,
@@ -265,6 +271,8 @@ impl Measure {
             version: 1,
             create_time: now,
             update_time: now,
+            create_actor: actor.to_owned(),
+            update_actor: actor.to_owned(),
         }
     }
 
@@ -351,6 +359,7 @@ impl Measure {
         effective_on: NaiveDate,
         note: String,
         now: DateTime<Utc>,
+        actor: &str,
     ) -> Result<StatusChange> {
         self.check_status_change(status, effective_on)?;
         Ok(StatusChange {
@@ -360,6 +369,7 @@ impl Measure {
             effective_on,
             note,
             change_time: now,
+            actor: actor.to_owned(),
         })
     }
 
@@ -456,6 +466,8 @@ pub(crate) mod tests {
             version: 1,
             create_time: Utc::now(),
             update_time: Utc::now(),
+            create_actor: "test".into(),
+            update_actor: "test".into(),
         }
     }
 
@@ -467,6 +479,7 @@ pub(crate) mod tests {
             effective_on: date(on),
             note: "test".into(),
             change_time: Utc::now(),
+            actor: "test".into(),
         }
     }
 

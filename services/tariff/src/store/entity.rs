@@ -38,6 +38,8 @@ pub mod measure {
         pub version: i64,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
+        pub create_actor: String,
+        pub update_actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -97,6 +99,7 @@ pub mod status_change {
         pub effective_on: Date,
         pub reason: String,
         pub change_time: DateTimeUtc,
+        pub actor: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -212,12 +212,18 @@ pub async fn list_measures(
     Ok(page.finish(measures, |m| paging::id_cursor(m.id)))
 }
 
-/// Writes the measure's new state if nobody changed it since it was read,
-/// and bumps its version; another writer in between is ABORTED.
-pub async fn update_measure(conn: &impl ConnectionTrait, m: &mut Measure, codes_changed: bool) -> Result<()> {
+/// Writes the measure's new state, by `actor`, if nobody changed it since it
+/// was read, and bumps its version; another writer in between is ABORTED.
+pub async fn update_measure(
+    conn: &impl ConnectionTrait,
+    m: &mut Measure,
+    codes_changed: bool,
+    actor: &str,
+) -> Result<()> {
     let expected = m.version;
     m.version += 1;
     m.update_time = tradewatch_common::now();
+    actor.clone_into(&mut m.update_actor);
     db::update_versioned::<measure::Entity>(conn, m.id, expected, measure_to_row(m)).await?;
     if codes_changed {
         write_codes_and_targets(conn, m).await?;
@@ -306,6 +312,8 @@ fn measure_from_row(r: measure::Model, changes: Vec<StatusChange>) -> Result<Mea
         version: r.version,
         create_time: r.create_time,
         update_time: r.update_time,
+        create_actor: r.create_actor,
+        update_actor: r.update_actor,
     })
 }
 
@@ -338,5 +346,7 @@ fn measure_to_row(m: &Measure) -> measure::ActiveModel {
         version: Set(m.version),
         create_time: time(m.create_time),
         update_time: time(m.update_time),
+        create_actor: Set(m.create_actor.clone()),
+        update_actor: Set(m.update_actor.clone()),
     }
 }

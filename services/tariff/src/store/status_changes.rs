@@ -23,6 +23,7 @@ pub(super) async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusC
         effective_on: Set(c.effective_on),
         reason: Set(c.note.clone()),
         change_time: Set(c.change_time),
+        actor: Set(c.actor.clone()),
     })
     .exec_without_returning(conn)
     .await?;
@@ -58,8 +59,9 @@ pub(super) fn status_on_day_is(
 /// Records a status change and bumps the measure's version.
 pub async fn insert_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
     write_status_change(conn, &change).await?;
+    let actor = change.actor.clone();
     m.push_change(change);
-    update_measure(conn, m, false).await
+    update_measure(conn, m, false, &actor).await
 }
 
 /// One page of a measure's status timeline, in the order the changes take
@@ -93,5 +95,6 @@ pub(super) fn status_change_from_row(c: status_change::Model) -> Result<StatusCh
         effective_on: c.effective_on,
         note: c.reason,
         change_time: c.change_time,
+        actor: c.actor,
     })
 }

@@ -289,6 +289,8 @@ async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize, effect
             version: Set(1),
             create_time: Set(now),
             update_time: Set(now),
+            create_actor: Set("test".into()),
+            update_actor: Set("test".into()),
         });
         for code in ["87", "8703", "870380"] {
             codes.push(measure_code::ActiveModel { measure_id: Set(id), hs_code: Set(code.into()) });
@@ -300,6 +302,7 @@ async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize, effect
             effective_on: Set(day),
             reason: Set("created".into()),
             change_time: Set(now),
+            actor: Set("test".into()),
         });
     }
     let txn = db.begin().await.unwrap();

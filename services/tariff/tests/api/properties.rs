@@ -61,6 +61,8 @@ fn tariff_measure(ids: Vec<String>) -> impl Strategy<Value = pb::TariffMeasure> 
                 etag,
                 create_time: None,
                 update_time: None,
+                create_actor: String::new(),
+                update_actor: String::new(),
             },
         )
 }

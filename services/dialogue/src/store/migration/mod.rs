@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_sessions;
 mod m20261129_000001_commitment_owners;
+mod m20261129_000002_actors;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(tradewatch_common::idempotency::migration::Migration),
             Box::new(m20261128_000001_create_sessions::Migration),
             Box::new(m20261129_000001_commitment_owners::Migration),
+            Box::new(m20261129_000002_actors::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_measures;
+mod m20261129_000002_actors;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tradewatch_common::idempotency::migration::Migration),
             Box::new(m20261128_000001_create_measures::Migration),
+            Box::new(m20261129_000002_actors::Migration),
         ]
     }
 }
