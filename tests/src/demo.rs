@@ -225,12 +225,50 @@ impl<'de> Deserialize<'de> for Merged {
     }
 }
 
-/// Where the three services listen.
+/// Where the three services listen, and how to reach them when TLS and
+/// auth are on.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub tariff: String,
     pub dispute: String,
     pub dialogue: String,
+    pub security: Option<ClientSecurity>,
+}
+
+/// What a client of a secured stack needs: the CA that signed the servers'
+/// certificates, and a bearer token.
+#[derive(Debug, Clone)]
+pub struct ClientSecurity {
+    pub ca_file: std::path::PathBuf,
+    pub token: String,
+}
+
+/// Adds the bearer token of a secured stack to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl Endpoints {
+    fn bearer(&self) -> anyhow::Result<Bearer> {
+        Ok(Bearer(self.security.as_ref().map(|s| format!("Bearer {}", s.token).parse()).transpose()?))
+    }
+
+    async fn connect(&self, url: &str) -> anyhow::Result<Channel> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?;
+        if let Some(security) = &self.security {
+            let ca = tonic::transport::Certificate::from_pem(std::fs::read(&security.ca_file)?);
+            endpoint = endpoint.tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))?;
+        }
+        Ok(endpoint.connect().await?)
+    }
 }
 
 /// What a run of the loader did.
@@ -261,13 +299,9 @@ fn enum_value(name: &str, parse: impl Fn(&str) -> Option<i32>) -> anyhow::Result
     parse(name).ok_or_else(|| anyhow::anyhow!("{name:?} is not a known value"))
 }
 
-async fn connect(url: &str) -> anyhow::Result<Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?.connect().await?)
-}
-
 /// Whether the stack already holds data: then the loader leaves it alone.
 pub async fn is_loaded(at: &Endpoints) -> anyhow::Result<bool> {
-    let mut tariff = TariffServiceClient::new(connect(&at.tariff).await?);
+    let mut tariff = TariffServiceClient::with_interceptor(at.connect(&at.tariff).await?, at.bearer()?);
     let page =
         tariff.list_measures(tpb::ListMeasuresRequest { page_size: 1, ..Default::default() }).await?.into_inner();
     Ok(!page.measures.is_empty())
@@ -275,9 +309,9 @@ pub async fn is_loaded(at: &Endpoints) -> anyhow::Result<bool> {
 
 /// Loads `data` through the public APIs.
 pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
-    let mut tariff = TariffServiceClient::new(connect(&at.tariff).await?);
-    let mut disputes = DisputeServiceClient::new(connect(&at.dispute).await?);
-    let mut dialogue = DialogueServiceClient::new(connect(&at.dialogue).await?);
+    let mut tariff = TariffServiceClient::with_interceptor(at.connect(&at.tariff).await?, at.bearer()?);
+    let mut disputes = DisputeServiceClient::with_interceptor(at.connect(&at.dispute).await?, at.bearer()?);
+    let mut dialogue = DialogueServiceClient::with_interceptor(at.connect(&at.dialogue).await?, at.bearer()?);
     let mut loaded = Loaded::default();
 
     let mut measure_ids = HashMap::new();

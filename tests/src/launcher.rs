@@ -15,8 +15,12 @@ use std::{
 
 use tokio::process::{Child, Command};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tradewatch_common::dev_identity::{DevIdentity, TokenSpec};
 
-use crate::demo;
+use crate::{ALL_SCOPES, PEER_GRANTS, demo};
+
+/// How long the tokens `make run-secure` gives the services and the loader last.
+const DEV_TOKEN_SECS: i64 = 30 * 24 * 3600;
 
 /// One service the launcher runs, in start order.
 struct Service {
@@ -62,12 +66,23 @@ impl Ports {
         }
     }
 
-    pub fn endpoints(&self) -> demo::Endpoints {
-        demo::Endpoints {
-            tariff: format!("http://127.0.0.1:{}", self.tariff),
-            dispute: format!("http://127.0.0.1:{}", self.dispute),
-            dialogue: format!("http://127.0.0.1:{}", self.dialogue),
-        }
+    /// The URLs of the services: `https://` with a client's CA and a token
+    /// holding every scope when `identity` secures them.
+    pub fn endpoints(&self, identity: Option<&DevIdentity>) -> anyhow::Result<demo::Endpoints> {
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        let security = match identity {
+            Some(identity) => {
+                let spec = TokenSpec { expires_in: DEV_TOKEN_SECS, ..TokenSpec::new("tradewatch-demo", ALL_SCOPES) };
+                Some(demo::ClientSecurity { ca_file: identity.path("ca.crt"), token: identity.issuer()?.token(&spec)? })
+            }
+            None => None,
+        };
+        Ok(demo::Endpoints {
+            tariff: format!("{scheme}://127.0.0.1:{}", self.tariff),
+            dispute: format!("{scheme}://127.0.0.1:{}", self.dispute),
+            dialogue: format!("{scheme}://127.0.0.1:{}", self.dialogue),
+            security,
+        })
     }
 }
 
@@ -79,6 +94,8 @@ pub struct Options {
     /// Databases and logs.
     pub var_dir: PathBuf,
     pub ports: Ports,
+    /// TLS and JWT auth on, with this development identity (`run --secure`).
+    pub identity: Option<DevIdentity>,
 }
 
 struct Running {
@@ -110,7 +127,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         return Err(err);
     }
     println!("\nAll three services are SERVING ({:.1?} after start).", started.elapsed());
-    let at = opts.ports.endpoints();
+    let at = opts.ports.endpoints(opts.identity.as_ref())?;
     if demo::is_loaded(&at).await? {
         println!("The demo data is already there (from an earlier run): not loaded again.");
     } else {
@@ -126,7 +143,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             loaded.commitments
         );
     }
-    print_welcome(&opts.var_dir, opts.ports);
+    print_welcome(&opts.var_dir, opts.ports, opts.identity.as_ref());
 
     let died = wait_for_stop(&mut running, stop).await;
     println!("\nStopping…");
@@ -142,11 +159,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result<()> {
-    let at = opts.ports.endpoints();
+    let at = opts.ports.endpoints(opts.identity.as_ref())?;
     for s in &SERVICES {
         let log = std::fs::File::create(opts.var_dir.join(format!("{}.log", s.name)))?;
         let db = opts.var_dir.join(format!("{}.db", s.name));
-        let child = Command::new(opts.bin_dir.join(format!("{}-service", s.name)))
+        let mut command = Command::new(opts.bin_dir.join(format!("{}-service", s.name)));
+        if let Some(identity) = &opts.identity {
+            command.envs(secure_env(identity, s.name)?);
+        }
+        let child = command
             .arg("serve")
             .env("TRADEWATCH__DATABASE__URL", format!("sqlite://{}?mode=rwc", db.display()))
             .env("TRADEWATCH__SERVER__PORT", opts.ports.of(s.name).to_string())
@@ -166,15 +187,50 @@ async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result
         );
         running.push(Running { service: s, child });
         let last = running.last_mut().ok_or_else(|| anyhow::anyhow!("no child"))?;
-        wait_serving(last, opts.ports.of(s.name), &opts.var_dir).await?;
+        wait_serving(last, opts.ports.of(s.name), &opts.var_dir, opts.identity.as_ref()).await?;
     }
     Ok(())
 }
 
+/// The settings that secure `service` with the development identity: TLS,
+/// JWT auth, and peers over TLS with a token of its own.
+fn secure_env(identity: &DevIdentity, service: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let spec = TokenSpec { expires_in: DEV_TOKEN_SECS, ..TokenSpec::new(&format!("{service}-service"), &[]) };
+    let token_file = identity.path(&format!("{service}.token"));
+    tradewatch_common::dev_identity::write_private(&token_file, &identity.issuer()?.token(&spec)?)?;
+    let path = |name: &str| identity.path(name).display().to_string();
+    Ok([
+        ("SERVER__TLS__CERT_FILE", path("server.crt")),
+        ("SERVER__TLS__KEY_FILE", path("server.key")),
+        ("AUTH__MODE", "jwt".to_owned()),
+        ("AUTH__JWKS_FILE", path("jwks.json")),
+        ("AUTH__ISSUER", DevIdentity::ISSUER.to_owned()),
+        ("AUTH__AUDIENCE", DevIdentity::AUDIENCE.to_owned()),
+        ("AUTH__GRANTS", PEER_GRANTS.to_owned()),
+        ("PEERS__CA_FILE", path("ca.crt")),
+        ("PEERS__CERT_FILE", path("client.crt")),
+        ("PEERS__KEY_FILE", path("client.key")),
+        ("PEERS__TOKEN_FILE", token_file.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("TRADEWATCH__{k}"), v))
+    .collect())
+}
+
 /// Polls the health service until the service reports SERVING.
-async fn wait_serving(r: &mut Running, port: u16, var_dir: &Path) -> anyhow::Result<()> {
+async fn wait_serving(
+    r: &mut Running,
+    port: u16,
+    var_dir: &Path,
+    identity: Option<&DevIdentity>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
-    let url = format!("http://127.0.0.1:{port}");
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
+    if let Some(identity) = identity {
+        let ca = tonic::transport::Certificate::from_pem(std::fs::read(identity.path("ca.crt"))?);
+        endpoint = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}"))?
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))?;
+    }
     loop {
         if let Some(status) = r.child.try_wait()? {
             anyhow::bail!(
@@ -184,7 +240,7 @@ async fn wait_serving(r: &mut Running, port: u16, var_dir: &Path) -> anyhow::Res
                 r.service.name
             );
         }
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?.connect().await {
+        if let Ok(channel) = endpoint.connect().await {
             let answer =
                 HealthClient::new(channel).check(HealthCheckRequest { service: r.service.grpc_name.into() }).await;
             if answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving) {
@@ -247,7 +303,27 @@ async fn stop_all(running: &mut Vec<Running>) -> bool {
     clean
 }
 
-fn print_welcome(var_dir: &Path, ports: Ports) {
+fn print_welcome(var_dir: &Path, ports: Ports, identity: Option<&DevIdentity>) {
+    if let Some(identity) = identity {
+        println!(
+            r#"
+Tradewatch is running with TLS and JWT auth, on SQLite under {var}/:
+  dispute   127.0.0.1:{dispute}   tariff   127.0.0.1:{tariff}   dialogue   127.0.0.1:{dialogue}
+Development keys and certificates: {keys}/ (never for production).
+
+Try (the README's Security section has more):
+  TOKEN=$(target/debug/tradewatch-demo token --scopes "tariff:read")
+  grpcurl -cacert {keys}/ca.crt -H "authorization: Bearer $TOKEN" -d '{{"imposing_economy":"CAN"}}' 127.0.0.1:{tariff} tradewatch.tariff.v1.TariffService/ListMeasures
+
+Ctrl-C stops all three."#,
+            var = var_dir.display(),
+            keys = identity.dir.display(),
+            tariff = ports.tariff,
+            dispute = ports.dispute,
+            dialogue = ports.dialogue,
+        );
+        return;
+    }
     let text = format!(
         r#"
 Tradewatch is running, on SQLite under {var}/:

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 
 use tonic::transport::Channel;
 use tradewatch_common::{
+    config::Settings,
+    dev_identity::{DevIdentity, TokenSpec},
     proto::{
         dispute::dispute_service_client::DisputeServiceClient, tariff::tariff_service_client::TariffServiceClient,
     },
@@ -20,38 +22,93 @@ pub struct Stack {
     tariff: Slot,
     dispute: Slot,
     dialogue: Slot,
+    /// TLS and JWT auth on, with this development identity.
+    identity: Option<DevIdentity>,
 }
+
+/// The scopes each service's own token is granted on its peers, as
+/// `auth.grants`: what `make run-secure` and the secured stack use.
+pub const PEER_GRANTS: &str =
+    "dispute-service=tariff:read; dialogue-service=tariff:read tariff:write dispute:read dispute:write";
+
+/// Every scope of the three services.
+pub const ALL_SCOPES: &[&str] =
+    &["tariff:read", "tariff:write", "dispute:read", "dispute:write", "dialogue:read", "dialogue:write"];
 
 impl Stack {
     /// Starts the three services, each wired to its peers.
     pub async fn start() -> anyhow::Result<Self> {
-        let mut stack = Self { tariff: Slot::new().await?, dispute: Slot::new().await?, dialogue: Slot::new().await? };
+        Self::start_with(None).await
+    }
+
+    /// The same with TLS and JWT auth on every port, and each service calling
+    /// its peers over TLS with a token of its own.
+    pub async fn start_secure(identity: DevIdentity) -> anyhow::Result<Self> {
+        Self::start_with(Some(identity)).await
+    }
+
+    async fn start_with(identity: Option<DevIdentity>) -> anyhow::Result<Self> {
+        let mut stack =
+            Self { tariff: Slot::new().await?, dispute: Slot::new().await?, dialogue: Slot::new().await?, identity };
         stack.start_tariff().await?;
         stack.start_dispute().await?;
         stack.start_dialogue().await?;
         Ok(stack)
     }
 
+    fn url(&self, slot: &Slot) -> String {
+        let url = slot.url();
+        match (&self.identity, url.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => url,
+        }
+    }
+
+    /// `settings` secured for `service` when the stack is.
+    fn secure(&self, settings: &mut Settings, service: &str) -> anyhow::Result<()> {
+        let Some(identity) = &self.identity else { return Ok(()) };
+        identity.secure(settings, false);
+        settings.auth.grants = PEER_GRANTS.into();
+        let token = identity.issuer()?.token(&TokenSpec::new(&format!("{service}-service"), &[]))?;
+        let token_file = identity.path(&format!("{service}.token"));
+        tradewatch_common::dev_identity::write_private(&token_file, &token)?;
+        identity.secure_peers(settings, token_file);
+        Ok(())
+    }
+
     pub async fn start_dialogue(&mut self) -> anyhow::Result<()> {
         let mut settings = self.dialogue.settings(dialogue_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
         settings.peers.dispute_url = self.dispute.url();
+        self.secure(&mut settings, "dialogue")?;
         self.dialogue.start(settings, dialogue_service::app::Application::build).await
     }
 
-    /// Where each service listens, as URLs.
+    /// Where each service listens, as URLs; on a secured stack, with the CA
+    /// and a token holding every scope.
     pub fn endpoints(&self) -> demo::Endpoints {
-        demo::Endpoints { tariff: self.tariff.url(), dispute: self.dispute.url(), dialogue: self.dialogue.url() }
+        let security = self.identity.as_ref().and_then(|identity| {
+            let token = identity.issuer().ok()?.token(&TokenSpec::new("tradewatch-demo", ALL_SCOPES)).ok()?;
+            Some(demo::ClientSecurity { ca_file: identity.path("ca.crt"), token })
+        });
+        demo::Endpoints {
+            tariff: self.url(&self.tariff),
+            dispute: self.url(&self.dispute),
+            dialogue: self.url(&self.dialogue),
+            security,
+        }
     }
 
     pub async fn start_tariff(&mut self) -> anyhow::Result<()> {
-        let settings = self.tariff.settings(tariff_service::SERVICE);
+        let mut settings = self.tariff.settings(tariff_service::SERVICE);
+        self.secure(&mut settings, "tariff")?;
         self.tariff.start(settings, tariff_service::app::Application::build).await
     }
 
     pub async fn start_dispute(&mut self) -> anyhow::Result<()> {
         let mut settings = self.dispute.settings(dispute_service::SERVICE);
         settings.peers.tariff_url = self.tariff.url();
+        self.secure(&mut settings, "dispute")?;
         self.dispute.start(settings, dispute_service::app::Application::build).await
     }
 

@@ -1,10 +1,12 @@
 //! `tradewatch-demo run`: the whole stack on this machine with the demo data
-//! (what `make run` does). `tradewatch-demo seed`: loads the demo data into a
-//! running stack (`make seed`).
+//! (what `make run` does; `--secure` for TLS and JWT auth, `make run-secure`).
+//! `tradewatch-demo seed`: loads the demo data into a running stack (`make
+//! seed`). `tradewatch-demo token`: a development token with chosen scopes.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use tradewatch_common::dev_identity::{DevIdentity, TokenSpec};
 use tradewatch_e2e::{demo, launcher};
 
 /// The Tradewatch stack with the real Canada–China record.
@@ -25,6 +27,26 @@ enum Command {
         /// The gRPC ports of the tariff, dispute and dialogue services
         #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE", value_parser = parse_ports)]
         ports: Option<launcher::Ports>,
+        /// TLS and JWT auth on, with development keys made in --identity
+        #[arg(long)]
+        secure: bool,
+        /// Where the development CA, certificates and signing key are (made if missing)
+        #[arg(long, value_name = "DIR", env = "TRADEWATCH_DEV_IDENTITY", default_value = "var/dev-identity")]
+        identity: PathBuf,
+    },
+    /// Print a development token for `run --secure`, signed with the key in --identity
+    Token {
+        /// Space-separated scopes, for example "tariff:read dispute:write"
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// The token's subject: the actor its writes record
+        #[arg(long, default_value = "developer")]
+        subject: String,
+        /// Minutes until it expires
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+        #[arg(long, value_name = "DIR", env = "TRADEWATCH_DEV_IDENTITY", default_value = "var/dev-identity")]
+        identity: PathBuf,
     },
     /// Load the demo data into a running stack, unless it already holds data
     Seed {
@@ -44,7 +66,13 @@ fn parse_ports(s: &str) -> Result<launcher::Ports, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match real_main(cli.command.unwrap_or(Command::Run { var: PathBuf::from("var"), ports: None })).await {
+    let default = Command::Run {
+        var: PathBuf::from("var"),
+        ports: None,
+        secure: false,
+        identity: PathBuf::from("var/dev-identity"),
+    };
+    match real_main(cli.command.unwrap_or(default)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tradewatch-demo: {err:#}");
@@ -55,13 +83,25 @@ async fn main() -> ExitCode {
 
 async fn real_main(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { var, ports } => {
+        Command::Run { var, ports, secure, identity } => {
             let exe = std::env::current_exe()?;
             let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-            launcher::run(launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default() }).await
+            let identity = if secure { Some(DevIdentity::open_or_create(&identity)?) } else { None };
+            launcher::run(launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default(), identity }).await
+        }
+        Command::Token { scopes, subject, minutes, identity } => {
+            anyhow::ensure!(
+                identity.join("signing.key").exists(),
+                "no development identity in {}: start `make run-secure` first (or pass --identity)",
+                identity.display()
+            );
+            let scopes: Vec<&str> = scopes.split_whitespace().collect();
+            let spec = TokenSpec { expires_in: minutes * 60, ..TokenSpec::new(&subject, &scopes) };
+            println!("{}", DevIdentity { dir: identity }.issuer()?.token(&spec)?);
+            Ok(())
         }
         Command::Seed { tariff, dispute, dialogue } => {
-            let at = demo::Endpoints { tariff, dispute, dialogue };
+            let at = demo::Endpoints { tariff, dispute, dialogue, security: None };
             if demo::is_loaded(&at).await? {
                 println!("The stack already holds data: nothing loaded.");
                 return Ok(());
