@@ -159,7 +159,11 @@ impl Authenticator {
             source,
             validation,
             grants,
-            last_fetch: tokio::sync::Mutex::new(Instant::now()),
+            // As if fetched a while ago: a key rotated right after start is
+            // fetched at its first token.
+            last_fetch: tokio::sync::Mutex::new(
+                Instant::now().checked_sub(REFETCH_AT_MOST_EVERY).unwrap_or_else(Instant::now),
+            ),
         }));
         if matches!(auth.0.source, KeySource::Url(_)) {
             auth.spawn_refresh(Duration::from_secs(settings.jwks_refresh_secs));

@@ -322,6 +322,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_token_file_is_read_again_when_it_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("tradewatch-token-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("token");
+        std::fs::write(&path, "first\n").unwrap_or_else(|e| panic!("{e}"));
+        let file = TokenFile::new(path.clone());
+        let read = |f: &TokenFile| f.bearer().map(|v| v.to_str().unwrap_or_default().to_owned());
+        assert_eq!(read(&file).as_deref(), Some("Bearer first"));
+        assert_eq!(read(&file).as_deref(), Some("Bearer first"), "unchanged: the cached value");
+        // As the kubelet rotates a projected token: a new file moved over the old one.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.join("next"), "second").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(dir.join("next"), &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&file).as_deref(), Some("Bearer second"));
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&file), None, "gone: no token rather than a stale one");
+    }
+
+    #[test]
     fn grpc_timeouts_parse() {
         assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
         assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));

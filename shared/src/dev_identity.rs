@@ -87,6 +87,8 @@ pub struct TokenSpec {
     pub not_before_in: Option<i64>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Scopes as an `scp` list (as some providers write them) instead of `scope`.
+    pub scp_list: bool,
 }
 
 impl TokenSpec {
@@ -98,6 +100,7 @@ impl TokenSpec {
             not_before_in: None,
             issuer: None,
             audience: None,
+            scp_list: false,
         }
     }
 }
@@ -174,7 +177,9 @@ impl DevIssuer {
             "iat": now,
             "exp": now + spec.expires_in,
         });
-        if !spec.scopes.is_empty() {
+        if spec.scp_list {
+            claims["scp"] = json!(spec.scopes);
+        } else if !spec.scopes.is_empty() {
             claims["scope"] = Value::String(spec.scopes.join(" "));
         }
         if let Some(nbf) = spec.not_before_in {

@@ -510,3 +510,73 @@ async fn the_plaintext_health_port_serves_health_alone() {
     let api = TariffServiceClient::new(channel).list_measures(tpb::ListMeasuresRequest::default()).await;
     assert_eq!(api.map(|_| ()).unwrap_err().code(), Code::Unimplemented, "the API is not on the health port");
 }
+
+/// Serves the JWKS in `body` over plain HTTP/1.1 on 127.0.0.1, counting the fetches.
+async fn serve_jwks(
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let json = body.lock().unwrap().clone();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                json.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    (addr, fetches)
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_again_for_a_rotated_key_but_not_for_every_unknown_one() {
+    use std::sync::atomic::Ordering;
+    let keys = Keys::new();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(keys.issuer.jwks()));
+    let (addr, fetches) = serve_jwks(served.clone()).await;
+    let mut slot = ServiceSlot::new().await.unwrap();
+    let mut settings = slot.settings(tariff_service::SERVICE);
+    keys.identity.secure(&mut settings, false);
+    settings.auth.jwks_file = None;
+    settings.auth.jwks_url = Some(format!("http://{addr}/openid/v1/jwks"));
+    slot.start(settings, tariff_service::app::Application::build).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
+
+    let reader = TokenSpec { scp_list: true, ..TokenSpec::new("analyst", &["tariff:read"]) };
+    let list = |token: String| {
+        let slot = &slot;
+        let keys = &keys;
+        async move { tariff_as(slot, keys, Some(&token)).await.list_measures(tpb::ListMeasuresRequest::default()).await }
+    };
+    assert!(list(keys.issuer.token(&reader).unwrap()).await.is_ok(), "scopes in an scp list count");
+
+    // The issuer rotates in a new key: its first token brings a fetch.
+    let mut rotated = keys.identity.issuer().unwrap();
+    rotated.add_ed25519_key("rotated").unwrap();
+    *served.lock().unwrap() = rotated.jwks();
+    assert!(list(rotated.token_with("rotated", &reader).unwrap()).await.is_ok());
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+    // Tokens naming keys nobody published do not make the service fetch each time.
+    let mut stranger = DevIssuer::new(DevIdentity::ISSUER, DevIdentity::AUDIENCE).unwrap();
+    stranger.add_ed25519_key("stranger").unwrap();
+    for _ in 0..5 {
+        let refused = list(stranger.token_with("stranger", &reader).unwrap()).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "at most one fetch every 30 s");
+}
