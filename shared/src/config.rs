@@ -207,8 +207,16 @@ impl AuthSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TelemetrySettings {
     /// OTLP/gRPC collector, for example `http://otel-collector:4317`; unset
-    /// means no export.
+    /// means the standard `OTEL_EXPORTER_OTLP_ENDPOINT`, and without it no
+    /// export.
     pub otlp_endpoint: Option<String>,
+    /// Where `/metrics` is served: unset means the gRPC port + 1000, 0 turns
+    /// metrics off.
+    pub metrics_port: Option<u16>,
+    /// Tests only (never read from configuration): serve metrics on a port
+    /// the kernel picks, as several servers share one machine.
+    #[serde(skip)]
+    pub metrics_on_any_port: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

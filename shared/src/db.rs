@@ -171,6 +171,23 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// The pool's connections in use and idle.
+pub fn pool_usage(db: &DatabaseConnection) -> (u32, u32) {
+    let (size, idle) = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        sea_orm::DatabaseBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    (size.saturating_sub(idle), idle)
+}
+
 /// A query that answers when the database is reachable.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.ping().await

@@ -26,6 +26,7 @@ use tonic::{
 use crate::{
     Error,
     client::{Deadline, parse_grpc_timeout},
+    metrics::Metrics,
 };
 
 /// Paths that are never shed: probes and tools must reach a busy server.
@@ -39,11 +40,12 @@ pub struct GuardLayer {
     request_timeout: Duration,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    metrics: Metrics,
 }
 
 impl GuardLayer {
-    pub fn new(request_timeout: Duration, max_in_flight: usize) -> Self {
-        Self { request_timeout, in_flight: Arc::new(Semaphore::new(max_in_flight)), max_in_flight }
+    pub fn new(request_timeout: Duration, max_in_flight: usize, metrics: Metrics) -> Self {
+        Self { request_timeout, in_flight: Arc::new(Semaphore::new(max_in_flight)), max_in_flight, metrics }
     }
 }
 
@@ -76,8 +78,51 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
+        if never_shed(&path) {
+            return self.guarded(request, path);
+        }
+        // Every API call is measured: its duration by method and status,
+        // and the calls in flight; its span gets the status too.
+        let metrics = self.limits.metrics.clone();
+        let counted = metrics.call_started();
+        let started = std::time::Instant::now();
+        let call = self.guarded(request, path.clone());
+        Box::pin(async move {
+            let _counted = counted;
+            let response = call.await;
+            let code = response.as_ref().map_or(tonic::Code::Unknown, status_of);
+            metrics.server_call(path.trim_start_matches('/'), code, started.elapsed());
+            crate::telemetry::record_status(&tracing::Span::current(), code, true);
+            response
+        })
+    }
+}
+
+/// The gRPC status of a response: `grpc-status` in its headers (an error
+/// answered at once), else OK (the status then comes in the trailers, and
+/// every failure of ours is answered at once).
+fn status_of(response: &http::Response<Body>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+impl<S> Guard<S> {
+    fn guarded<B>(
+        &mut self,
+        mut request: http::Request<B>,
+        path: String,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, Infallible>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let permit = if never_shed(&path) {
             None
         } else {
@@ -145,6 +190,10 @@ fn panicked(path: &str, panic: &(dyn Any + Send)) -> http::Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_metrics() -> Metrics {
+        Metrics::new("test", "0")
+    }
     use tower_layer::Layer as _;
 
     #[derive(Clone)]
@@ -191,7 +240,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_internal_and_the_service_goes_on() {
-        let mut guard = GuardLayer::new(Duration::from_secs(5), 10).layer(Handler(boom, Duration::ZERO));
+        let mut guard =
+            GuardLayer::new(Duration::from_secs(5), 10, test_metrics()).layer(Handler(boom, Duration::ZERO));
         for _ in 0..2 {
             let response = guard.call(request("/x.S/M", None)).await.unwrap_or_else(|e| match e {});
             assert_eq!(status_of(&response).map(|s| s.code()), Some(tonic::Code::Internal));
@@ -200,18 +250,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_shorter_deadline_wins_and_is_deadline_exceeded() {
-        let mut guard = GuardLayer::new(Duration::from_millis(50), 10).layer(Handler(ok, Duration::from_secs(5)));
+        let mut guard =
+            GuardLayer::new(Duration::from_millis(50), 10, test_metrics()).layer(Handler(ok, Duration::from_secs(5)));
         let response =
             guard.call(request("/x.S/M", Some("18446744073709551615S"))).await.unwrap_or_else(|e| match e {});
         assert_eq!(status_of(&response).map(|s| s.code()), Some(tonic::Code::DeadlineExceeded));
-        let mut guard = GuardLayer::new(Duration::from_secs(60), 10).layer(Handler(ok, Duration::from_secs(5)));
+        let mut guard =
+            GuardLayer::new(Duration::from_secs(60), 10, test_metrics()).layer(Handler(ok, Duration::from_secs(5)));
         let response = guard.call(request("/x.S/M", Some("20m"))).await.unwrap_or_else(|e| match e {});
         assert_eq!(status_of(&response).map(|s| s.code()), Some(tonic::Code::DeadlineExceeded));
     }
 
     #[tokio::test]
     async fn calls_past_the_limit_are_overloaded_but_health_is_never_shed() {
-        let layer = GuardLayer::new(Duration::from_secs(5), 2);
+        let layer = GuardLayer::new(Duration::from_secs(5), 2, test_metrics());
         let slow = layer.layer(Handler(ok, Duration::from_millis(300)));
         let held: Vec<_> = (0..2).map(|_| tokio::spawn(slow.clone().call(request("/x.S/M", None)))).collect();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -159,6 +159,33 @@ where
     R: Message + Default,
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<R>> + Send,
 {
+    use tracing::Instrument as _;
+    // The write's transaction, a CLIENT span of the database (semantic
+    // conventions: db.system.name, db.operation.name).
+    let system = match conn.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "postgresql",
+        _ => "sqlite",
+    };
+    let span = tracing::info_span!(
+        "db",
+        otel.name = "transaction",
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = "transaction",
+        otel.status_code = tracing::field::Empty,
+    );
+    let outcome = write_in_transaction(conn, key, write).instrument(span.clone()).await;
+    if outcome.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    outcome
+}
+
+async fn write_in_transaction<R, F>(conn: &DatabaseConnection, key: Option<Key>, write: F) -> Result<R>
+where
+    R: Message + Default,
+    F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<R>> + Send,
+{
     if let Some(key) = &key
         && let Some(done) = lookup(conn, key).await?
     {

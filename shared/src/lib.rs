@@ -15,6 +15,7 @@ pub mod error;
 pub mod etag;
 pub mod guard;
 pub mod idempotency;
+pub mod metrics;
 pub mod paging;
 pub mod patch;
 pub mod proto;

@@ -24,6 +24,7 @@ use crate::{
     config::{ServerSettings, Settings},
     db,
     guard::GuardLayer,
+    metrics::{self, Metrics},
     proto, telemetry, tls,
 };
 
@@ -36,6 +37,9 @@ const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
 /// the same way for every service.
 pub trait Served: Send + Sized + 'static {
     fn local_addr(&self) -> SocketAddr;
+
+    /// Where `/metrics` is served, when it is.
+    fn metrics_addr(&self) -> Option<SocketAddr>;
 
     /// Serves until `shutdown` resolves, then drains.
     fn serve(
@@ -52,6 +56,10 @@ macro_rules! impl_served {
         impl $crate::server::Served for $app {
             fn local_addr(&self) -> std::net::SocketAddr {
                 <$app>::local_addr(self)
+            }
+
+            fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+                <$app>::metrics_addr(self)
             }
 
             fn serve(
@@ -72,12 +80,15 @@ pub struct GrpcServer {
     tls: Option<tonic::transport::ServerTlsConfig>,
     auth: Option<Authenticator>,
     health_listener: Option<TcpListener>,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl GrpcServer {
-    /// Reads the TLS files and the JWKS, then binds `server.host:server.port`;
-    /// port 0 takes a free port (tests).
-    pub async fn bind(settings: &Settings) -> anyhow::Result<Self> {
+    /// Reads the TLS files and the JWKS, then binds `server.host:server.port`
+    /// and the metrics port of `service` (`tariff`); port 0 takes a free port
+    /// (tests).
+    pub async fn bind(settings: &Settings, service: &str) -> anyhow::Result<Self> {
         settings.check_exposure()?;
         let tls = tls::server_config(&settings.server.tls)?;
         let auth = Authenticator::from_settings(&settings.auth).await?;
@@ -96,11 +107,42 @@ impl GrpcServer {
             }
             None => None,
         };
-        Ok(Self { listener, local_addr, settings: server.clone(), tls, auth, health_listener })
+        let metrics_addr = if settings.telemetry.metrics_on_any_port {
+            Some(format!("{}:0", server.host))
+        } else {
+            metrics::address(&server.host, server.port, settings.telemetry.metrics_port)
+        };
+        let metrics_listener = match metrics_addr {
+            Some(addr) => Some(TcpListener::bind(&addr).await.map_err(|err| {
+                anyhow::anyhow!("cannot listen on {addr} for metrics (telemetry.metrics_port): {err}")
+            })?),
+            None => None,
+        };
+        let metrics = Metrics::new(service, env!("CARGO_PKG_VERSION"));
+        Ok(Self {
+            listener,
+            local_addr,
+            settings: server.clone(),
+            tls,
+            auth,
+            health_listener,
+            metrics,
+            metrics_listener,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The server's metrics, for what the service measures itself.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// Serves `routes` (the service's API, registered under `service_name`)
@@ -129,6 +171,21 @@ impl GrpcServer {
                 .with_service_name("grpc.reflection.v1.ServerReflection")
                 .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         };
+        let pool = db.clone();
+        self.metrics.on_scrape({
+            let metrics = self.metrics.clone();
+            move || {
+                let (metrics, pool) = (metrics.clone(), pool.clone());
+                async move {
+                    let (used, idle) = db::pool_usage(&pool);
+                    metrics.set_pool(used, idle);
+                }
+            }
+        });
+        let metrics_server = self.metrics_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
+            tokio::spawn(metrics::serve(listener, self.metrics.clone()))
+        });
         // The plaintext health port answers from the same reporter.
         let health_only = self.health_listener.map(|listener| {
             tracing::info!(address = ?listener.local_addr().ok(), "serving health alone, in plaintext");
@@ -160,7 +217,7 @@ impl GrpcServer {
             auth = if self.auth.is_some() { "jwt" } else { "none" },
             "serving"
         );
-        let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight);
+        let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight, self.metrics.clone());
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
@@ -199,6 +256,9 @@ impl GrpcServer {
         watcher.abort();
         if let Some(health_only) = health_only {
             health_only.abort();
+        }
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
         }
         tracing::info!("stopped");
         Ok(result?)

@@ -89,7 +89,7 @@ impl TestDatabase {
                 key_file: None,
                 token_file: None,
             },
-            telemetry: TelemetrySettings { otlp_endpoint: None },
+            telemetry: TelemetrySettings { otlp_endpoint: None, metrics_port: None, metrics_on_any_port: true },
             log: LogSettings { format: LogFormat::Pretty, filter: "warn".into() },
             auth: AuthSettings {
                 mode: AuthMode::None,
@@ -133,6 +133,8 @@ impl Drop for TestDatabase {
 /// A server running in the test's runtime until `stop`.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` (set by [`spawn`]).
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -149,7 +151,7 @@ impl RunningServer {
             let _ = stopped.await;
         });
         let handle = tokio::spawn(run(shutdown));
-        Self { addr, stop: Some(stop), handle: Some(handle) }
+        Self { addr, metrics_addr: None, stop: Some(stop), handle: Some(handle) }
     }
 
     pub fn url(&self) -> String {
@@ -177,7 +179,10 @@ where
     Fut: Future<Output = anyhow::Result<A>>,
 {
     let app = retry_while_port_busy(|| build(settings.clone())).await?;
-    Ok(RunningServer::start(app.local_addr(), |stop| app.serve(stop)))
+    let metrics_addr = app.metrics_addr();
+    let mut server = RunningServer::start(app.local_addr(), |stop| app.serve(stop));
+    server.metrics_addr = metrics_addr;
+    Ok(server)
 }
 
 /// A connected channel to a test server.
@@ -235,6 +240,12 @@ pub fn uuid() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A port free right now (the kernel's choice), for a listener a test
+/// starts next.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map_or(0, |a| a.port())
+}
+
 /// A free port for a server a test will stop and start again on the same
 /// address. It is taken from below the kernel's ephemeral range, so no
 /// client socket or port-0 server borrows it while the server is down.
@@ -275,12 +286,14 @@ where
 pub struct ServiceSlot {
     db: TestDatabase,
     pub addr: Option<SocketAddr>,
+    /// Where the running server serves `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     server: Option<RunningServer>,
 }
 
 impl ServiceSlot {
     pub async fn new() -> anyhow::Result<Self> {
-        Ok(Self { db: TestDatabase::new().await?, addr: None, server: None })
+        Ok(Self { db: TestDatabase::new().await?, addr: None, metrics_addr: None, server: None })
     }
 
     /// Settings on this slot's database and port (a restartable one the first time).
@@ -308,7 +321,9 @@ impl ServiceSlot {
         F: Fn(Settings) -> Fut,
         Fut: Future<Output = anyhow::Result<A>>,
     {
-        self.run(spawn(settings, build).await?);
+        let server = spawn(settings, build).await?;
+        self.metrics_addr = server.metrics_addr;
+        self.run(server);
         Ok(())
     }
 

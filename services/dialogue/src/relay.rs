@@ -14,6 +14,7 @@ use std::{sync::Arc, time::Duration};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, watch};
 use tonic::Code;
+use tradewatch_common::metrics::{Delivery, Metrics};
 use tradewatch_common::{
     Error, Result,
     client::{Deadline, Peer},
@@ -69,6 +70,7 @@ pub struct Relay {
     tariff: Peer,
     wake: Arc<Notify>,
     options: RelayOptions,
+    metrics: Option<Metrics>,
 }
 
 /// Whether the relay should go on.
@@ -80,7 +82,20 @@ enum Flow {
 
 impl Relay {
     pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, wake: Arc<Notify>, options: RelayOptions) -> Self {
-        Self { db, dispute, tariff, wake, options }
+        Self { db, dispute, tariff, wake, options, metrics: None }
+    }
+
+    /// The same relay, counting its deliveries by outcome in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, outcome: Delivery) {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered(outcome);
+        }
     }
 
     /// Delivers until `stop` turns true, then drains what is due within `drain`.
@@ -136,6 +151,14 @@ impl Relay {
     }
 
     async fn deliver(&self, queued: Queued) -> Result<Flow> {
+        use tracing::Instrument as _;
+        // The delivery continues the trace of the call that queued it.
+        let span = tracing::info_span!("relay", otel.name = "relay effect", effect = queued.order.effect.as_str());
+        tradewatch_common::telemetry::continue_trace(&span, &queued.traceparent);
+        self.deliver_in_span(queued).instrument(span).await
+    }
+
+    async fn deliver_in_span(&self, queued: Queued) -> Result<Flow> {
         let order = &queued.order;
         let outcome = self.send(order).await;
         match outcome {
@@ -147,10 +170,12 @@ impl Relay {
                 }
                 tracing::info!(effect = order.effect.as_str(), target = %order.target_id, "effect applied");
                 self.settle(order, EffectState::Applied, detail).await?;
+                self.count(Delivery::Applied);
             }
             Err(err) if is_final(err.code()) => {
                 tracing::info!(effect = order.effect.as_str(), target = %order.target_id, reason = err.message(), "effect rejected");
                 self.settle(order, EffectState::Rejected, err.message().to_owned()).await?;
+                self.count(Delivery::Rejected);
             }
             Err(err) => {
                 let attempts = queued.attempts.saturating_add(1);
@@ -158,6 +183,7 @@ impl Relay {
                 tracing::info!(effect = order.effect.as_str(), attempts, retry_in = ?wait, error = err.message(), "effect not delivered; retrying later");
                 let at = tradewatch_common::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 store::retry_later(&self.db, order.id, attempts, at, err.message()).await?;
+                self.count(Delivery::Retried);
             }
         }
         Ok(Flow::Continue)
@@ -201,7 +227,7 @@ impl Relay {
                     etag: String::new(),
                 };
                 self.dispute
-                    .call(Deadline::none(), true, |ch, d| {
+                    .call("tradewatch.dispute.v1.DisputeService/AdvanceDispute", Deadline::none(), true, |ch, d| {
                         let req = self.dispute.request(req.clone(), d);
                         async move { DisputeServiceClient::new(ch).advance_dispute(req).await }
                     })
@@ -223,7 +249,7 @@ impl Relay {
                     etag: String::new(),
                 };
                 self.tariff
-                    .call(Deadline::none(), true, |ch, d| {
+                    .call("tradewatch.tariff.v1.TariffService/SetMeasureStatus", Deadline::none(), true, |ch, d| {
                         let req = self.tariff.request(req.clone(), d);
                         async move { TariffServiceClient::new(ch).set_measure_status(req).await }
                     })

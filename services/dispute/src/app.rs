@@ -24,12 +24,17 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings).await?;
+        let server = GrpcServer::bind(&settings, crate::SERVICE.name).await?;
         Ok(Self { server, db, settings })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -38,7 +43,7 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
-        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?;
+        let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?.with_metrics(self.server.metrics());
         let limit = self.settings.server.max_message_bytes;
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)

@@ -23,12 +23,17 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = db::open::<Migrator>(&settings.database).await?;
-        let server = GrpcServer::bind(&settings).await?;
+        let server = GrpcServer::bind(&settings, crate::SERVICE.name).await?;
         Ok(Self { server, db, settings })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     pub fn db(&self) -> &DatabaseConnection {

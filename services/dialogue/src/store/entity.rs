@@ -148,6 +148,7 @@ pub mod outbox {
         pub next_attempt_at: DateTimeUtc,
         pub last_error: String,
         pub create_time: DateTimeUtc,
+        pub traceparent: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,9 @@ use crate::domain::{Effect, EffectOrder};
 pub struct Queued {
     pub order: EffectOrder,
     pub attempts: i32,
+    /// The W3C `traceparent` of the call that queued it, so that the
+    /// delivery continues that trace.
+    pub traceparent: String,
 }
 
 pub async fn enqueue(conn: &impl ConnectionTrait, order: &EffectOrder) -> Result<()> {
@@ -30,6 +33,7 @@ pub async fn enqueue(conn: &impl ConnectionTrait, order: &EffectOrder) -> Result
         next_attempt_at: Set(now),
         last_error: Set(String::new()),
         create_time: Set(now),
+        traceparent: Set(tradewatch_common::telemetry::current_traceparent()),
     })
     .exec_without_returning(conn)
     .await?;
@@ -58,6 +62,7 @@ pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) ->
                     effective_on: r.effect_on,
                 },
                 attempts: r.attempts,
+                traceparent: r.traceparent,
             })
         })
         .collect()
@@ -67,6 +72,19 @@ pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) ->
 pub async fn pending_count(conn: &impl ConnectionTrait) -> Result<u64> {
     use sea_orm::PaginatorTrait;
     Ok(outbox::Entity::find().count(conn).await?)
+}
+
+/// How many effects wait, and since when the oldest of them has.
+pub async fn backlog(conn: &impl ConnectionTrait) -> Result<(u64, Option<DateTime<Utc>>)> {
+    use sea_orm::{PaginatorTrait, QueryOrder, QuerySelect};
+    let count = outbox::Entity::find().count(conn).await?;
+    let oldest = outbox::Entity::find()
+        .order_by_asc(outbox::Column::CreateTime)
+        .limit(1)
+        .one(conn)
+        .await?
+        .map(|r| r.create_time);
+    Ok((count, oldest))
 }
 
 /// Records a failed attempt and when to try again.

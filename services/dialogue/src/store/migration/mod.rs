@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_sessions;
 mod m20261129_000001_commitment_owners;
 mod m20261129_000002_actors;
+mod m20261129_000003_outbox_trace;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_sessions::Migration),
             Box::new(m20261129_000001_commitment_owners::Migration),
             Box::new(m20261129_000002_actors::Migration),
+            Box::new(m20261129_000003_outbox_trace::Migration),
         ]
     }
 }
