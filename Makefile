@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
+.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
 
 ## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
@@ -17,6 +17,11 @@ run: build
 ## run-secure: the same, with TLS and JWT auth on (development keys under ./var/dev-identity)
 run-secure: build
 	"$(TARGET_DIR)/debug/tradewatch-demo" run --secure
+
+## soak: the stack under a bounded mixed load (SOAK_SECONDS, 60 by default; not in CI): throughput, codes, RSS
+SOAK_SECONDS ?= 60
+soak: build
+	"$(TARGET_DIR)/debug/tradewatch-demo" soak --seconds $(SOAK_SECONDS) --var var/soak
 
 ## seed: load the demo data into a running stack (TARIFF=, DISPUTE=, DIALOGUE= URLs to point elsewhere)
 seed: build

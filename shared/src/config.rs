@@ -29,6 +29,31 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub idempotency: IdempotencySettings,
+    pub relay: RelaySettings,
+}
+
+/// The dialogue relay's pacing (the other services ignore it).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelaySettings {
+    /// How long a claimed effect stays with the replica that claimed it;
+    /// after it, another replica takes the effect over.
+    pub lease_secs: u64,
+    /// Deliveries in flight at once to each peer.
+    pub per_peer: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencySettings {
+    /// How long a `request_id` is remembered: a retry within it returns the
+    /// first answer; after it, the same id is a new request.
+    pub retention_days: u32,
+}
+
+impl IdempotencySettings {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +342,15 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return bad("log.filter", format!("{:?} is not a tracing filter", self.log.filter));
         }
+        if self.relay.lease_secs == 0 {
+            return bad("relay.lease_secs", "must be at least 1".into());
+        }
+        if self.relay.per_peer == 0 {
+            return bad("relay.per_peer", "must be at least 1".into());
+        }
+        if self.idempotency.retention_days == 0 {
+            return bad("idempotency.retention_days", "must be at least 1".into());
+        }
         self.validate_security()
     }
 
@@ -405,6 +439,9 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("peers.dispute_url", "http://127.0.0.1:50051".into()),
         ("peers.timeout_ms", 5_000_i64.into()),
         ("log.format", "pretty".into()),
+        ("idempotency.retention_days", 30_i64.into()),
+        ("relay.lease_secs", 30_i64.into()),
+        ("relay.per_peer", 4_i64.into()),
         ("auth.mode", "none".into()),
         ("auth.jwks_refresh_secs", 300_i64.into()),
         ("auth.leeway_secs", 60_i64.into()),

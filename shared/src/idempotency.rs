@@ -5,7 +5,8 @@
 //! returns that stored response and writes nothing; reusing an id for a
 //! different request is INVALID_ARGUMENT. Two concurrent calls with one id
 //! race on the key's primary key: the loser rolls back and answers with the
-//! winner's response.
+//! winner's response. Keys expire after `idempotency.retention_days` (30):
+//! [`sweep`] removes them in small batches in the background.
 
 use futures::future::BoxFuture;
 use prost::Message;
@@ -77,6 +78,85 @@ pub mod migration {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager.drop_table(Table::drop().table(IdempotencyKeys::Table).to_owned()).await
         }
+    }
+}
+
+pub mod expiry_migration {
+    //! Indexes `idempotency_keys` by age, for the sweep that expires them;
+    //! every service's migrator lists it after the table's.
+    use sea_orm_migration::prelude::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000001_idempotency_keys_by_age"
+        }
+    }
+
+    const INDEX: &str = "idempotency_keys_by_create_time";
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(INDEX)
+                        .table(Alias::new("idempotency_keys"))
+                        .col(Alias::new("create_time"))
+                        .if_not_exists()
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager.drop_index(Index::drop().name(INDEX).table(Alias::new("idempotency_keys")).to_owned()).await
+        }
+    }
+}
+
+/// Keys removed by one statement of the sweep: small, so the sweep never
+/// holds locks long.
+pub const EXPIRE_BATCH: u64 = 500;
+
+/// Removes the keys older than `retention`, [`EXPIRE_BATCH`] at a time;
+/// returns how many went. A retry after that is a new request.
+pub async fn expire(db: &DatabaseConnection, retention: std::time::Duration) -> Result<u64> {
+    use sea_orm::{ColumnTrait as _, QueryFilter as _, sea_query::Query};
+    let cutoff = crate::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut removed = 0;
+    loop {
+        let oldest = Query::select()
+            .column(entity::Column::RequestId)
+            .from(entity::Entity)
+            .and_where(entity::Column::CreateTime.lt(cutoff))
+            .limit(EXPIRE_BATCH)
+            .to_owned();
+        let gone = entity::Entity::delete_many()
+            .filter(entity::Column::RequestId.in_subquery(oldest))
+            .exec(db)
+            .await?
+            .rows_affected;
+        removed += gone;
+        if gone < EXPIRE_BATCH {
+            return Ok(removed);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Expires old keys every `every`, for as long as it runs (the server
+/// aborts it on shutdown).
+pub async fn sweep(db: DatabaseConnection, retention: std::time::Duration, every: std::time::Duration) {
+    loop {
+        match expire(&db, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "idempotency keys could not be expired; trying again later"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

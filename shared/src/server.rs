@@ -30,6 +30,9 @@ use crate::{
 
 const DB_CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// How often expired idempotency keys are removed.
+const IDEMPOTENCY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// Headers of one call, bearer token included, fit well within this.
 const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
 
@@ -82,6 +85,7 @@ pub struct GrpcServer {
     health_listener: Option<TcpListener>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    retention: Duration,
 }
 
 impl GrpcServer {
@@ -128,6 +132,7 @@ impl GrpcServer {
             health_listener,
             metrics,
             metrics_listener,
+            retention: settings.idempotency.retention(),
         })
     }
 
@@ -182,6 +187,7 @@ impl GrpcServer {
                 }
             }
         });
+        let sweeper = tokio::spawn(crate::idempotency::sweep(db.clone(), self.retention, IDEMPOTENCY_SWEEP_EVERY));
         let metrics_server = self.metrics_listener.map(|listener| {
             tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
             tokio::spawn(metrics::serve(listener, self.metrics.clone()))
@@ -260,6 +266,7 @@ impl GrpcServer {
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
+        sweeper.abort();
         tracing::info!("stopped");
         Ok(result?)
     }

@@ -12,8 +12,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
 use crate::config::{
-    AuthMode, AuthSettings, DatabaseSettings, LogFormat, LogSettings, PeerSettings, ServerSettings, ServiceInfo,
-    Settings, TelemetrySettings, TlsSettings,
+    AuthMode, AuthSettings, DatabaseSettings, IdempotencySettings, LogFormat, LogSettings, PeerSettings, RelaySettings,
+    ServerSettings, ServiceInfo, Settings, TelemetrySettings, TlsSettings,
 };
 use crate::server::Served;
 
@@ -91,6 +91,8 @@ impl TestDatabase {
             },
             telemetry: TelemetrySettings { otlp_endpoint: None, metrics_port: None, metrics_on_any_port: true },
             log: LogSettings { format: LogFormat::Pretty, filter: "warn".into() },
+            idempotency: IdempotencySettings { retention_days: 30 },
+            relay: RelaySettings { lease_secs: 30, per_peer: 4 },
             auth: AuthSettings {
                 mode: AuthMode::None,
                 jwks_file: None,

@@ -10,7 +10,7 @@ use tradewatch_common::proto::{dialogue as gpb, tariff as tpb};
 use tradewatch_e2e::Stack;
 
 /// `GET /metrics` from `addr`, as text.
-async fn scrape(addr: std::net::SocketAddr) -> String {
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: tradewatch\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut response = String::new();
@@ -22,7 +22,7 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 /// The value of the one sample named exactly `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 

@@ -359,3 +359,144 @@ Ctrl-C stops all three."#,
         .replace("127.0.0.1:50053", &format!("127.0.0.1:{}", ports.dialogue));
     println!("{text}");
 }
+
+/// `make soak`: the whole stack, started as `run` starts it with the demo
+/// data, under a bounded mixed load of `concurrency` callers for `duration`;
+/// prints throughput, answers by code, and each service's RSS before and
+/// after, then stops everything.
+pub async fn soak(opts: Options, duration: Duration, concurrency: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.var_dir)?;
+    let mut running: Vec<Running> = Vec::new();
+    if let Err(err) = start_all(&opts, &mut running).await {
+        stop_all(&mut running).await;
+        return Err(err);
+    }
+    let outcome = soak_running(&opts, &running, duration, concurrency).await;
+    let clean = stop_all(&mut running).await;
+    outcome?;
+    anyhow::ensure!(clean, "a service did not stop cleanly; see {}", opts.var_dir.display());
+    Ok(())
+}
+
+async fn soak_running(
+    opts: &Options,
+    running: &[Running],
+    duration: Duration,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+
+    use tradewatch_common::proto::{
+        common::Money,
+        dialogue::{self as gpb, dialogue_service_client::DialogueServiceClient},
+        dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+        tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+    };
+
+    let at = opts.ports.endpoints(None)?;
+    if !demo::is_loaded(&at).await? {
+        demo::load(&demo::Dataset::load()?, &at).await?;
+    }
+    let rss = |running: &[Running]| -> Vec<(String, u64)> {
+        running
+            .iter()
+            .map(|r| {
+                let kib = r
+                    .child
+                    .id()
+                    .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+                    .and_then(|s| {
+                        s.lines().find_map(|l| {
+                            l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+                        })
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                (r.service.name.to_owned(), kib)
+            })
+            .collect()
+    };
+    let before = rss(running);
+    let channel = |url: &str| tonic::transport::Endpoint::from_shared(url.to_owned()).map(|e| e.connect_lazy());
+    let (tariff, dispute, dialogue) = (channel(&at.tariff)?, channel(&at.dispute)?, channel(&at.dialogue)?);
+    let until = Instant::now() + duration;
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|w| {
+            let mut t = TariffServiceClient::new(tariff.clone());
+            let mut d = DisputeServiceClient::new(dispute.clone());
+            let mut g = DialogueServiceClient::new(dialogue.clone());
+            tokio::spawn(async move {
+                let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+                let mut i: u64 = 0;
+                while Instant::now() < until {
+                    i += 1;
+                    let code = match i % 10 {
+                        0..=3 => t
+                            .resolve_duty(tpb::ResolveDutyRequest {
+                                importing_economy: "CAN".into(),
+                                origin_economy: "CHN".into(),
+                                hs_code: "8703.80.00".into(),
+                                imported_on: "2025-01-15".into(),
+                                customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000.00".into() }),
+                                quantity: String::new(),
+                            })
+                            .await
+                            .map(|_| ()),
+                        4 | 5 => t
+                            .list_measures(tpb::ListMeasuresRequest { page_size: 20, ..Default::default() })
+                            .await
+                            .map(|_| ()),
+                        6 | 7 => d
+                            .list_disputes(dpb::ListDisputesRequest { complainant: "CAN".into(), ..Default::default() })
+                            .await
+                            .map(|_| ()),
+                        8 => g
+                            .list_sessions(gpb::ListSessionsRequest { economy: "CHN".into(), ..Default::default() })
+                            .await
+                            .map(|_| ()),
+                        _ => t
+                            .create_measure(tpb::CreateMeasureRequest {
+                                measure: Some(tpb::TariffMeasure {
+                                    reference: format!("SOAK-{}-{w}-{i}", std::process::id()),
+                                    title: "Soak test measure".into(),
+                                    imposing_economy: "CAN".into(),
+                                    kind: tpb::MeasureKind::Surtax.into(),
+                                    hs_codes: vec!["9999".into()],
+                                    ad_valorem_percent: "1".into(),
+                                    effective_from: "2030-01-01".into(),
+                                    ..Default::default()
+                                }),
+                                request_id: String::new(),
+                            })
+                            .await
+                            .map(|_| ()),
+                    };
+                    let name = match code {
+                        Ok(()) => "OK",
+                        Err(status) => tradewatch_common::metrics::code_name(status.code()),
+                    };
+                    *codes.entry(name.to_owned()).or_default() += 1;
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for worker in workers {
+        for (code, n) in worker.await? {
+            *codes.entry(code).or_default() += n;
+        }
+    }
+    let after = rss(running);
+    let total: u64 = codes.values().sum();
+    println!(
+        "\nSoak: {concurrency} callers for {duration:?}, a mix of 40% ResolveDuty, 20% ListMeasures, 20% ListDisputes, 10% ListSessions, 10% CreateMeasure"
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let rate = total as f64 / duration.as_secs_f64();
+    println!("  {total} calls, {rate:.0} calls/s; answers by code: {codes:?}");
+    for ((name, start), (_, end)) in before.iter().zip(&after) {
+        println!("  {name}-service RSS: {start} KiB at start, {end} KiB at the end");
+    }
+    Ok(())
+}

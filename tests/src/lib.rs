@@ -4,6 +4,7 @@
 //! exactly as in production, each of which can be stopped and started again.
 
 pub mod demo;
+pub mod faults;
 pub mod launcher;
 
 use std::net::SocketAddr;

@@ -1,10 +1,10 @@
 //! Builds the dialogue server and its effect relay from settings and runs
 //! both until shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tonic::service::Routes;
 use tradewatch_common::{
     client::Peer,
@@ -16,7 +16,7 @@ use tradewatch_common::{
 
 use crate::{
     api::DialogueApi,
-    relay::{Relay, RelayOptions},
+    relay::{Relay, RelayOptions, Wake},
     store::Migrator,
 };
 
@@ -30,7 +30,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with(settings, RelayOptions::default()).await
+        let relay = RelayOptions {
+            lease: Duration::from_secs(settings.relay.lease_secs),
+            per_peer: settings.relay.per_peer,
+            ..RelayOptions::default()
+        };
+        Self::build_with(settings, relay).await
     }
 
     /// Like `build`, with the relay paced (or crashed, in tests) as asked.
@@ -77,7 +82,7 @@ impl Application {
                 }
             }
         });
-        let wake = Arc::new(Notify::new());
+        let wake = Wake::new();
         let drain = self.settings.server.drain_timeout();
 
         let (stop, stopped) = watch::channel(false);

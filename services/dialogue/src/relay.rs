@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tonic::Code;
 use tradewatch_common::metrics::{Delivery, Metrics};
 use tradewatch_common::{
@@ -44,8 +44,16 @@ pub struct RelayOptions {
     pub poll: Duration,
     /// The first retry waits this long; each further one twice as long…
     pub backoff: Duration,
-    /// …up to this.
+    /// …up to this; each wait is then drawn between half of it and all of it
+    /// (jitter), so failed effects do not come back in step.
     pub max_backoff: Duration,
+    /// How long a claimed effect stays with the relay that claimed it; after
+    /// that another replica takes it over (its relay died). Longer than a
+    /// delivery can take.
+    pub lease: Duration,
+    /// Deliveries in flight at once to each peer: a peer that hangs holds
+    /// back only its own effects.
+    pub per_peer: usize,
     /// Test hook: called after the other side accepted an effect and before
     /// the outbox records it; returning true stops the relay there, as a
     /// crash would.
@@ -58,6 +66,8 @@ impl Default for RelayOptions {
             poll: Duration::from_secs(1),
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            lease: Duration::from_secs(30),
+            per_peer: 4,
             crash_after_delivery: None,
         }
     }
@@ -68,7 +78,7 @@ pub struct Relay {
     db: DatabaseConnection,
     dispute: Peer,
     tariff: Peer,
-    wake: Arc<Notify>,
+    wake: Wake,
     options: RelayOptions,
     metrics: Option<Metrics>,
 }
@@ -81,7 +91,7 @@ enum Flow {
 }
 
 impl Relay {
-    pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, wake: Arc<Notify>, options: RelayOptions) -> Self {
+    pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, wake: Wake, options: RelayOptions) -> Self {
         Self { db, dispute, tariff, wake, options, metrics: None }
     }
 
@@ -98,23 +108,15 @@ impl Relay {
         }
     }
 
-    /// Delivers until `stop` turns true, then drains what is due within `drain`.
-    pub async fn run(self, mut stop: watch::Receiver<bool>, drain: Duration) {
+    /// Delivers until `stop` turns true, then drains what is due within
+    /// `drain`. Effects to the dispute service and to the tariff service go
+    /// in lanes of their own, so a peer that hangs holds back only its lane.
+    pub async fn run(self, stop: watch::Receiver<bool>, drain: Duration) {
         tracing::info!("effect relay started");
-        loop {
-            if self.pass().await == Flow::Crashed {
-                tracing::warn!("effect relay stopped by its crash hook");
-                return;
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.options.poll) => {}
-                _ = stop.wait_for(|stopping| *stopping) => break,
-            }
-        }
-        if tokio::time::timeout(drain, self.pass()).await.is_err() {
-            tracing::warn!("effect relay: drain timed out; what is left is delivered after the next start");
-        }
+        tokio::join!(
+            self.lane(&[Effect::SettleDispute], stop.clone(), drain),
+            self.lane(&[Effect::SuspendMeasure, Effect::RevokeMeasure], stop, drain),
+        );
         match store::pending_count(&self.db).await {
             Ok(0) => tracing::info!("effect relay stopped with the outbox empty"),
             Ok(n) => tracing::info!(pending = n, "effect relay stopped; pending effects resume on the next start"),
@@ -122,32 +124,64 @@ impl Relay {
         }
     }
 
-    /// Tries every effect that is due when the pass starts, once: an effect
-    /// that fails is due again only after its backoff, in a later pass.
-    async fn pass(&self) -> Flow {
+    async fn lane(&self, effects: &[Effect], mut stop: watch::Receiver<bool>, drain: Duration) {
+        let mut woken = self.wake.subscribe();
+        loop {
+            if self.pass(effects).await == Flow::Crashed {
+                tracing::warn!("effect relay stopped by its crash hook");
+                return;
+            }
+            tokio::select! {
+                _ = woken.changed() => {}
+                () = tokio::time::sleep(self.options.poll) => {}
+                _ = stop.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        if tokio::time::timeout(drain, self.pass(effects)).await.is_err() {
+            tracing::warn!("effect relay: drain timed out; what is left is delivered after the next start");
+        }
+    }
+
+    /// Claims and tries every effect of `effects` that is due when the pass
+    /// starts, once: an effect that fails is due again only after its
+    /// backoff, in a later pass.
+    async fn pass(&self, effects: &[Effect]) -> Flow {
         let started = tradewatch_common::now();
         loop {
-            let due = match store::due(&self.db, started, 16).await {
+            let limit = u64::try_from(self.options.per_peer.saturating_mul(4)).unwrap_or(16);
+            let due = match store::claim(&self.db, effects, started, self.options.lease, limit).await {
                 Ok(due) => due,
                 Err(err) => {
-                    tracing::warn!(%err, "effect relay cannot read the outbox");
+                    tracing::warn!(%err, "effect relay cannot claim from the outbox");
                     return Flow::Continue;
                 }
             };
             if due.is_empty() {
                 return Flow::Continue;
             }
-            for queued in due {
-                match self.deliver(queued).await {
-                    Ok(Flow::Crashed) => return Flow::Crashed,
+            let mut flow = Flow::Continue;
+            for outcome in self.deliver_all(due).await {
+                match outcome {
+                    Ok(Flow::Crashed) => flow = Flow::Crashed,
                     Ok(Flow::Continue) => {}
                     Err(err) => {
-                        tracing::warn!(%err, "effect relay cannot record a delivery");
-                        return Flow::Continue;
+                        tracing::warn!(%err, "effect relay cannot record a delivery; it is retried after its lease")
                     }
                 }
             }
+            if flow == Flow::Crashed {
+                return flow;
+            }
         }
+    }
+
+    async fn deliver_all(&self, queued: Vec<Queued>) -> Vec<Result<Flow>> {
+        use futures::StreamExt as _;
+        futures::stream::iter(queued)
+            .map(|q| self.deliver(q))
+            .buffer_unordered(self.options.per_peer.max(1))
+            .collect()
+            .await
     }
 
     async fn deliver(&self, queued: Queued) -> Result<Flow> {
@@ -191,7 +225,9 @@ impl Relay {
 
     fn backoff(&self, attempts: i32) -> Duration {
         let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-        self.options.backoff.saturating_mul(1 << doublings).min(self.options.max_backoff)
+        let full = self.options.backoff.saturating_mul(1 << doublings).min(self.options.max_backoff);
+        // Equal jitter: half the wait, plus a random part of the other half.
+        full / 2 + full.mul_f64(jitter() / 2.0)
     }
 
     /// Removes the effect from the outbox and records its outcome on the
@@ -260,6 +296,42 @@ impl Relay {
             Effect::None => Err(Error::invalid_field("effect", "NONE has nothing to deliver")),
         }
     }
+}
+
+/// Wakes every lane of the relay when an effect is queued. A wake that comes
+/// while a lane is busy is kept until the lane looks again.
+#[derive(Debug, Clone)]
+pub struct Wake(Arc<watch::Sender<u64>>);
+
+impl Wake {
+    pub fn new() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A number in [0, 1), different on every call.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    // 53 random bits make an f64 in [0, 1) exactly.
+    #[allow(clippy::cast_precision_loss)]
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    unit
 }
 
 /// The other side's refusals that no retry can change.

@@ -34,6 +34,19 @@ enum Command {
         #[arg(long, value_name = "DIR", env = "TRADEWATCH_DEV_IDENTITY", default_value = "var/dev-identity")]
         identity: PathBuf,
     },
+    /// Start the stack and put it under a bounded mixed load (`make soak`)
+    Soak {
+        /// How long the load lasts, in seconds
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Concurrent callers
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, value_name = "DIR", default_value = "var/soak")]
+        var: PathBuf,
+        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE", value_parser = parse_ports)]
+        ports: Option<launcher::Ports>,
+    },
     /// Print a development token for `run --secure`, signed with the key in --identity
     Token {
         /// Space-separated scopes, for example "tariff:read dispute:write"
@@ -88,6 +101,12 @@ async fn real_main(command: Command) -> anyhow::Result<()> {
             let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
             let identity = if secure { Some(DevIdentity::open_or_create(&identity)?) } else { None };
             launcher::run(launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default(), identity }).await
+        }
+        Command::Soak { seconds, concurrency, var, ports } => {
+            let exe = std::env::current_exe()?;
+            let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+            let opts = launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default(), identity: None };
+            launcher::soak(opts, std::time::Duration::from_secs(seconds), concurrency).await
         }
         Command::Token { scopes, subject, minutes, identity } => {
             anyhow::ensure!(

@@ -87,6 +87,6 @@ pub(super) async fn set_commitment_status(
     })
     .await?;
     audit(&actor, "SetCommitmentStatus", "commitment", id, request_id);
-    api.relay.notify_one();
+    api.relay.notify();
     Ok(Response::new(response))
 }

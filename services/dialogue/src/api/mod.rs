@@ -7,10 +7,7 @@ mod commitments;
 pub mod convert;
 mod sessions;
 
-use std::sync::Arc;
-
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tradewatch_common::{
     Error,
@@ -37,7 +34,7 @@ pub struct DialogueApi {
     dispute: Peer,
     tariff: Peer,
     /// Wakes the relay when an effect is queued.
-    relay: Arc<Notify>,
+    relay: crate::relay::Wake,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
@@ -49,7 +46,7 @@ impl DialogueApi {
         db: DatabaseConnection,
         dispute: Peer,
         tariff: Peer,
-        relay: Arc<Notify>,
+        relay: crate::relay::Wake,
         max_message_bytes: usize,
     ) -> Self {
         Self { db, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }

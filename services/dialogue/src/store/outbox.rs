@@ -40,32 +40,55 @@ pub async fn enqueue(conn: &impl ConnectionTrait, order: &EffectOrder) -> Result
     Ok(())
 }
 
-/// Effects whose next attempt is due, oldest first.
-pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<Queued>> {
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::NextAttemptAt.lte(now))
+/// Claims up to `limit` effects due by `due_by`, oldest first, for `lease`:
+/// their next attempt moves to the end of the lease, so no other relay takes
+/// them meanwhile, and one whose relay died is due again when the lease
+/// ends. On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED`, so
+/// replicas claiming at once each get others; SQLite has one writer at a time.
+pub async fn claim(
+    db: &sea_orm::DatabaseConnection,
+    effects: &[Effect],
+    due_by: DateTime<Utc>,
+    lease: std::time::Duration,
+    limit: u64,
+) -> Result<Vec<Queued>> {
+    use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+    let txn = db::begin_write(db).await?;
+    let mut query = outbox::Entity::find()
+        .filter(outbox::Column::NextAttemptAt.lte(due_by))
+        .filter(outbox::Column::Effect.is_in(effects.iter().map(|e| e.as_str())))
         .order_by_asc(outbox::Column::NextAttemptAt)
         .order_by_asc(outbox::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            let effect =
-                Effect::parse(&r.effect).ok_or_else(|| db::corrupt("outbox entry", r.id, "effect", &r.effect))?;
-            Ok(Queued {
-                order: EffectOrder {
-                    id: r.id,
-                    commitment_id: r.commitment_id,
-                    effect,
-                    target_id: r.target_id,
-                    effective_on: r.effect_on,
-                },
-                attempts: r.attempts,
-                traceparent: r.traceparent,
-            })
-        })
-        .collect()
+        .limit(limit);
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let rows = query.all(&txn).await?;
+    if !rows.is_empty() {
+        let until = tradewatch_common::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(until))
+            .filter(outbox::Column::Id.is_in(rows.iter().map(|r| r.id)))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    rows.into_iter().map(queued_from_row).collect()
+}
+
+fn queued_from_row(r: outbox::Model) -> Result<Queued> {
+    let effect = Effect::parse(&r.effect).ok_or_else(|| db::corrupt("outbox entry", r.id, "effect", &r.effect))?;
+    Ok(Queued {
+        order: EffectOrder {
+            id: r.id,
+            commitment_id: r.commitment_id,
+            effect,
+            target_id: r.target_id,
+            effective_on: r.effect_on,
+        },
+        attempts: r.attempts,
+        traceparent: r.traceparent,
+    })
 }
 
 /// How many effects wait for delivery.

@@ -152,6 +152,8 @@ async fn the_relay_delivers_what_is_due_when_it_shuts_down() {
         poll: std::time::Duration::from_secs(3600),
         backoff: std::time::Duration::from_millis(1),
         max_backoff: std::time::Duration::from_millis(1),
+        lease: std::time::Duration::from_secs(5),
+        per_peer: 4,
         crash_after_delivery: None,
     };
     app.start_dialogue(idle).await;

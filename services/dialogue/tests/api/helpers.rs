@@ -26,6 +26,8 @@ pub fn fast_relay() -> RelayOptions {
         poll: Duration::from_millis(100),
         backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(500),
+        lease: Duration::from_secs(5),
+        per_peer: 4,
         crash_after_delivery: None,
     }
 }

@@ -520,3 +520,38 @@ async fn history_pages_in_timeline_order() {
         Code::NotFound,
     );
 }
+
+#[tokio::test]
+async fn request_ids_are_forgotten_after_the_retention_and_not_before() {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, sea_query::Expr};
+    use tradewatch_common::idempotency::entity as keys;
+    let app = spawn_app().await;
+    let mut client = app.client.clone();
+    let old = uuid::Uuid::now_v7().to_string();
+    let fresh = uuid::Uuid::now_v7().to_string();
+    for (reference, request_id) in [("OLD", &old), ("FRESH", &fresh)] {
+        let m = measure(reference, Surtax, &["72"], "25");
+        client
+            .create_measure(pb::CreateMeasureRequest { measure: Some(m), request_id: request_id.clone() })
+            .await
+            .unwrap();
+    }
+    // The first key was stored 31 days ago.
+    let past = chrono::Utc::now() - chrono::Duration::days(31);
+    keys::Entity::update_many()
+        .col_expr(keys::Column::CreateTime, Expr::value(past))
+        .filter(keys::Column::RequestId.eq(uuid::Uuid::parse_str(&old).unwrap()))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let removed =
+        tradewatch_common::idempotency::expire(&app.db, std::time::Duration::from_secs(30 * 24 * 3600)).await.unwrap();
+    assert_eq!(removed, 1);
+    // The forgotten id is a new request now; the remembered one still replays.
+    let again = measure("OLD", Surtax, &["72"], "25");
+    let err =
+        client.create_measure(pb::CreateMeasureRequest { measure: Some(again), request_id: old }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "a new create of the same reference: {err:?}");
+    let replay = measure("FRESH", Surtax, &["72"], "25");
+    assert!(client.create_measure(pb::CreateMeasureRequest { measure: Some(replay), request_id: fresh }).await.is_ok());
+}

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(tradewatch_common::idempotency::migration::Migration),
+            Box::new(tradewatch_common::idempotency::expiry_migration::Migration),
             Box::new(m20261128_000001_create_sessions::Migration),
             Box::new(m20261129_000001_commitment_owners::Migration),
             Box::new(m20261129_000002_actors::Migration),

@@ -1,0 +1,149 @@
+//! Faults on the wire, for the fault tests: a TCP proxy in front of a
+//! service that forwards, or accepts connections and never answers (a hung
+//! peer), as the test says; and a listener that never answers at all.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// A proxy on a loopback port in front of `target`.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    hang: Arc<AtomicBool>,
+    forwarding: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let hang = Arc::new(AtomicBool::new(false));
+        let forwarding = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, live) = (hang.clone(), forwarding.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let flag = flag.clone();
+                let connection = tokio::spawn(async move {
+                    if flag.load(Ordering::SeqCst) {
+                        // Accepted, never answered: held until the caller gives up.
+                        let _held = inbound;
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                if let Ok(mut live) = live.lock() {
+                    live.push(connection.abort_handle());
+                }
+            }
+        });
+        Ok(Self { addr, hang, forwarding, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// From now on connections are accepted and never answered (`true`), or
+    /// forwarded again (`false`, as a hung peer restarted). Either way the
+    /// connections open now are cut, so the callers' next ones see the change.
+    pub fn hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+        if let Ok(mut live) = self.forwarding.lock() {
+            for connection in live.drain(..) {
+                connection.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(mut live) = self.forwarding.lock() {
+            for connection in live.drain(..) {
+                connection.abort();
+            }
+        }
+    }
+}
+
+/// A service binary running as its own process, for tests that kill it.
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub port: u16,
+    pub metrics_port: u16,
+    child: tokio::process::Child,
+}
+
+impl ServiceProcess {
+    /// Starts `<name>-service` from `bin_dir` on free loopback ports with
+    /// `env` (its database URL, peers…), and waits until it serves.
+    pub async fn start(bin_dir: &std::path::Path, name: &'static str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let (port, metrics_port) = (tradewatch_common::testing::free_port(), tradewatch_common::testing::free_port());
+        let mut command = tokio::process::Command::new(bin_dir.join(format!("{name}-service")));
+        command
+            .arg("serve")
+            .env("TRADEWATCH__SERVER__PORT", port.to_string())
+            .env("TRADEWATCH__TELEMETRY__METRICS_PORT", metrics_port.to_string())
+            .env("TRADEWATCH__LOG__FILTER", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn()?;
+        let me = Self { name, port, metrics_port, child };
+        me.wait_serving().await?;
+        Ok(me)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn wait_serving(&self) -> anyhow::Result<()> {
+        let service = match self.name {
+            "tariff" => "tradewatch.tariff.v1.TariffService",
+            "dispute" => "tradewatch.dispute.v1.DisputeService",
+            _ => "tradewatch.dialogue.v1.DialogueService",
+        };
+        for _ in 0..300 {
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.url())?.connect().await {
+                let health = tonic_health::pb::health_client::HealthClient::new(channel)
+                    .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+                    .await;
+                if health.is_ok_and(|h| h.into_inner().status == 1) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("{}-service did not start serving", self.name)
+    }
+
+    /// `kill -9`: no drain, no cleanup, whatever it was doing.
+    pub async fn kill9(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
