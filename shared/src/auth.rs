@@ -96,6 +96,14 @@ pub fn required_scope(path: &str) -> Option<String> {
     Some(format!("{name}:{}", if read { "read" } else { "write" }))
 }
 
+/// The token of an `authorization` value: `Bearer <token>`, the scheme in
+/// any case (RFC 6750).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Calls that never need a token: probes and tools must reach every server.
 fn open_path(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
@@ -395,7 +403,7 @@ where
         let bearer = request
             .headers()
             .get(http::header::AUTHORIZATION)
-            .map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_owned()));
+            .map(|v| v.to_str().ok().and_then(bearer_token).map(str::to_owned));
         Box::pin(async move {
             let principal = match bearer {
                 None => Err(Error::unauthenticated("this call needs an authorization: Bearer <token> header")),
@@ -445,6 +453,14 @@ mod tests {
         assert!(open_path("/grpc.health.v1.Health/Watch"));
         assert!(open_path("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"));
         assert!(!open_path("/tradewatch.tariff.v1.TariffService/GetMeasure"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 
     #[test]

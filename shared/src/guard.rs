@@ -93,7 +93,10 @@ where
             let _counted = counted;
             let response = call.await;
             let code = response.as_ref().map_or(tonic::Code::Unknown, status_of);
-            metrics.server_call(path.trim_start_matches('/'), code, started.elapsed());
+            // A method nobody serves is counted under one label, so that
+            // made-up paths cannot grow the series without bound.
+            let method = if code == tonic::Code::Unimplemented { "unknown" } else { path.trim_start_matches('/') };
+            metrics.server_call(method, code, started.elapsed());
             crate::telemetry::record_status(&tracing::Span::current(), code, true);
             response
         })
