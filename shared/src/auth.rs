@@ -194,6 +194,9 @@ impl Authenticator {
     /// Fetches the JWKS URL again; on failure the keys held stay.
     async fn refetch(&self) {
         let mut last = self.0.last_fetch.lock().await;
+        if last.elapsed() < Duration::from_secs(1) {
+            return; // another caller fetched just now
+        }
         match self.0.source.load().await {
             Ok(keys) => {
                 tracing::info!(keys = keys.keys.len(), "JWKS refreshed");
@@ -217,8 +220,7 @@ impl Authenticator {
         }
         let key = match self.key(header.kid.as_deref(), header.alg) {
             Some(key) => key,
-            None if matches!(self.0.source, KeySource::Url(_)) && self.may_refetch().await => {
-                self.refetch().await;
+            None if matches!(self.0.source, KeySource::Url(_)) && self.refetch_if_stale().await => {
                 self.key(header.kid.as_deref(), header.alg).ok_or_else(|| unknown_key(header.kid.as_deref()))?
             }
             None => return Err(unknown_key(header.kid.as_deref())),
@@ -262,8 +264,16 @@ impl Authenticator {
         DecodingKey::from_jwk(jwk).ok()
     }
 
-    async fn may_refetch(&self) -> bool {
-        self.0.last_fetch.lock().await.elapsed() >= REFETCH_AT_MOST_EVERY
+    /// Fetches the JWKS again unless that was done in the last 30 s; one
+    /// caller fetches while the others wait, then they all look again.
+    async fn refetch_if_stale(&self) -> bool {
+        let last = self.0.last_fetch.lock().await;
+        if last.elapsed() < REFETCH_AT_MOST_EVERY {
+            return false;
+        }
+        drop(last);
+        self.refetch().await;
+        true
     }
 }
 

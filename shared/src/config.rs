@@ -144,6 +144,14 @@ impl fmt::Debug for DatabaseSettings {
     }
 }
 
+/// Whether an http(s) URL's host is the loopback interface.
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest).split(['/', '?']).next().unwrap_or_default();
+    let host =
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The URL with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -348,8 +356,8 @@ impl Settings {
         if self.relay.per_peer == 0 {
             return bad("relay.per_peer", "must be at least 1".into());
         }
-        if self.idempotency.retention_days == 0 {
-            return bad("idempotency.retention_days", "must be at least 1".into());
+        if !(1..=36_500).contains(&self.idempotency.retention_days) {
+            return bad("idempotency.retention_days", "must be between 1 and 36500".into());
         }
         self.validate_security()
     }
@@ -370,6 +378,24 @@ impl Settings {
             (None, Some(_)) => return bad("peers.cert_file", "must be set with peers.key_file"),
             _ => {}
         }
+        if self.peers.token_file.is_some() {
+            for (key, url) in
+                [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)]
+            {
+                if url.starts_with("http://") && !is_loopback_url(url) {
+                    return bad(
+                        key,
+                        "is http:// but peers.token_file is set: the token would cross the network in clear",
+                    );
+                }
+            }
+        }
+        if self.relay.lease_secs.saturating_mul(1000) <= self.peers.timeout_ms.saturating_mul(2) {
+            return bad(
+                "relay.lease_secs",
+                "must be more than twice peers.timeout_ms, so a delivery ends within its lease",
+            );
+        }
         let auth = &self.auth;
         if let Err(why) = auth.parsed_grants() {
             return bad("auth.grants", &why);
@@ -384,9 +410,12 @@ impl Settings {
                     _ => {}
                 }
                 if let Some(url) = &auth.jwks_url
-                    && !(url.starts_with("https://") || url.starts_with("http://"))
+                    && !(url.starts_with("https://") || (url.starts_with("http://") && is_loopback_url(url)))
                 {
-                    return bad("auth.jwks_url", "is not an http:// or https:// URL");
+                    return bad(
+                        "auth.jwks_url",
+                        "must be an https:// URL (http:// only on loopback): the keys decide who may write",
+                    );
                 }
                 if auth.issuer.as_deref().is_none_or(str::is_empty) {
                     return bad("auth.issuer", "auth.mode jwt needs the issuer tokens must carry");
@@ -541,6 +570,39 @@ mod tests {
         assert_eq!(s.auth.mode, AuthMode::Jwt);
         s.check_exposure()?;
         Ok(())
+    }
+
+    #[test]
+    fn secrets_never_cross_the_network_in_clear() {
+        let jwt = [
+            ("TRADEWATCH__AUTH__MODE", "jwt"),
+            ("TRADEWATCH__AUTH__ISSUER", "https://issuer"),
+            ("TRADEWATCH__AUTH__AUDIENCE", "tradewatch"),
+        ];
+        let refused = |vars: &[(&str, &str)], key: &str| {
+            let err = load(vars).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(key), "{vars:?}: {err:?} does not name {key}");
+        };
+        refused(
+            &[jwt.as_slice(), &[("TRADEWATCH__AUTH__JWKS_URL", "http://keys.example.org/jwks")]].concat(),
+            "auth.jwks_url",
+        );
+        assert!(
+            load(&[jwt.as_slice(), &[("TRADEWATCH__AUTH__JWKS_URL", "http://127.0.0.1:8080/jwks")]].concat()).is_ok()
+        );
+        refused(
+            &[
+                ("TRADEWATCH__PEERS__TOKEN_FILE", "/run/token"),
+                ("TRADEWATCH__PEERS__TARIFF_URL", "http://tariff:50052"),
+            ],
+            "peers.tariff_url",
+        );
+        assert!(load(&[("TRADEWATCH__PEERS__TOKEN_FILE", "/run/token")]).is_ok(), "loopback peers by default");
+        refused(
+            &[("TRADEWATCH__RELAY__LEASE_SECS", "5"), ("TRADEWATCH__PEERS__TIMEOUT_MS", "5000")],
+            "relay.lease_secs",
+        );
+        refused(&[("TRADEWATCH__IDEMPOTENCY__RETENTION_DAYS", "100000000")], "idempotency.retention_days");
     }
 
     #[test]

@@ -93,9 +93,9 @@ where
             let _counted = counted;
             let response = call.await;
             let code = response.as_ref().map_or(tonic::Code::Unknown, status_of);
-            // A method nobody serves is counted under one label, so that
-            // made-up paths cannot grow the series without bound.
-            let method = if code == tonic::Code::Unimplemented { "unknown" } else { path.trim_start_matches('/') };
+            // A method nobody serves is counted under one label, whatever
+            // its answer, so that made-up paths cannot grow the series.
+            let method = if crate::proto::is_method(&path) { path.trim_start_matches('/') } else { "unknown" };
             metrics.server_call(method, code, started.elapsed());
             crate::telemetry::record_status(&tracing::Span::current(), code, true);
             response

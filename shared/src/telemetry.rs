@@ -171,11 +171,12 @@ where
         use opentelemetry::trace::TraceContextExt as _;
         let meta = event.metadata();
         let mut line = serde_json::Map::new();
+        let mut fields = JsonFields(&mut line);
+        event.record(&mut fields);
+        // The fixed keys last: an event field of the same name never hides them.
         line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into());
         line.insert("level".into(), meta.level().as_str().into());
         line.insert("target".into(), meta.target().into());
-        let mut fields = JsonFields(&mut line);
-        event.record(&mut fields);
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".into(), span.name().into());
         }
@@ -202,6 +203,10 @@ impl tracing::field::Visit for JsonFields<'_> {
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         self.0.insert(field.name().into(), value.into());
     }
 

@@ -359,7 +359,7 @@ async fn effects_a_killed_relay_had_claimed_are_taken_over_after_its_lease_and_a
         ("TRADEWATCH__PEERS__TARIFF_URL", proxy.url()),
         ("TRADEWATCH__PEERS__DISPUTE_URL", "http://127.0.0.1:1".to_owned()),
         ("TRADEWATCH__RELAY__LEASE_SECS", "3".to_owned()),
-        ("TRADEWATCH__PEERS__TIMEOUT_MS", "20000".to_owned()),
+        ("TRADEWATCH__PEERS__TIMEOUT_MS", "1000".to_owned()),
     ];
     let first = ServiceProcess::start(&bin_dir(), "dialogue", &env).await.unwrap();
 

@@ -148,7 +148,9 @@ impl Relay {
     async fn pass(&self, effects: &[Effect]) -> Flow {
         let started = tradewatch_common::now();
         loop {
-            let limit = u64::try_from(self.options.per_peer.saturating_mul(4)).unwrap_or(16);
+            // No more than are delivered at once: every claimed effect is
+            // sent well within its lease.
+            let limit = u64::try_from(self.options.per_peer).unwrap_or(4);
             let due = match store::claim(&self.db, effects, started, self.options.lease, limit).await {
                 Ok(due) => due,
                 Err(err) => {

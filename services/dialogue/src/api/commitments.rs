@@ -35,6 +35,7 @@ pub(super) async fn add_commitment(
         })
     })
     .await?;
+    let id = response.commitment.as_ref().map_or_else(|| id.to_string(), |c| c.id.clone());
     audit(&actor, "AddCommitment", "commitment", id, request_id);
     Ok(Response::new(response))
 }

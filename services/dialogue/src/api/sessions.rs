@@ -31,6 +31,7 @@ pub(super) async fn create_session(
         })
     })
     .await?;
+    let id = response.session.as_ref().map_or_else(|| id.to_string(), |s| s.id.clone());
     audit(&actor, "CreateSession", "session", id, request_id);
     Ok(Response::new(response))
 }

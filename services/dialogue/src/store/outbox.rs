@@ -57,6 +57,12 @@ pub async fn claim(
     let mut query = outbox::Entity::find()
         .filter(outbox::Column::NextAttemptAt.lte(due_by))
         .filter(outbox::Column::Effect.is_in(effects.iter().map(|e| e.as_str())))
+        // Effects on one target go in the order they were queued: none is
+        // claimed while an older one for its target waits (ids are UUIDv7).
+        .filter(sea_orm::sea_query::Expr::cust(
+            "NOT EXISTS (SELECT 1 FROM effect_outbox AS older \
+             WHERE older.target_id = effect_outbox.target_id AND older.id < effect_outbox.id)",
+        ))
         .order_by_asc(outbox::Column::NextAttemptAt)
         .order_by_asc(outbox::Column::Id)
         .limit(limit);
