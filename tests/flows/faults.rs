@@ -88,16 +88,7 @@ async fn a_hung_peer_costs_its_callers_a_deadline_and_holds_back_no_other_peer()
     let mut dialogues = DialogueServiceClient::new(testing::channel(dialogue.addr.unwrap()).await.unwrap());
     let session = dialogues
         .create_session(gpb::CreateSessionRequest {
-            session: Some(gpb::DialogueSession {
-                title: "Ministerial meeting on trade".into(),
-                track: gpb::DialogueTrack::Trade.into(),
-                level: gpb::SessionLevel::Ministerial.into(),
-                host_economy: "CHN".into(),
-                economies: vec!["CAN".into(), "CHN".into()],
-                starts_on: "2026-01-16".into(),
-                status: gpb::SessionStatus::Held.into(),
-                ..Default::default()
-            }),
+            session: Some(tradewatch_e2e::ministerial_session()),
             request_id: String::new(),
         })
         .await

@@ -106,16 +106,7 @@ async fn metrics_count_the_calls_made_and_the_effects_waiting() {
     let mut dialogue = stack.dialogue().await.unwrap();
     let session = dialogue
         .create_session(gpb::CreateSessionRequest {
-            session: Some(gpb::DialogueSession {
-                title: "Ministerial meeting on trade".into(),
-                track: gpb::DialogueTrack::Trade.into(),
-                level: gpb::SessionLevel::Ministerial.into(),
-                host_economy: "CHN".into(),
-                economies: vec!["CAN".into(), "CHN".into()],
-                starts_on: "2026-01-16".into(),
-                status: gpb::SessionStatus::Held.into(),
-                ..Default::default()
-            }),
+            session: Some(tradewatch_e2e::ministerial_session()),
             request_id: String::new(),
         })
         .await
@@ -370,16 +361,7 @@ async fn one_trace_follows_a_call_and_a_relayed_effect_across_services() {
     let mut dialogues = DialogueServiceClient::new(connect(format!("http://127.0.0.1:{}", dialogue.port)).await);
     let session = dialogues
         .create_session(gpb::CreateSessionRequest {
-            session: Some(gpb::DialogueSession {
-                title: "Ministerial meeting on trade".into(),
-                track: gpb::DialogueTrack::Trade.into(),
-                level: gpb::SessionLevel::Ministerial.into(),
-                host_economy: "CHN".into(),
-                economies: vec!["CAN".into(), "CHN".into()],
-                starts_on: "2026-01-16".into(),
-                status: gpb::SessionStatus::Held.into(),
-                ..Default::default()
-            }),
+            session: Some(tradewatch_e2e::ministerial_session()),
             request_id: String::new(),
         })
         .await

@@ -65,16 +65,7 @@ async fn two_relays_on_one_outbox_deliver_each_effect_exactly_once() {
     }
     let session = clients[0]
         .create_session(gpb::CreateSessionRequest {
-            session: Some(gpb::DialogueSession {
-                title: "Ministerial meeting on trade".into(),
-                track: gpb::DialogueTrack::Trade.into(),
-                level: gpb::SessionLevel::Ministerial.into(),
-                host_economy: "CHN".into(),
-                economies: vec!["CAN".into(), "CHN".into()],
-                starts_on: "2026-01-16".into(),
-                status: gpb::SessionStatus::Held.into(),
-                ..Default::default()
-            }),
+            session: Some(tradewatch_e2e::ministerial_session()),
             request_id: String::new(),
         })
         .await

@@ -399,16 +399,7 @@ async fn peers_call_each_other_over_tls_with_their_own_tokens_and_every_write_na
     let mut dialogues = DialogueServiceClient::with_interceptor(channel(&dialogue).await, bearer(Some(&alice)));
     let session = dialogues
         .create_session(gpb::CreateSessionRequest {
-            session: Some(gpb::DialogueSession {
-                title: "Ministerial meeting on trade".into(),
-                track: gpb::DialogueTrack::Trade.into(),
-                level: gpb::SessionLevel::Ministerial.into(),
-                host_economy: "CHN".into(),
-                economies: vec!["CAN".into(), "CHN".into()],
-                starts_on: "2026-01-16".into(),
-                status: gpb::SessionStatus::Held.into(),
-                ..Default::default()
-            }),
+            session: Some(tradewatch_e2e::ministerial_session()),
             request_id: String::new(),
         })
         .await

@@ -19,6 +19,22 @@ use tradewatch_common::{
     testing::{self, ServiceSlot as Slot},
 };
 
+/// A session held in Beijing on 16 January 2026, with no agenda: what the
+/// flows that need a session to hang commitments on create.
+pub fn ministerial_session() -> tradewatch_common::proto::dialogue::DialogueSession {
+    use tradewatch_common::proto::dialogue as gpb;
+    gpb::DialogueSession {
+        title: "Ministerial meeting on trade".into(),
+        track: gpb::DialogueTrack::Trade.into(),
+        level: gpb::SessionLevel::Ministerial.into(),
+        host_economy: "CHN".into(),
+        economies: vec!["CAN".into(), "CHN".into()],
+        starts_on: "2026-01-16".into(),
+        status: gpb::SessionStatus::Held.into(),
+        ..Default::default()
+    }
+}
+
 pub struct Stack {
     tariff: Slot,
     dispute: Slot,
