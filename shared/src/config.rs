@@ -81,6 +81,12 @@ pub struct ServerSettings {
     /// A second, plaintext port serving `grpc.health.v1.Health` alone, for
     /// probes that cannot speak TLS (the kubelet's); unset means none.
     pub health_port: Option<u16>,
+    /// Each client connection is closed gracefully (GOAWAY; the calls open
+    /// on it finish) after this many seconds, so that
+    /// clients behind a Service's virtual IP reconnect and spread onto new
+    /// replicas. Unset means connections live as long as their clients.
+    #[serde(default)]
+    pub max_connection_age_secs: Option<u64>,
 }
 
 /// TLS on the server's port: on when `cert_file` and `key_file` are set (PEM);
@@ -106,6 +112,10 @@ impl ServerSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        self.max_connection_age_secs.map(Duration::from_secs)
     }
 }
 
@@ -320,6 +330,9 @@ impl Settings {
         }
         if self.server.max_concurrent_streams == 0 {
             return bad("server.max_concurrent_streams", "must be at least 1".into());
+        }
+        if self.server.max_connection_age_secs == Some(0) {
+            return bad("server.max_connection_age_secs", "must be at least 1 (unset means no limit)".into());
         }
         if self.database.lock_timeout_ms == 0 {
             return bad("database.lock_timeout_ms", "must be greater than zero".into());

@@ -193,6 +193,40 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.ping().await
 }
 
+/// The names of a service's migrations, in order: the schema its code needs.
+pub fn schema_of<M: MigratorTrait>() -> Vec<String> {
+    M::migrations().iter().map(|m| m.name().to_owned()).collect()
+}
+
+/// How many of `schema`'s migrations the database has not applied yet. A
+/// migration applied that `schema` does not name is ignored: it belongs to a
+/// newer version, whose migrations only expand the schema (see the deploy
+/// guide), so this one still runs on it.
+pub async fn pending_migrations(db: &DatabaseConnection, schema: &[String]) -> Result<usize, DbErr> {
+    use sea_orm::Statement;
+    let backend = db.get_database_backend();
+    let exists = match backend {
+        DbBackend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'seaql_migrations'"
+        }
+        _ => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'",
+    };
+    let present = match db.query_one_raw(Statement::from_string(backend, exists)).await? {
+        Some(row) => row.try_get::<i64>("", "n")? > 0,
+        None => false,
+    };
+    if !present {
+        return Ok(schema.len());
+    }
+    let rows = db.query_all_raw(Statement::from_string(backend, "SELECT version FROM seaql_migrations")).await?;
+    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    for row in rows {
+        applied.insert(row.try_get::<String>("", "version")?);
+    }
+    Ok(schema.iter().filter(|name| !applied.contains(*name)).count())
+}
+
 /// A custom SQL expression written with `?` placeholders, bound to
 /// `values` in order, on either backend: PostgreSQL numbers its placeholders
 /// (`$1`, `$2`, …), SQLite takes `?`. The SQL must hold no other `?`.

@@ -5,9 +5,11 @@
 //! connection, and a graceful shutdown.
 //!
 //! Health: `""` is SERVING while the process serves; the service's own name is
-//! SERVING only while its database answers (checked every few seconds), so a
-//! readiness probe on the service name takes a replica out of rotation when
-//! its database is gone while the liveness probe on `""` leaves it running.
+//! SERVING only while its database answers and holds every migration of this
+//! version (checked every few seconds), so a readiness probe on the service
+//! name keeps a new version out of rotation until its migrations ran, and
+//! takes a replica out when its database is gone, while the liveness probe
+//! on `""` leaves it running.
 //! On shutdown both go NOT_SERVING first, new connections are refused,
 //! in-flight calls finish within `drain_timeout_secs`, then `serve` returns.
 
@@ -157,6 +159,7 @@ impl GrpcServer {
         service_name: &'static str,
         routes: Routes,
         db: DatabaseConnection,
+        schema: Vec<String>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -225,6 +228,13 @@ impl GrpcServer {
         );
         let guard = GuardLayer::new(self.settings.request_timeout(), self.settings.max_in_flight, self.metrics.clone());
         let mut builder = tonic::transport::Server::builder();
+        if let Some(age) = self.settings.max_connection_age() {
+            // Clients reconnect, through the Service, to whichever replica
+            // it picks; calls still open on the old connection finish. No
+            // grace: in tonic 0.14 a grace replaces the graceful close by a
+            // forced one at age + grace, cutting the calls in flight.
+            builder = builder.max_connection_age(age);
+        }
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }
@@ -242,10 +252,11 @@ impl GrpcServer {
         tokio::pin!(serve);
 
         // The first answer before the first call is served; then every few seconds.
+        let schema = Arc::new(schema);
         let mut serving = None;
-        check_database(&reporter, service_name, &db, &mut serving).await;
+        check_database(&reporter, service_name, &db, &schema, &mut serving).await;
         reporter.set_service_status("", ServingStatus::Serving).await;
-        let watcher = tokio::spawn(watch_database(reporter, service_name, db, serving));
+        let watcher = tokio::spawn(watch_database(reporter, service_name, db, schema, serving));
 
         let result = tokio::select! {
             result = &mut serve => result,
@@ -277,11 +288,12 @@ async fn watch_database(
     reporter: HealthReporter,
     service_name: &'static str,
     db: DatabaseConnection,
+    schema: Arc<Vec<String>>,
     mut serving: Option<bool>,
 ) {
     loop {
         tokio::time::sleep(DB_CHECK_EVERY).await;
-        check_database(&reporter, service_name, &db, &mut serving).await;
+        check_database(&reporter, service_name, &db, &schema, &mut serving).await;
     }
 }
 
@@ -289,14 +301,31 @@ async fn check_database(
     reporter: &HealthReporter,
     service_name: &'static str,
     db: &DatabaseConnection,
+    schema: &[String],
     serving: &mut Option<bool>,
 ) {
-    let ok = db::ping(db).await.is_ok();
+    let ok = match db::pending_migrations(db, schema).await {
+        Ok(0) => true,
+        Ok(pending) => {
+            if *serving != Some(false) {
+                tracing::warn!(
+                    service = service_name,
+                    pending,
+                    "the database lacks migrations of this version: NOT_SERVING until `migrate` has run"
+                );
+            }
+            false
+        }
+        Err(err) => {
+            if *serving != Some(false) {
+                tracing::warn!(service = service_name, error = %err, "database unreachable: NOT_SERVING");
+            }
+            false
+        }
+    };
     if *serving != Some(ok) {
         if ok {
-            tracing::info!(service = service_name, "database reachable: SERVING");
-        } else {
-            tracing::warn!(service = service_name, "database unreachable: NOT_SERVING");
+            tracing::info!(service = service_name, "database reachable and up to date: SERVING");
         }
         let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
         reporter.set_service_status(service_name, status).await;

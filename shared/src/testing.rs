@@ -71,6 +71,7 @@ impl TestDatabase {
                 max_concurrent_streams: 200,
                 tls: TlsSettings::default(),
                 health_port: None,
+                max_connection_age_secs: None,
             },
             database: DatabaseSettings {
                 url: self.url.clone(),

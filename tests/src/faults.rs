@@ -1,6 +1,8 @@
 //! Faults on the wire, for the fault tests: a TCP proxy in front of a
 //! service that forwards, or accepts connections and never answers (a hung
-//! peer), as the test says; and a listener that never answers at all.
+//! peer), as the test says; and a listener that never answers at all. Also a
+//! virtual IP as kube-proxy makes one: each new connection to one of several
+//! replicas, in turn.
 
 use std::{
     net::SocketAddr,
@@ -73,6 +75,45 @@ impl Drop for Proxy {
                 connection.abort();
             }
         }
+    }
+}
+
+/// A Service's virtual IP in front of several replicas: every new
+/// connection goes to the next replica in turn, and stays with it, as
+/// kube-proxy balances connections (not calls).
+pub struct VirtualIp {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl VirtualIp {
+    pub async fn start(replicas: Vec<SocketAddr>) -> anyhow::Result<Self> {
+        anyhow::ensure!(!replicas.is_empty(), "a virtual IP needs replicas");
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            for turn in 0.. {
+                let Ok((mut inbound, _)) = listener.accept().await else { break };
+                let target = replicas[turn % replicas.len()];
+                connections.spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for VirtualIp {
+    fn drop(&mut self) {
+        // The JoinSet inside goes with the task, and aborts every connection.
+        self.task.abort();
     }
 }
 

@@ -98,7 +98,7 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await;
+        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
         if let Err(err) = relay.await {
             tracing::error!(%err, "effect relay failed");
         }

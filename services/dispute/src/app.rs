@@ -48,7 +48,7 @@ impl Application {
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, shutdown).await
+        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await
     }
 }
 

@@ -121,3 +121,34 @@ async fn shutdown_reports_not_serving_then_drains_open_streams() {
     stopping.await.unwrap().expect("clean stop");
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_schema_behind_this_version_keeps_the_service_out_of_rotation_until_migrated() {
+    let mut settings = None;
+    let app = spawn_app_with(|s| {
+        s.database.migrate_on_start = false;
+        settings = Some(s.clone());
+    })
+    .await;
+    let health = HealthClient::new(channel(app.addr).await);
+    let status = |service: &'static str| {
+        let mut health = health.clone();
+        async move {
+            health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status()
+        }
+    };
+    assert_eq!(status("").await, ServingStatus::Serving, "the process is alive");
+    assert_eq!(status(SERVICE).await, ServingStatus::NotServing, "not ready on an unmigrated database");
+
+    tariff_service::app::migrate(&settings.unwrap()).await.unwrap();
+    // The database is checked every few seconds.
+    let mut ready = false;
+    for _ in 0..100 {
+        if status(SERVICE).await == ServingStatus::Serving {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "still NOT_SERVING after the migrations ran");
+}
