@@ -1,28 +1,51 @@
 #!/usr/bin/env bash
-# Renders every overlay with `kubectl kustomize` and validates the output
-# against the Kubernetes schemas, offline and strict (unknown fields are
-# errors). Then checks that a broken manifest is still caught.
+# Renders every kustomization (the platform's namespaces, the overlays, their
+# database and migration kustomizations, the Argo CD entry point) with
+# `kubectl kustomize` and checks the output, offline:
+#  - built-in kinds against the Kubernetes schemas, strict (unknown fields are
+#    errors), for each version in K8S_VERSIONS;
+#  - custom resources (CloudNativePG, Barman Cloud, Prometheus Operator,
+#    cert-manager, Argo CD, Flux) against the CRDs vendored in crds/, strict;
+#  - Tradewatch's own policy (policy.py) over each environment as deployed;
+#  - the alerting rules with promtool, the dashboard's JSON;
+#  - that every manifest in testdata/ is rejected, for the reason it names.
 set -euo pipefail
 cd "$(dirname "$0")"
 VERSIONS=(${K8S_VERSIONS:-1.30.0 1.37.0})
 
 command -v kubectl >/dev/null || { echo "k8s-check needs kubectl (for kubectl kustomize)" >&2; exit 1; }
-command -v kubernetes-validate >/dev/null || pip install --quiet kubernetes-validate
+python3 -c 'import jsonschema, yaml' 2>/dev/null && command -v kubernetes-validate >/dev/null ||
+  pip install --quiet kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for overlay in overlays/*/; do
-  name=$(basename "$overlay")
-  kubectl kustomize "$overlay" > "$out/$name.yaml"
-  echo "== $name: $(grep -c '^kind:' "$out/$name.yaml") objects"
-  grep '^kind:' "$out/$name.yaml" | sort | uniq -c
-  for v in "${VERSIONS[@]}"; do
-    kubernetes-validate --strict --quiet -k "$v" "$out/$name.yaml"
-    echo "   valid against Kubernetes $v (strict)"
-  done
+
+# Every kustomization but the components, by its path.
+mapfile -t dirs < <(find platform overlays gitops -name kustomization.yaml -exec grep -L '^kind: Component' {} + | xargs -n1 dirname | sort)
+rendered=()
+for dir in "${dirs[@]}"; do
+  file="$out/$(echo "$dir" | tr / -).yaml"
+  kubectl kustomize "$dir" > "$file"
+  rendered+=("$file")
+  echo "== $dir: $(grep -c '^kind:' "$file") objects ($(grep '^kind:' "$file" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $3; sep=", "}'))"
 done
-# Custom resources (CloudNativePG) have no schema here: they are only parsed.
-kubernetes-validate --quiet overlays/prod/cloudnative-pg/cluster.yaml >/dev/null || true
+gitops=(gitops/argocd/applications.yaml gitops/flux/kustomizations.yaml)
+
+for v in "${VERSIONS[@]}"; do
+  kubernetes-validate --strict --quiet -k "$v" "${rendered[@]}" "${gitops[@]}" 2>&1 | { grep -v "^WARN .*Couldn't find schema for kind" || true; }
+  test "${PIPESTATUS[0]}" -eq 0
+  echo "== valid against Kubernetes $v (strict): ${#rendered[@]} kustomizations"
+done
+python3 crdcheck.py crds "${rendered[@]}" "${gitops[@]}"
+
+r() { echo "$out/$(echo "$1" | tr / -).yaml"; }
+python3 policy.py platform="$(r platform/dev)" database="$(r overlays/dev/database)" \
+  migrations="$(r overlays/dev/migrations)" services="$(r overlays/dev)"
+echo "== policy: dev"
+python3 policy.py --prod platform="$(r platform/prod)" database="$(r overlays/prod/database)" \
+  migrations="$(r overlays/prod/migrations)" services="$(r overlays/prod)"
+python3 policy.py --prod database="$(r overlays/prod/database)" services="$(r gitops/argocd/tradewatch)"
+echo "== policy: prod (kubectl and Flux), prod (Argo CD)"
 
 # The alerting rules, as Prometheus will load them from the PrometheusRule,
 # and the dashboard's JSON.
@@ -38,10 +61,40 @@ PY
 python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"], "no panels"; print("== dashboard:", d["title"], len(d["panels"]), "panels")' \
   overlays/prod/observability/dashboard.json
 
-for broken in testdata/*.yaml; do
-  if kubernetes-validate --strict --quiet "$broken" >/dev/null 2>&1; then
-    echo "k8s-check: $broken passed validation: the check is not working" >&2
-    exit 1
+# Negative tests: each file names, on its first line (`# expect: ...`), the
+# error it must be rejected with; any other error fails the test too.
+rejected() {
+  local file=$1 expect output status rule
+  shift
+  expect=$(sed -n '1s/^# expect: //p' "$file")
+  [ -n "$expect" ] || { echo "k8s-check: $file has no '# expect:' line" >&2; exit 1; }
+  set +e; output=$("$@" 2>&1); status=$?; set -e
+  if [ "$status" -eq 0 ]; then
+    echo "k8s-check: $file was accepted: the check is not working" >&2; exit 1
   fi
-  echo "== $broken is rejected, as it must be"
+  if ! grep -qF -- "$expect" <<<"$output"; then
+    printf 'k8s-check: %s was rejected, but not for "%s":\n%s\n' "$file" "$expect" "$output" >&2; exit 1
+  fi
+  # Every error must be of the kind it names (the same policy rule, or the
+  # same single error).
+  rule=$(sed -n 's/^\(POLICY [a-z-]*:\).*/\1/p' <<<"$expect")
+  if [ -n "$rule" ] && grep '^POLICY' <<<"$output" | grep -vqF -- "$rule"; then
+    printf 'k8s-check: %s was rejected for more than "%s":\n%s\n' "$file" "$rule" "$output" >&2; exit 1
+  fi
+  if [ -z "$rule" ] && [ "$(grep -c '^ERROR' <<<"$output")" -ne 1 ]; then
+    printf 'k8s-check: %s was rejected for more than one reason:\n%s\n' "$file" "$output" >&2; exit 1
+  fi
+  echo "== $file is rejected: $expect"
+}
+for f in testdata/validate/*.yaml; do
+  rejected "$f" kubernetes-validate --strict -k "${VERSIONS[0]}" "$f"
 done
+for f in testdata/crd/*.yaml; do
+  rejected "$f" python3 crdcheck.py crds "$f"
+done
+for f in testdata/policy/*.yaml; do
+  role=services; grep -q '^# platform$' "$f" && role=platform
+  prod=(); grep -q '^# prod$' "$f" && prod=(--prod)
+  rejected "$f" python3 policy.py "${prod[@]}" "$role=$f"
+done
+echo "== k8s-check: all checks passed"
