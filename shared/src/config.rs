@@ -31,6 +31,33 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub idempotency: IdempotencySettings,
     pub relay: RelaySettings,
+    pub feed: FeedSettings,
+}
+
+/// The change feeds of the Watch RPCs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeedSettings {
+    /// How long changes are kept: a resume token older than this is
+    /// OUT_OF_RANGE `RESUME_TOKEN_EXPIRED`.
+    pub retention_days: u32,
+    /// A heartbeat is sent after this long without a change to send.
+    pub heartbeat_secs: u64,
+    /// Watch streams the process serves at once; more are RESOURCE_EXHAUSTED
+    /// `TOO_MANY_WATCHERS`.
+    pub max_watchers: usize,
+    /// Changes held for one watcher that does not read; past this it is cut
+    /// off with RESOURCE_EXHAUSTED `WATCHER_TOO_SLOW`.
+    pub buffer: usize,
+    /// How often watchers look for changes without a wake-up (PostgreSQL
+    /// NOTIFY, or a write of this process): the fallback that bounds the
+    /// delay when a notification is lost.
+    pub poll_ms: u64,
+}
+
+impl FeedSettings {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)
+    }
 }
 
 /// The dialogue relay's pacing (the other services ignore it).
@@ -369,6 +396,21 @@ impl Settings {
         if self.relay.per_peer == 0 {
             return bad("relay.per_peer", "must be at least 1".into());
         }
+        if !(1..=3_650).contains(&self.feed.retention_days) {
+            return bad("feed.retention_days", "must be between 1 and 3650".into());
+        }
+        if self.feed.heartbeat_secs == 0 || self.feed.heartbeat_secs > 30 {
+            return bad("feed.heartbeat_secs", "must be between 1 and 30".into());
+        }
+        if self.feed.max_watchers == 0 {
+            return bad("feed.max_watchers", "must be at least 1".into());
+        }
+        if !(2..=100_000).contains(&self.feed.buffer) {
+            return bad("feed.buffer", "must be between 2 and 100000".into());
+        }
+        if self.feed.poll_ms == 0 {
+            return bad("feed.poll_ms", "must be greater than zero".into());
+        }
         if !(1..=36_500).contains(&self.idempotency.retention_days) {
             return bad("idempotency.retention_days", "must be between 1 and 36500".into());
         }
@@ -482,6 +524,11 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("peers.timeout_ms", 5_000_i64.into()),
         ("log.format", "pretty".into()),
         ("idempotency.retention_days", 30_i64.into()),
+        ("feed.retention_days", 7_i64.into()),
+        ("feed.heartbeat_secs", 30_i64.into()),
+        ("feed.max_watchers", 256_i64.into()),
+        ("feed.buffer", 256_i64.into()),
+        ("feed.poll_ms", 1_000_i64.into()),
         ("relay.lease_secs", 30_i64.into()),
         ("relay.per_peer", 4_i64.into()),
         ("auth.mode", "none".into()),

@@ -159,6 +159,11 @@ impl Error {
         Self::new(Code::OutOfRange, reason, message)
     }
 
+    /// RESOURCE_EXHAUSTED: a limit of the server's, per caller or in all.
+    pub fn resource_exhausted(reason: Reason, message: impl Into<String>) -> Self {
+        Self::new(Code::ResourceExhausted, reason, message)
+    }
+
     /// ABORTED: a concurrent write got in the way; retrying the same request
     /// is safe.
     pub fn aborted(reason: Reason, message: impl Into<String>) -> Self {

@@ -13,6 +13,7 @@ pub mod db;
 pub mod dev_identity;
 pub mod error;
 pub mod etag;
+pub mod feed;
 pub mod guard;
 pub mod idempotency;
 pub mod metrics;

@@ -79,6 +79,8 @@ struct Inner {
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     deliveries: Family<OutcomeLabels, Counter>,
+    watchers: Gauge,
+    watchers_cut_off: Counter,
     refresh: Mutex<Vec<Arc<Refresh>>>,
 }
 
@@ -136,6 +138,14 @@ impl Metrics {
                 deliveries.clone(),
             );
         }
+        let watchers = Gauge::default();
+        registry.register("tradewatch_watchers", "Watch streams being served now", watchers.clone());
+        let watchers_cut_off = Counter::default();
+        registry.register(
+            "tradewatch_watchers_cut_off",
+            "Watch streams ended because the caller read too slowly (WATCHER_TOO_SLOW)",
+            watchers_cut_off.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { service: service.to_owned(), version: version.to_owned() }).set(1);
         registry.register("tradewatch_build_info", "The service and its version; always 1", build);
@@ -148,6 +158,8 @@ impl Metrics {
             outbox_pending,
             outbox_oldest_age,
             deliveries,
+            watchers,
+            watchers_cut_off,
             refresh: Mutex::new(Vec::new()),
         }))
     }
@@ -166,6 +178,17 @@ impl Metrics {
     pub fn call_started(&self) -> InFlight {
         self.0.in_flight.inc();
         InFlight(self.0.in_flight.clone())
+    }
+
+    /// One more watch stream, until the returned guard drops.
+    pub fn watcher_started(&self) -> InFlight {
+        self.0.watchers.inc();
+        InFlight(self.0.watchers.clone())
+    }
+
+    /// A watcher cut off for reading too slowly.
+    pub fn watcher_cut_off(&self) {
+        self.0.watchers_cut_off.inc();
     }
 
     pub fn set_pool(&self, used: u32, idle: u32) {

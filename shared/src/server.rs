@@ -88,6 +88,7 @@ pub struct GrpcServer {
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
     retention: Duration,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl GrpcServer {
@@ -135,6 +136,7 @@ impl GrpcServer {
             metrics,
             metrics_listener,
             retention: settings.idempotency.retention(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -145,6 +147,12 @@ impl GrpcServer {
     /// Where `/metrics` is served, when it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Turns true when the server begins to shut down: long-lived work
+    /// (watch streams) ends then, so that the drain does not wait on it.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// The server's metrics, for what the service measures itself.
@@ -206,10 +214,11 @@ impl GrpcServer {
 
         let stopping = Arc::new(Notify::new());
         let signal = {
-            let (reporter, stopping) = (reporter.clone(), stopping.clone());
+            let (reporter, stopping, streams) = (reporter.clone(), stopping.clone(), self.stopping.clone());
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+                streams.send_replace(true);
                 reporter.set_service_status("", ServingStatus::NotServing).await;
                 reporter.set_service_status(service_name, ServingStatus::NotServing).await;
                 stopping.notify_one();

@@ -7,6 +7,7 @@ use tonic::service::Routes;
 use tradewatch_common::{
     config::Settings,
     db,
+    feed::Feed,
     proto::tariff::tariff_service_server::{SERVICE_NAME, TariffServiceServer},
     server::GrpcServer,
 };
@@ -42,10 +43,14 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let limit = self.settings.server.max_message_bytes;
-        let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), limit))
+        let feed = Feed::new(self.db.clone(), &self.settings.feed, self.server.metrics(), self.server.stopping());
+        let feed_work = tokio::spawn(feed.clone().run());
+        let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), feed, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await
+        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
+        feed_work.abort();
+        served
     }
 }
 

@@ -2,6 +2,7 @@
 //! runs them against the store in one transaction per write, and answers.
 
 pub mod convert;
+pub mod watch;
 
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -9,6 +10,7 @@ use tradewatch_common::{
     Error,
     auth::{actor, audit},
     batch, etag,
+    feed::{self, Feed},
     idempotency::{self, Key},
     paging,
     proto::tariff::{self as pb, tariff_service_server::TariffService},
@@ -24,13 +26,15 @@ use crate::{
 #[derive(Clone)]
 pub struct TariffApi {
     db: DatabaseConnection,
+    /// The change feed every write appends to and WatchMeasures streams.
+    feed: Feed,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
 
 impl TariffApi {
-    pub fn new(db: DatabaseConnection, max_message_bytes: usize) -> Self {
-        Self { db, page_budget: paging::response_budget(max_message_bytes) }
+    pub fn new(db: DatabaseConnection, feed: Feed, max_message_bytes: usize) -> Self {
+        Self { db, feed, page_budget: paging::response_budget(max_message_bytes) }
     }
 }
 
@@ -50,10 +54,14 @@ impl TariffService for TariffApi {
             Box::pin(async move {
                 let m = Measure::new(spec, today, tradewatch_common::now(), &by);
                 store::insert_measure(txn, &m).await?;
-                Ok(pb::CreateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
+                let measure = measure_to_proto(&m, today);
+                let change = watch::change(pb::MeasureChangeKind::Created, &measure, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::CreateMeasureResponse { measure: Some(measure) })
             })
         })
         .await?;
+        self.feed.wake();
         let id = response.measure.as_ref().map(|m| m.id.as_str()).unwrap_or_default();
         audit(&actor, "CreateMeasure", "measure", id, request_id);
         Ok(Response::new(response))
@@ -102,10 +110,14 @@ impl TariffService for TariffApi {
                 let coverage = patch.changes_coverage();
                 m.update(patch).map_err(|e| e.within("measure"))?;
                 store::update_measure(txn, &mut m, coverage, &by).await?;
-                Ok(pb::UpdateMeasureResponse { measure: Some(measure_to_proto(&m, today)) })
+                let measure = measure_to_proto(&m, today);
+                let change = watch::change(pb::MeasureChangeKind::Updated, &measure, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::UpdateMeasureResponse { measure: Some(measure) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "UpdateMeasure", "measure", id, None);
         Ok(Response::new(response))
     }
@@ -130,13 +142,14 @@ impl TariffService for TariffApi {
                 let change = m.status_change(set.status, set.effective_on, set.note, tradewatch_common::now(), &by)?;
                 let reply_change = change_to_proto(&change);
                 store::insert_status_change(txn, &mut m, change).await?;
-                Ok(pb::SetMeasureStatusResponse {
-                    measure: Some(measure_to_proto(&m, today)),
-                    change: Some(reply_change),
-                })
+                let measure = measure_to_proto(&m, today);
+                let fed = watch::change(pb::MeasureChangeKind::StatusChanged, &measure, &by);
+                feed::append(txn, tradewatch_common::now(), &fed).await?;
+                Ok(pb::SetMeasureStatusResponse { measure: Some(measure), change: Some(reply_change) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "SetMeasureStatus", "measure", id, request_id);
         Ok(Response::new(response))
     }
@@ -174,10 +187,14 @@ impl TariffService for TariffApi {
                     store::get_measure_for_update(txn, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
                 m.record_quota_usage(quantity)?;
                 store::update_measure(txn, &mut m, false, &by).await?;
-                Ok(pb::RecordQuotaUsageResponse { measure: Some(measure_to_proto(&m, today)) })
+                let measure = measure_to_proto(&m, today);
+                let change = watch::change(pb::MeasureChangeKind::QuotaUsed, &measure, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::RecordQuotaUsageResponse { measure: Some(measure) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "RecordQuotaUsage", "measure", id, request_id);
         Ok(Response::new(response))
     }
@@ -193,5 +210,12 @@ impl TariffService for TariffApi {
         .await?;
         let resolution = domain::resolve(&shipment, &candidates)?;
         Ok(Response::new(resolution_to_proto(&resolution)))
+    }
+
+    type WatchMeasuresStream = feed::Stream<pb::WatchMeasuresResponse>;
+
+    async fn watch_measures(&self, request: Request<pb::WatchMeasuresRequest>) -> Reply<Self::WatchMeasuresStream> {
+        let filters = watch::watch_measures(request.get_ref())?;
+        Ok(Response::new(self.feed.watch(&request.get_ref().start_after, filters).await?))
     }
 }

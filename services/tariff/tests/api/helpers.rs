@@ -19,6 +19,8 @@ pub struct TestApp {
     pub db: sea_orm::DatabaseConnection,
     /// The URL of the service's database, for a second connection of a test's own.
     pub url: String,
+    /// The settings it runs with, for a restart or a replica.
+    pub settings: Settings,
     server: RunningServer,
     // Dropped last: the database outlives the server.
     _database: TestDatabase,
@@ -33,12 +35,12 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::new().await.expect("test database");
     let mut settings = database.settings(SERVICE);
     change(&mut settings);
-    let app = Application::build(settings).await.expect("build the tariff service");
+    let app = Application::build(settings.clone()).await.expect("build the tariff service");
     let addr = app.local_addr();
     let db = app.db().clone();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
     let client = TariffServiceClient::new(channel(addr).await);
-    TestApp { addr, client, db, url: database.url.clone(), server, _database: database }
+    TestApp { addr, client, db, url: database.url.clone(), settings, server, _database: database }
 }
 
 pub async fn channel(addr: SocketAddr) -> Channel {
@@ -49,6 +51,25 @@ impl TestApp {
     /// Sends the shutdown signal and waits for the server to finish.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.server.stop().await
+    }
+
+    /// Stops the server and starts a new one on the same database.
+    pub async fn restart(self) -> TestApp {
+        let TestApp { settings, server, _database: database, url, .. } = self;
+        server.stop().await.expect("stop the tariff service");
+        let app = Application::build(settings.clone()).await.expect("build the tariff service again");
+        let addr = app.local_addr();
+        let db = app.db().clone();
+        let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
+        let client = TariffServiceClient::new(channel(addr).await);
+        TestApp { addr, client, db, url, settings, server, _database: database }
+    }
+
+    /// A second server on the same database: another replica.
+    pub async fn replica(&self) -> (RunningServer, Client) {
+        let server = testing::spawn(self.settings.clone(), Application::build).await.expect("start a replica");
+        let client = TariffServiceClient::new(channel(server.addr).await);
+        (server, client)
     }
 
     pub async fn create(&self, measure: pb::TariffMeasure) -> pb::TariffMeasure {

@@ -11,3 +11,4 @@ mod properties;
 mod quota;
 mod resolve;
 mod server;
+mod watch;

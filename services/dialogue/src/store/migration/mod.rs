@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_commitment_owners::Migration),
             Box::new(m20261129_000002_actors::Migration),
             Box::new(m20261129_000003_outbox_trace::Migration),
+            Box::new(tradewatch_common::feed::migration::Migration),
         ]
     }
 }

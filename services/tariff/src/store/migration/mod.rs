@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(tradewatch_common::idempotency::expiry_migration::Migration),
             Box::new(m20261128_000001_create_measures::Migration),
             Box::new(m20261129_000002_actors::Migration),
+            Box::new(tradewatch_common::feed::migration::Migration),
         ]
     }
 }

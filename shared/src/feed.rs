@@ -1,0 +1,589 @@
+//! Change feeds: what the Watch RPCs stream (DESIGN §11).
+//!
+//! Every write appends its change to the `changes` table in its own
+//! transaction, as the last thing it does, so a change is committed exactly
+//! when the write is. A change's `seq` orders the feed, and it must order it
+//! as the commits did: a watcher that reads "after the highest seq I saw"
+//! would skip a change whose seq was handed out first but committed last.
+//! So on PostgreSQL a writer takes a transaction-scoped advisory lock before
+//! it draws its seq and holds it until its commit: seqs are drawn and
+//! committed one writer at a time, and whenever a change is visible, every
+//! change with a lower seq is visible too (or was rolled back and never will
+//! be). SQLite runs one write transaction at a time anyway. The lock is
+//! taken after everything else the write did, so it is held only for the
+//! insert and the commit.
+//!
+//! A watcher reads the changes after its position in batches, hands each
+//! one that its filters keep to the caller, and waits for a wake-up: a
+//! PostgreSQL NOTIFY, sent by every writer at commit and received by one
+//! LISTEN connection per process that wakes all its watchers; a write of
+//! this process (SQLite); or, failing both, a poll every `feed.poll_ms`.
+//!
+//! A resume token is the seq of the change it came with; a watcher given one
+//! continues after it, on any replica. Changes older than
+//! `feed.retention_days` are removed in the background, and the highest seq
+//! removed is kept: a token below it is OUT_OF_RANGE `RESUME_TOKEN_EXPIRED`.
+//! A watcher holds at most `feed.buffer` responses for its caller; when they
+//! are all waiting and the caller makes no room for [`STALL`], the watcher
+//! sends what it holds, then RESOURCE_EXHAUSTED `WATCHER_TOO_SLOW`, and ends.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use prost::Message;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, TransactionTrait as _,
+};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::{
+    Reason,
+    config::FeedSettings,
+    error::{Error, Result},
+    metrics::Metrics,
+};
+
+pub mod entity {
+    //! The feed's tables: the changes, and how far they were pruned.
+    pub mod change {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "changes")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub seq: i64,
+            pub change_time: DateTimeUtc,
+            /// The service's change message (`MeasureChange`, …), encoded.
+            pub payload: Vec<u8>,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod state {
+        use sea_orm::entity::prelude::*;
+
+        /// One row: every change with a seq up to `pruned_through` is gone.
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "change_feed")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: i32,
+            pub pruned_through: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+pub mod migration {
+    //! Creates `changes` and `change_feed`; every service's migrator lists it.
+    use sea_orm_migration::{prelude::*, schema::*};
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000010_change_feed"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Changes {
+        Table,
+        Seq,
+        ChangeTime,
+        Payload,
+    }
+
+    #[derive(DeriveIden)]
+    enum ChangeFeed {
+        Table,
+        Id,
+        PrunedThrough,
+    }
+
+    const BY_TIME: &str = "changes_by_change_time";
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // SQLite: INTEGER PRIMARY KEY AUTOINCREMENT, so that no seq is
+            // ever handed out twice, even after the newest changes are gone.
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Changes::Table)
+                        .if_not_exists()
+                        .col(big_integer(Changes::Seq).auto_increment().primary_key())
+                        .col(timestamp_with_time_zone(Changes::ChangeTime))
+                        .col(binary(Changes::Payload))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create().name(BY_TIME).table(Changes::Table).col(Changes::ChangeTime).if_not_exists().to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(ChangeFeed::Table)
+                        .if_not_exists()
+                        .col(integer(ChangeFeed::Id).primary_key())
+                        .col(big_integer(ChangeFeed::PrunedThrough))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .exec_stmt(
+                    Query::insert()
+                        .into_table(ChangeFeed::Table)
+                        .columns([ChangeFeed::Id, ChangeFeed::PrunedThrough])
+                        .values_panic([1.into(), 0.into()])
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager.drop_table(Table::drop().table(ChangeFeed::Table).to_owned()).await?;
+            manager.drop_table(Table::drop().table(Changes::Table).to_owned()).await
+        }
+    }
+}
+
+/// The channel writers NOTIFY at commit (each service has its own database).
+const CHANNEL: &str = "tradewatch_changes";
+
+/// The advisory lock that puts the feed's writers in line (PostgreSQL).
+const APPEND_LOCK: i64 = 0x7477_6665_6564; // "twfeed"
+
+/// Changes read in one query.
+const BATCH: u64 = 256;
+
+/// How often old changes are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Changes removed by one statement of the prune.
+const PRUNE_BATCH: u64 = 1_000;
+
+/// Appends one change, `change` as it will be streamed, to the feed in the
+/// write's transaction. Call it after every other statement of the write:
+/// on PostgreSQL it takes the feed's lock, held until the commit.
+pub async fn append<M: Message>(conn: &impl ConnectionTrait, change_time: DateTime<Utc>, change: &M) -> Result<()> {
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})")).await?;
+    }
+    entity::change::Entity::insert(entity::change::ActiveModel {
+        seq: NotSet,
+        change_time: Set(change_time),
+        payload: Set(change.encode_to_vec()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    if postgres {
+        // Delivered at commit, and not at all on a rollback.
+        conn.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await?;
+    }
+    Ok(())
+}
+
+/// A position in the feed, as a resume token: the seq of the last change
+/// passed, sealed so that a made-up token is refused rather than obeyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position(pub i64);
+
+const TOKEN_VERSION: u8 = 1;
+const TOKEN_SEAL: &[u8] = b"tradewatch change feed";
+
+impl Position {
+    pub fn token(self) -> String {
+        let mut body = Vec::with_capacity(13);
+        body.push(TOKEN_VERSION);
+        body.extend_from_slice(&self.0.to_be_bytes());
+        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(&body).finalize();
+        body.extend_from_slice(&sum[..4]);
+        URL_SAFE_NO_PAD.encode(body)
+    }
+
+    pub fn parse(token: &str) -> Result<Self, &'static str> {
+        const INVALID: &str = "is not a resume token of this service";
+        if token.len() > 32 {
+            return Err(INVALID);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| INVALID)?;
+        if bytes.len() != 13 || bytes[0] != TOKEN_VERSION {
+            return Err(INVALID);
+        }
+        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(&bytes[..9]).finalize();
+        if sum[..4] != bytes[9..] {
+            return Err(INVALID);
+        }
+        let mut seq = [0; 8];
+        seq.copy_from_slice(&bytes[1..9]);
+        Ok(Self(i64::from_be_bytes(seq)))
+    }
+}
+
+/// What a Watch RPC answers: the responses of one watcher, then the status
+/// it ended with, if the server ended it.
+pub type Stream<R> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<R, Status>> + Send>>;
+
+/// How long a watcher whose buffer is full waits for its caller to read
+/// before cutting it off.
+pub const STALL: Duration = Duration::from_secs(5);
+
+/// One process's side of its service's feed: the wake-ups, the cap on
+/// watchers and their streams. Cheap to clone.
+#[derive(Clone)]
+pub struct Feed(Arc<Inner>);
+
+struct Inner {
+    db: DatabaseConnection,
+    settings: FeedSettings,
+    wake: watch::Sender<u64>,
+    stop: watch::Receiver<bool>,
+    watchers: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+/// What a watcher sends its caller: a change the filters kept, built from
+/// the stored change and its token, or nothing; and the heartbeat of a token.
+pub trait Responder: Send + 'static {
+    /// The service's change message, as [`append`] stored it.
+    type Change: Message + Default;
+    type Response: Send + 'static;
+
+    /// The response for one change, or None when the filters drop it.
+    fn change(&self, token: String, change: Self::Change) -> Option<Self::Response>;
+
+    fn heartbeat(&self, token: String) -> Self::Response;
+}
+
+impl Feed {
+    /// The feed on `db`; its watchers end when `stop` turns true (the
+    /// server's shutdown).
+    pub fn new(db: DatabaseConnection, settings: &FeedSettings, metrics: Metrics, stop: watch::Receiver<bool>) -> Self {
+        Self(Arc::new(Inner {
+            db,
+            settings: settings.clone(),
+            wake: watch::Sender::new(0),
+            stop,
+            watchers: Arc::new(Semaphore::new(settings.max_watchers)),
+            metrics,
+        }))
+    }
+
+    /// Wakes this process's watchers: after a write of this process commits.
+    pub fn wake(&self) {
+        self.0.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The feed's background work, until aborted: on PostgreSQL the LISTEN
+    /// connection that wakes the watchers at every commit, on any replica;
+    /// everywhere the removal of changes past retention.
+    pub async fn run(self) {
+        let listen = async {
+            if self.0.db.get_database_backend() == DbBackend::Postgres {
+                self.listen().await;
+            }
+        };
+        let prune = async {
+            loop {
+                match prune(&self.0.db, self.0.settings.retention()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed changes past the feed's retention"),
+                    Err(err) => tracing::warn!(error = %err, "old changes could not be removed; trying again later"),
+                }
+                tokio::time::sleep(PRUNE_EVERY).await;
+            }
+        };
+        tokio::join!(listen, prune);
+    }
+
+    async fn listen(&self) {
+        use sea_orm::sqlx::postgres::PgListener;
+        let pool = self.0.db.get_postgres_connection_pool().clone();
+        let retry = Duration::from_millis(self.0.settings.poll_ms);
+        loop {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut listener) => match listener.listen(CHANNEL).await {
+                    Ok(()) => {
+                        // Whatever committed while nobody listened.
+                        self.wake();
+                        loop {
+                            match listener.try_recv().await {
+                                // A notification; or the connection was lost
+                                // and is made again on the next call, with
+                                // what was sent meanwhile lost: look anyway.
+                                Ok(_) => self.wake(),
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "the feed's LISTEN connection failed; polling until it is back");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "LISTEN failed; polling until it works"),
+                },
+                Err(err) => tracing::warn!(error = %err, "no connection to LISTEN on; polling until there is"),
+            }
+            tokio::time::sleep(retry).await;
+        }
+    }
+
+    /// Starts a watcher after `start_after` (empty: after the last change
+    /// committed now), sending what `responder` makes of each change.
+    pub async fn watch<R: Responder>(
+        &self,
+        start_after: &str,
+        responder: R,
+    ) -> Result<Stream<R::Response>> {
+        let start = match start_after {
+            "" => None,
+            token => Some(Position::parse(token).map_err(|why| Error::invalid_field("start_after", why))?),
+        };
+        let Ok(permit) = self.0.watchers.clone().try_acquire_owned() else {
+            let max = self.0.settings.max_watchers;
+            return Err(Error::resource_exhausted(
+                Reason::TooManyWatchers,
+                format!("the server is serving its limit of {max} watchers; retry with backoff"),
+            )
+            .with_metadata("max_watchers", max.to_string()));
+        };
+        let (pruned, head) = bounds(&self.0.db).await?;
+        let newest = head.max(pruned);
+        let position = match start {
+            None => newest,
+            Some(Position(seq)) if seq < pruned => {
+                let days = self.0.settings.retention_days;
+                return Err(Error::out_of_range(
+                    Reason::ResumeTokenExpired,
+                    format!(
+                        "start_after is older than the {days} days of changes kept: read the current state with a \
+                         List, then watch with an empty start_after"
+                    ),
+                )
+                .with_metadata("retention_days", days.to_string()));
+            }
+            Some(Position(seq)) if seq > newest => {
+                return Err(Error::invalid_field("start_after", "is not a resume token of this service's feed"));
+            }
+            Some(Position(seq)) => seq,
+        };
+        use futures::StreamExt as _;
+        let (tx, rx) = mpsc::channel(self.0.settings.buffer);
+        let (end, ended) = oneshot::channel::<Status>();
+        let watcher = Watcher { feed: self.0.clone(), responder, position, tx, end: Some(end), _permit: permit };
+        tokio::spawn(watcher.run());
+        // The responses buffered, then the status the watcher ended with.
+        let ended = futures::stream::once(ended).filter_map(|status| std::future::ready(status.ok().map(Err)));
+        Ok(Box::pin(ReceiverStream::new(rx).map(Ok).chain(ended)))
+    }
+}
+
+/// The highest seq pruned and the highest committed: where the feed begins
+/// and ends now.
+async fn bounds(db: &DatabaseConnection) -> Result<(i64, i64)> {
+    let pruned = entity::state::Entity::find_by_id(1).one(db).await?.map_or(0, |s| s.pruned_through);
+    let head: Option<Option<i64>> = entity::change::Entity::find()
+        .select_only()
+        .column_as(entity::change::Column::Seq.max(), "head")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok((pruned, head.flatten().unwrap_or(0)))
+}
+
+/// Removes the changes older than `retention`, in batches, recording the
+/// highest seq removed; returns how many went.
+pub async fn prune(db: &DatabaseConnection, retention: Duration) -> Result<u64> {
+    use entity::{change, state};
+    let cutoff = crate::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut removed = 0;
+    loop {
+        let batch: Vec<i64> = change::Entity::find()
+            .select_only()
+            .column(change::Column::Seq)
+            .filter(change::Column::ChangeTime.lt(cutoff))
+            .order_by_asc(change::Column::Seq)
+            .limit(PRUNE_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let Some(&through) = batch.last() else { return Ok(removed) };
+        let txn = db.begin().await?;
+        state::Entity::update_many()
+            .col_expr(state::Column::PrunedThrough, sea_orm::sea_query::Expr::value(through))
+            .filter(state::Column::Id.eq(1))
+            .filter(state::Column::PrunedThrough.lt(through))
+            .exec(&txn)
+            .await?;
+        let gone = change::Entity::delete_many().filter(change::Column::Seq.lte(through)).exec(&txn).await?;
+        txn.commit().await?;
+        removed += gone.rows_affected;
+        if (batch.len() as u64) < PRUNE_BATCH {
+            return Ok(removed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Watcher<R: Responder> {
+    feed: Arc<Inner>,
+    responder: R,
+    position: i64,
+    tx: mpsc::Sender<R::Response>,
+    end: Option<oneshot::Sender<Status>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+enum Step {
+    Go,
+    End,
+}
+
+impl<R: Responder> Watcher<R> {
+    async fn run(mut self) {
+        let _counted = self.feed.metrics.watcher_started();
+        let mut wake = self.feed.wake.subscribe();
+        let mut stop = self.feed.stop.clone();
+        let heartbeat = Duration::from_secs(self.feed.settings.heartbeat_secs);
+        let poll = Duration::from_millis(self.feed.settings.poll_ms);
+        let mut last_sent = Instant::now();
+        loop {
+            if *stop.borrow() {
+                self.end(Status::unavailable("the server is shutting down: watch again from the last resume_token"));
+                return;
+            }
+            // Marks the wake-ups seen so far: one that comes while reading is
+            // not lost, it makes the next wait return at once.
+            wake.borrow_and_update();
+            let (sent, full) = match self.read().await {
+                Ok(Some(progress)) => progress,
+                Ok(None) => return,
+                Err(err) => {
+                    self.end(err.into());
+                    return;
+                }
+            };
+            if sent {
+                last_sent = Instant::now();
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep_until((last_sent + heartbeat).into()) => {
+                    let beat = self.responder.heartbeat(Position(self.position).token());
+                    match self.send(beat).await {
+                        Step::Go => last_sent = Instant::now(),
+                        Step::End => return,
+                    }
+                }
+                _ = stop.changed() => {}
+                () = self.tx.closed() => return,
+            }
+        }
+    }
+
+    /// Reads and sends one batch: whether something was sent and whether the
+    /// batch was full; None when the watcher ended.
+    async fn read(&mut self) -> Result<Option<(bool, bool)>> {
+        use entity::change;
+        let rows = change::Entity::find()
+            .filter(change::Column::Seq.gt(self.position))
+            .order_by_asc(change::Column::Seq)
+            .limit(BATCH)
+            .all(&self.feed.db)
+            .await?;
+        let full = rows.len() as u64 == BATCH;
+        let mut sent = false;
+        for row in rows {
+            self.position = row.seq;
+            let change = R::Change::decode(row.payload.as_slice()).map_err(Error::internal)?;
+            if let Some(response) = self.responder.change(Position(row.seq).token(), change) {
+                match self.send(response).await {
+                    Step::Go => sent = true,
+                    Step::End => return Ok(None),
+                }
+            }
+        }
+        Ok(Some((sent, full)))
+    }
+
+    /// Queues one response, waiting up to [`STALL`] for room; a caller that
+    /// makes none gets what is buffered, then WATCHER_TOO_SLOW.
+    async fn send(&mut self, response: R::Response) -> Step {
+        match tokio::time::timeout(STALL, self.tx.send(response)).await {
+            Ok(Ok(())) => Step::Go,
+            Ok(Err(_)) => Step::End,
+            Err(_) => {
+                let buffered = self.feed.settings.buffer;
+                self.feed.metrics.watcher_cut_off();
+                tracing::info!(buffered, "a watcher read too slowly: cut off");
+                let err = Error::resource_exhausted(
+                    Reason::WatcherTooSlow,
+                    format!(
+                        "the stream was read too slowly: {buffered} responses waited for the caller for {}s. Watch \
+                         again with the last resume_token received",
+                        STALL.as_secs()
+                    ),
+                )
+                .with_metadata("buffered", buffered.to_string());
+                self.end(err.into());
+                Step::End
+            }
+        }
+    }
+
+    fn end(&mut self, status: Status) {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(status);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_its_position() {
+        for seq in [0, 1, 42, i64::MAX] {
+            assert_eq!(Position::parse(&Position(seq).token()), Ok(Position(seq)));
+        }
+    }
+
+    #[test]
+    fn made_up_and_altered_tokens_are_refused() {
+        let token = Position(7).token();
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap_or_default();
+        bytes[8] ^= 1;
+        let altered = URL_SAFE_NO_PAD.encode(bytes);
+        for bad in [altered.as_str(), "7", "garbage!", &token[..token.len() - 1], &"A".repeat(40)] {
+            assert!(Position::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
