@@ -37,8 +37,8 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, TransactionTrait as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, TransactionTrait as _,
 };
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -139,7 +139,12 @@ pub mod migration {
                 .await?;
             manager
                 .create_index(
-                    Index::create().name(BY_TIME).table(Changes::Table).col(Changes::ChangeTime).if_not_exists().to_owned(),
+                    Index::create()
+                        .name(BY_TIME)
+                        .table(Changes::Table)
+                        .col(Changes::ChangeTime)
+                        .if_not_exists()
+                        .to_owned(),
                 )
                 .await?;
             manager
@@ -353,11 +358,7 @@ impl Feed {
 
     /// Starts a watcher after `start_after` (empty: after the last change
     /// committed now), sending what `responder` makes of each change.
-    pub async fn watch<R: Responder>(
-        &self,
-        start_after: &str,
-        responder: R,
-    ) -> Result<Stream<R::Response>> {
+    pub async fn watch<R: Responder>(&self, start_after: &str, responder: R) -> Result<Stream<R::Response>> {
         let start = match start_after {
             "" => None,
             token => Some(Position::parse(token).map_err(|why| Error::invalid_field("start_after", why))?),

@@ -12,8 +12,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
 use crate::config::{
-    AuthMode, AuthSettings, DatabaseSettings, FeedSettings, IdempotencySettings, LogFormat, LogSettings, PeerSettings, RelaySettings,
-    ServerSettings, ServiceInfo, Settings, TelemetrySettings, TlsSettings,
+    AuthMode, AuthSettings, DatabaseSettings, FeedSettings, IdempotencySettings, LogFormat, LogSettings, PeerSettings,
+    RelaySettings, ServerSettings, ServiceInfo, Settings, TelemetrySettings, TlsSettings,
 };
 use crate::server::Served;
 
@@ -94,7 +94,13 @@ impl TestDatabase {
             log: LogSettings { format: LogFormat::Pretty, filter: "warn".into() },
             idempotency: IdempotencySettings { retention_days: 30 },
             relay: RelaySettings { lease_secs: 30, per_peer: 4 },
-            feed: FeedSettings { retention_days: 7, heartbeat_secs: 30, max_watchers: 256, buffer: 256, poll_ms: 1_000 },
+            feed: FeedSettings {
+                retention_days: 7,
+                heartbeat_secs: 30,
+                max_watchers: 256,
+                buffer: 256,
+                poll_ms: 1_000,
+            },
             auth: AuthSettings {
                 mode: AuthMode::None,
                 jwks_file: None,

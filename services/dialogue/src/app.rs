@@ -10,6 +10,7 @@ use tradewatch_common::{
     client::Peer,
     config::Settings,
     db,
+    feed::Feed,
     proto::dialogue::dialogue_service_server::{DialogueServiceServer, SERVICE_NAME},
     server::GrpcServer,
 };
@@ -85,23 +86,28 @@ impl Application {
         let wake = Wake::new();
         let drain = self.settings.server.drain_timeout();
 
+        let feed = Feed::new(self.db.clone(), &self.settings.feed, metrics.clone(), self.server.stopping());
+        let feed_work = tokio::spawn(feed.clone().run());
         let (stop, stopped) = watch::channel(false);
         let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay)
-            .with_metrics(metrics);
+            .with_metrics(metrics)
+            .with_feed(feed.clone());
         let relay = tokio::spawn(relay.run(stopped, drain));
 
         let limit = self.settings.server.max_message_bytes;
-        let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), dispute, tariff, wake, limit))
+        let api = DialogueServiceServer::new(DialogueApi::new(self.db.clone(), feed, dispute, tariff, wake, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
+        let served =
+            self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
         if let Err(err) = relay.await {
             tracing::error!(%err, "effect relay failed");
         }
+        feed_work.abort();
         served
     }
 }

@@ -19,7 +19,9 @@ use tradewatch_common::{
     Error, Result,
     client::{Deadline, Peer},
     db,
+    feed::{self, Feed},
     proto::{
+        dialogue as gpb,
         dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
         tariff::{self as tpb, tariff_service_client::TariffServiceClient},
     },
@@ -81,6 +83,7 @@ pub struct Relay {
     wake: Wake,
     options: RelayOptions,
     metrics: Option<Metrics>,
+    feed: Option<Feed>,
 }
 
 /// Whether the relay should go on.
@@ -92,7 +95,15 @@ enum Flow {
 
 impl Relay {
     pub fn new(db: DatabaseConnection, dispute: Peer, tariff: Peer, wake: Wake, options: RelayOptions) -> Self {
-        Self { db, dispute, tariff, wake, options, metrics: None }
+        Self { db, dispute, tariff, wake, options, metrics: None, feed: None }
+    }
+
+    /// The same relay, waking the watchers of `feed` when it records an
+    /// effect's outcome.
+    #[must_use]
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// The same relay, counting its deliveries by outcome in `metrics`.
@@ -243,8 +254,17 @@ impl Relay {
             c.effect_state = state;
             c.effect_detail = detail;
             store::update_commitment(&txn, &mut c, RELAY_ACTOR).await?;
+            let change = crate::api::watch::change(
+                gpb::CommitmentChangeKind::EffectChanged,
+                &crate::api::convert::commitment_to_proto(&c),
+                RELAY_ACTOR,
+            );
+            feed::append(&txn, tradewatch_common::now(), &change).await?;
         }
         txn.commit().await?;
+        if let Some(feed) = &self.feed {
+            feed.wake();
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use tradewatch_common::{
     client::Peer,
     config::Settings,
     db,
+    feed::Feed,
     proto::dispute::dispute_service_server::{DisputeServiceServer, SERVICE_NAME},
     server::GrpcServer,
 };
@@ -45,10 +46,15 @@ impl Application {
         let peers = &self.settings.peers;
         let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?.with_metrics(self.server.metrics());
         let limit = self.settings.server.max_message_bytes;
-        let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), tariff, limit))
+        let feed = Feed::new(self.db.clone(), &self.settings.feed, self.server.metrics(), self.server.stopping());
+        let feed_work = tokio::spawn(feed.clone().run());
+        let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), feed, tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await
+        let served =
+            self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
+        feed_work.abort();
+        served
     }
 }
 

@@ -48,7 +48,8 @@ impl Application {
         let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), feed, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        let served = self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
+        let served =
+            self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
         feed_work.abort();
         served
     }

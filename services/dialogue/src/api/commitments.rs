@@ -26,15 +26,20 @@ pub(super) async fn add_commitment(
     api.check_links(&disputes, &measures, deadline).await?;
     let commitment = Commitment::new(session_id, spec, tradewatch_common::now(), &actor);
     let id = commitment.id;
+    let actor_of_change = actor.clone();
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
             // The session may have gone since it was read: read it again.
             store::get_session(txn, session_id).await?.ok_or_else(|| Error::not_found("session", session_id))?;
             store::insert_commitment(txn, &commitment).await?;
-            Ok(pb::AddCommitmentResponse { commitment: Some(commitment_to_proto(&commitment)) })
+            let commitment = commitment_to_proto(&commitment);
+            let change = watch::change(pb::CommitmentChangeKind::Created, &commitment, &actor_of_change);
+            feed::append(txn, tradewatch_common::now(), &change).await?;
+            Ok(pb::AddCommitmentResponse { commitment: Some(commitment) })
         })
     })
     .await?;
+    api.feed.wake();
     let id = response.commitment.as_ref().map_or_else(|| id.to_string(), |c| c.id.clone());
     audit(&actor, "AddCommitment", "commitment", id, request_id);
     Ok(Response::new(response))
@@ -83,10 +88,14 @@ pub(super) async fn set_commitment_status(
             if let Some(order) = &order {
                 store::enqueue(txn, order).await?;
             }
-            Ok(pb::SetCommitmentStatusResponse { commitment: Some(commitment_to_proto(&c)) })
+            let commitment = commitment_to_proto(&c);
+            let change = watch::change(pb::CommitmentChangeKind::StatusChanged, &commitment, &by);
+            feed::append(txn, tradewatch_common::now(), &change).await?;
+            Ok(pb::SetCommitmentStatusResponse { commitment: Some(commitment) })
         })
     })
     .await?;
+    api.feed.wake();
     audit(&actor, "SetCommitmentStatus", "commitment", id, request_id);
     api.relay.notify();
     Ok(Response::new(response))

@@ -6,6 +6,7 @@
 mod commitments;
 pub mod convert;
 mod sessions;
+pub mod watch;
 
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -14,6 +15,7 @@ use tradewatch_common::{
     auth::{actor, audit},
     client::{Deadline, Peer},
     etag,
+    feed::{self, Feed},
     idempotency::{self, Key},
     paging,
     proto::dialogue::{self as pb, dialogue_service_server::DialogueService},
@@ -31,6 +33,8 @@ use crate::{
 #[derive(Clone)]
 pub struct DialogueApi {
     db: DatabaseConnection,
+    /// The change feed commitment writes append to and WatchCommitments streams.
+    feed: Feed,
     dispute: Peer,
     tariff: Peer,
     /// Wakes the relay when an effect is queued.
@@ -44,12 +48,13 @@ type Reply<T> = Result<Response<T>, Status>;
 impl DialogueApi {
     pub fn new(
         db: DatabaseConnection,
+        feed: Feed,
         dispute: Peer,
         tariff: Peer,
         relay: crate::relay::Wake,
         max_message_bytes: usize,
     ) -> Self {
-        Self { db, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }
+        Self { db, feed, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// Asks the dispute and tariff services, at once and in batches, whether
@@ -140,5 +145,15 @@ impl DialogueService for DialogueApi {
         request: Request<pb::SetCommitmentStatusRequest>,
     ) -> Reply<pb::SetCommitmentStatusResponse> {
         commitments::set_commitment_status(self, request).await
+    }
+
+    type WatchCommitmentsStream = feed::Stream<pb::WatchCommitmentsResponse>;
+
+    async fn watch_commitments(
+        &self,
+        request: Request<pb::WatchCommitmentsRequest>,
+    ) -> Reply<Self::WatchCommitmentsStream> {
+        let filters = watch::watch_commitments(request.get_ref())?;
+        Ok(Response::new(self.feed.watch(&request.get_ref().start_after, filters).await?))
     }
 }

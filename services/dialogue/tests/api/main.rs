@@ -10,3 +10,4 @@ mod effects;
 mod helpers;
 mod hostile;
 mod sessions;
+mod watch;

@@ -3,6 +3,7 @@
 //! in one transaction, and answers.
 
 pub mod convert;
+pub mod watch;
 
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -12,6 +13,7 @@ use tradewatch_common::{
     batch,
     client::{self, Deadline, Peer},
     etag,
+    feed::{self, Feed},
     idempotency::{self, Key},
     paging,
     proto::dispute::{self as pb, dispute_service_server::DisputeService},
@@ -26,14 +28,16 @@ use crate::{domain::Dispute, store};
 #[derive(Clone)]
 pub struct DisputeApi {
     db: DatabaseConnection,
+    /// The change feed every write appends to and WatchDisputes streams.
+    feed: Feed,
     tariff: Peer,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
 
 impl DisputeApi {
-    pub fn new(db: DatabaseConnection, tariff: Peer, max_message_bytes: usize) -> Self {
-        Self { db, tariff, page_budget: paging::response_budget(max_message_bytes) }
+    pub fn new(db: DatabaseConnection, feed: Feed, tariff: Peer, max_message_bytes: usize) -> Self {
+        Self { db, feed, tariff, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// INVALID_ARGUMENT naming `{field}[i]` for each measure the tariff
@@ -69,10 +73,14 @@ impl DisputeService for DisputeApi {
             Box::pin(async move {
                 let (dispute, created) = Dispute::open(spec, tradewatch_common::now(), &by);
                 store::insert_dispute(txn, &dispute, &created).await?;
-                Ok(pb::CreateDisputeResponse { dispute: Some(dispute_to_proto(&dispute)) })
+                let dispute = dispute_to_proto(&dispute);
+                let change = watch::change(pb::DisputeChangeKind::Created, &dispute, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::CreateDisputeResponse { dispute: Some(dispute) })
             })
         })
         .await?;
+        self.feed.wake();
         let id = response.dispute.as_ref().map(|d| d.id.as_str()).unwrap_or_default();
         audit(&actor, "CreateDispute", "dispute", id, request_id);
         Ok(Response::new(response))
@@ -120,10 +128,14 @@ impl DisputeService for DisputeApi {
                 let links = patch.changes_links();
                 d.update(patch).map_err(|e| e.within("dispute"))?;
                 store::update_dispute(txn, &mut d, links, &by).await?;
-                Ok(pb::UpdateDisputeResponse { dispute: Some(dispute_to_proto(&d)) })
+                let dispute = dispute_to_proto(&d);
+                let change = watch::change(pb::DisputeChangeKind::Updated, &dispute, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::UpdateDisputeResponse { dispute: Some(dispute) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "UpdateDispute", "dispute", id, None);
         Ok(Response::new(response))
     }
@@ -143,13 +155,14 @@ impl DisputeService for DisputeApi {
                 let event = d.advance(a.to, a.on, &a.note, tradewatch_common::now(), &by)?;
                 store::update_dispute(txn, &mut d, false, &by).await?;
                 store::insert_event(txn, &event).await?;
-                Ok(pb::AdvanceDisputeResponse {
-                    dispute: Some(dispute_to_proto(&d)),
-                    event: Some(event_to_proto(&event)),
-                })
+                let dispute = dispute_to_proto(&d);
+                let change = watch::change(pb::DisputeChangeKind::StageChanged, &dispute, &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
+                Ok(pb::AdvanceDisputeResponse { dispute: Some(dispute), event: Some(event_to_proto(&event)) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "AdvanceDispute", "dispute", id, request_id);
         Ok(Response::new(response))
     }
@@ -166,17 +179,22 @@ impl DisputeService for DisputeApi {
         let (id, request_id, by) = (e.dispute_id, e.request_id, actor.clone());
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
-                let d = store::get_dispute(txn, e.dispute_id)
+                // Locked, so that the change carries the dispute as the
+                // writes before it in the feed left it.
+                let d = store::get_dispute_for_update(txn, e.dispute_id)
                     .await?
                     .ok_or_else(|| Error::not_found("dispute", e.dispute_id))?;
                 let event = d
                     .record(e.kind, e.on, e.description, tradewatch_common::now(), &by)
                     .map_err(|err| err.within("event"))?;
                 store::insert_event(txn, &event).await?;
+                let change = watch::change(pb::DisputeChangeKind::EventRecorded, &dispute_to_proto(&d), &by);
+                feed::append(txn, tradewatch_common::now(), &change).await?;
                 Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
             })
         })
         .await?;
+        self.feed.wake();
         audit(&actor, "RecordDisputeEvent", "dispute", id, request_id);
         Ok(Response::new(response))
     }
@@ -195,5 +213,12 @@ impl DisputeService for DisputeApi {
             paging::dated_cursor(events[i].occurred_on, events[i].id)
         });
         Ok(Response::new(pb::ListDisputeEventsResponse { events: protos, next_page_token }))
+    }
+
+    type WatchDisputesStream = feed::Stream<pb::WatchDisputesResponse>;
+
+    async fn watch_disputes(&self, request: Request<pb::WatchDisputesRequest>) -> Reply<Self::WatchDisputesStream> {
+        let filters = watch::watch_disputes(request.get_ref())?;
+        Ok(Response::new(self.feed.watch(&request.get_ref().start_after, filters).await?))
     }
 }

@@ -8,3 +8,4 @@ mod disputes;
 mod helpers;
 mod hostile;
 mod stages;
+mod watch;

@@ -45,7 +45,10 @@ impl MeasureWatch {
     /// The same rules as ListMeasures' filters of the same names.
     fn keeps(&self, m: &pb::TariffMeasure) -> bool {
         self.imposing_economy.as_ref().is_none_or(|e| &m.imposing_economy == e)
-            && self.target_economy.as_ref().is_none_or(|e| m.target_economies.is_empty() || m.target_economies.contains(e))
+            && self
+                .target_economy
+                .as_ref()
+                .is_none_or(|e| m.target_economies.is_empty() || m.target_economies.contains(e))
             && self.hs_code.as_ref().is_none_or(|c| m.hs_codes.iter().any(|h| h.starts_with(c) || c.starts_with(h)))
             && self.kind.is_none_or(|k| m.kind == kind_to_proto(k))
     }
@@ -57,7 +60,7 @@ impl Responder for MeasureWatch {
 
     fn change(&self, token: String, change: pb::MeasureChange) -> Option<Self::Response> {
         let keep = change.measure.as_ref().is_some_and(|m| self.keeps(m));
-        keep.then(|| pb::WatchMeasuresResponse { resume_token: token, change: Some(change) })
+        keep.then_some(pb::WatchMeasuresResponse { resume_token: token, change: Some(change) })
     }
 
     fn heartbeat(&self, token: String) -> Self::Response {

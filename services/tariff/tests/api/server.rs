@@ -133,9 +133,7 @@ async fn a_schema_behind_this_version_keeps_the_service_out_of_rotation_until_mi
     let health = HealthClient::new(channel(app.addr).await);
     let status = |service: &'static str| {
         let mut health = health.clone();
-        async move {
-            health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status()
-        }
+        async move { health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status() }
     };
     assert_eq!(status("").await, ServingStatus::Serving, "the process is alive");
     assert_eq!(status(SERVICE).await, ServingStatus::NotServing, "not ready on an unmigrated database");

@@ -58,7 +58,9 @@ async fn every_kind_of_change_arrives_in_order_with_the_measure_after_it() {
     let mut client = app.client.clone();
     let mut w = watch(&client, after("")).await.unwrap();
 
-    let trq = app.create(quota(against(measure("CAN-TRQ-EV-2026", TariffRateQuota, &["870380"], "6.1"), &["CHN"]), "49000")).await;
+    let trq = app
+        .create(quota(against(measure("CAN-TRQ-EV-2026", TariffRateQuota, &["870380"], "6.1"), &["CHN"]), "49000"))
+        .await;
     let mut patch = trq.clone();
     patch.title = "Canada's quota of Chinese-made EVs at 6.1 %".into();
     client
@@ -77,7 +79,11 @@ async fn every_kind_of_change_arrives_in_order_with_the_measure_after_it() {
         .await
         .unwrap();
     client
-        .record_quota_usage(pb::RecordQuotaUsageRequest { id: trq.id.clone(), quantity: "120".into(), request_id: String::new() })
+        .record_quota_usage(pb::RecordQuotaUsageRequest {
+            id: trq.id.clone(),
+            quantity: "120".into(),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
 
@@ -117,9 +123,8 @@ async fn filters_keep_only_the_measures_they_name() {
         ..Default::default()
     };
     let mut w = watch(&client, canola).await.unwrap();
-    let mut by_origin = watch(&client, pb::WatchMeasuresRequest { target_economy: "CHN".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let mut by_origin =
+        watch(&client, pb::WatchMeasuresRequest { target_economy: "CHN".into(), ..Default::default() }).await.unwrap();
 
     // Each misses one filter of the first watcher.
     let mut chn = measure("CHN-AD-CANOLA-USA", AntiDumping, &["1205"], "75.8");
@@ -146,7 +151,11 @@ async fn filters_keep_only_the_measures_they_name() {
     assert_eq!(change.measure.unwrap().reference, "CAN-SURTAX-STEEL");
 
     assert_invalid(
-        watch(&client, pb::WatchMeasuresRequest { hs_code: "12x".into(), imposing_economy: "china".into(), ..Default::default() }).await,
+        watch(
+            &client,
+            pb::WatchMeasuresRequest { hs_code: "12x".into(), imposing_economy: "china".into(), ..Default::default() },
+        )
+        .await,
         &["imposing_economy", "hs_code"],
     );
 }
