@@ -402,17 +402,133 @@ impl Feed {
     }
 }
 
-/// The highest seq pruned and the highest committed: where the feed begins
-/// and ends now.
-async fn bounds(db: &DatabaseConnection) -> Result<(i64, i64)> {
-    let pruned = entity::state::Entity::find_by_id(1).one(db).await?.map_or(0, |s| s.pruned_through);
+/// The feed's head, for caches that must answer as fresh as the database
+/// was when a call began: [`Head::read`] returns the highest seq of a query
+/// that started after it was called. Calls that arrive while a query runs
+/// wait for the next one and share it, so under load one query serves many
+/// calls, and a call never waits for more than two.
+#[derive(Clone)]
+pub struct Head(Arc<HeadInner>);
+
+struct HeadInner {
+    db: DatabaseConnection,
+    state: std::sync::Mutex<HeadState>,
+    /// The number of the last query finished.
+    done: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// Queries started so far; the running one is the last.
+    started: u64,
+    running: bool,
+    /// The number and the answer of the freshest query that answered.
+    latest: Option<(u64, i64)>,
+}
+
+/// Ends a query's turn however its future ends (a caller that gives up).
+struct Turn<'a>(&'a HeadInner, u64);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.lock() {
+            state.running = false;
+        }
+        self.0.done.send_replace(self.1);
+    }
+}
+
+impl Head {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self(Arc::new(HeadInner { db, state: std::sync::Mutex::new(HeadState::default()), done: watch::Sender::new(0) }))
+    }
+
+    /// The highest seq committed, read by a query that began after this call.
+    pub async fn read(&self) -> Result<i64> {
+        let inner = &*self.0;
+        let mut finished = inner.done.subscribe();
+        let lock = || inner.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")));
+        // The query running now may have begun before this call: not it.
+        let need = lock()?.started + 1;
+        loop {
+            let turn = {
+                let mut state = lock()?;
+                if let Some((number, seq)) = state.latest
+                    && number >= need
+                {
+                    return Ok(seq);
+                }
+                if state.running {
+                    None
+                } else {
+                    state.running = true;
+                    state.started += 1;
+                    Some(state.started)
+                }
+            };
+            match turn {
+                Some(number) => {
+                    let turn = Turn(inner, number);
+                    let seq = head_seq(&inner.db).await?;
+                    {
+                        let mut state = lock()?;
+                        if state.latest.is_none_or(|(n, _)| n < number) {
+                            state.latest = Some((number, seq));
+                        }
+                    }
+                    drop(turn);
+                    return Ok(seq);
+                }
+                None => {
+                    let _ = finished.changed().await;
+                }
+            }
+        }
+    }
+}
+
+/// The highest seq committed (0 when there is none).
+async fn head_seq(db: &DatabaseConnection) -> Result<i64> {
     let head: Option<Option<i64>> = entity::change::Entity::find()
         .select_only()
         .column_as(entity::change::Column::Seq.max(), "head")
         .into_tuple()
         .one(db)
         .await?;
-    Ok((pruned, head.flatten().unwrap_or(0)))
+    Ok(head.flatten().unwrap_or(0))
+}
+
+/// The changes with a seq in `(after, through]`, in order, as their
+/// messages: what a cache applies to catch up.
+pub async fn changes_between<M: Message + Default>(
+    db: &DatabaseConnection,
+    after: i64,
+    through: i64,
+) -> Result<Vec<(i64, M)>> {
+    let rows: Vec<(i64, Vec<u8>)> = entity::change::Entity::find()
+        .select_only()
+        .column(entity::change::Column::Seq)
+        .column(entity::change::Column::Payload)
+        .filter(entity::change::Column::Seq.gt(after))
+        .filter(entity::change::Column::Seq.lte(through))
+        .order_by_asc(entity::change::Column::Seq)
+        .into_tuple()
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|(seq, payload)| Ok((seq, M::decode(payload.as_slice()).map_err(Error::internal)?)))
+        .collect()
+}
+
+/// The highest seq pruned: changes up to it are gone.
+pub async fn pruned_through(db: &DatabaseConnection) -> Result<i64> {
+    Ok(entity::state::Entity::find_by_id(1).one(db).await?.map_or(0, |s| s.pruned_through))
+}
+
+/// The highest seq pruned and the highest committed: where the feed begins
+/// and ends now.
+async fn bounds(db: &DatabaseConnection) -> Result<(i64, i64)> {
+    Ok((pruned_through(db).await?, head_seq(db).await?))
 }
 
 /// Removes the changes older than `retention`, in batches, recording the

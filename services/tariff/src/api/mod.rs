@@ -28,13 +28,16 @@ pub struct TariffApi {
     db: DatabaseConnection,
     /// The change feed every write appends to and WatchMeasures streams.
     feed: Feed,
+    /// The schedule in memory that GetMeasure and ResolveDuty read.
+    schedule: std::sync::Arc<store::Schedule>,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
 
 impl TariffApi {
     pub fn new(db: DatabaseConnection, feed: Feed, max_message_bytes: usize) -> Self {
-        Self { db, feed, page_budget: paging::response_budget(max_message_bytes) }
+        let schedule = std::sync::Arc::new(store::Schedule::new(db.clone()));
+        Self { db, feed, schedule, page_budget: paging::response_budget(max_message_bytes) }
     }
 }
 
@@ -69,7 +72,7 @@ impl TariffService for TariffApi {
 
     async fn get_measure(&self, request: Request<pb::GetMeasureRequest>) -> Reply<pb::GetMeasureResponse> {
         let id = validate::id("id", &request.get_ref().id)?;
-        let m = store::get_measure(&self.db, id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+        let m = self.schedule.get(id).await?.ok_or_else(|| Error::not_found("measure", id))?;
         Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
     }
 
@@ -201,13 +204,8 @@ impl TariffService for TariffApi {
 
     async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
         let shipment = convert::resolve_duty(request.get_ref())?;
-        let candidates = store::resolution_candidates(
-            &self.db,
-            &shipment.importing_economy,
-            &shipment.hs_code,
-            shipment.imported_on,
-        )
-        .await?;
+        let candidates =
+            self.schedule.candidates(&shipment.importing_economy, &shipment.hs_code, shipment.imported_on).await?;
         let resolution = domain::resolve(&shipment, &candidates)?;
         Ok(Response::new(resolution_to_proto(&resolution)))
     }

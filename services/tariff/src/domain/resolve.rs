@@ -65,10 +65,11 @@ struct Covering<'a> {
 /// Resolves `shipment` against `measures`: any superset of the measures that
 /// could apply (the store passes those of the importer whose prefixes match
 /// the code); every rule is checked here again.
-pub fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> {
+pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &[M]) -> Result<Resolution> {
     let mut explanations = Vec::new();
     let covering: Vec<Covering<'_>> = measures
         .iter()
+        .map(std::borrow::Borrow::borrow)
         .filter(|m| m.spec.imposing_economy == shipment.importing_economy)
         .filter(|m| m.spec.covers_origin(&shipment.origin_economy))
         .filter_map(|m| m.spec.matched_prefix(&shipment.hs_code).map(|prefix| Covering { measure: m, prefix }))
@@ -477,7 +478,7 @@ mod tests {
         let err = resolve(&shipment("72101100", "2025-01-15", "100"), &measures).err();
         assert_eq!(err.as_ref().map(Error::code), Some(Code::NotFound));
         assert!(err.map(|e| e.message().contains("no MFN or preferential rate")).unwrap_or(false));
-        assert!(resolve(&shipment("72101100", "2025-01-15", "100"), &[]).is_err());
+        assert!(resolve(&shipment("72101100", "2025-01-15", "100"), &[] as &[Measure]).is_err());
     }
 
     #[test]

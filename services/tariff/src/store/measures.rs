@@ -136,17 +136,43 @@ pub async fn resolution_candidates(
         .all(conn)
         .await?;
     if u64::try_from(rows.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
-        return Err(Error::failed_precondition(
-            Reason::TooManyMeasures,
-            format!(
-                "more than {MAX_CANDIDATES} measures of {importer} in effect on {} cover {code}: the schedule is \
-                 too dense to resolve; end the measures that no longer apply (effective_to)",
-                tradewatch_common::types::format_date(day)
-            ),
-        )
-        .with_metadata("max_measures", MAX_CANDIDATES.to_string()));
+        return Err(too_many_measures(importer, code.as_str(), day));
     }
     with_changes(conn, rows).await
+}
+
+/// FAILED_PRECONDITION `TOO_MANY_MEASURES`: more than [`MAX_CANDIDATES`]
+/// measures of `importer` in effect on `day` cover `code`.
+pub(super) fn too_many_measures(importer: &Economy, code: &str, day: NaiveDate) -> Error {
+    Error::failed_precondition(
+        Reason::TooManyMeasures,
+        format!(
+            "more than {MAX_CANDIDATES} measures of {importer} in effect on {} cover {code}: the schedule is too \
+             dense to resolve; end the measures that no longer apply (effective_to)",
+            tradewatch_common::types::format_date(day)
+        ),
+    )
+    .with_metadata("max_measures", MAX_CANDIDATES.to_string())
+}
+
+/// Every measure with its timeline, in two queries: the schedule's load.
+pub async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Measure>> {
+    let rows = measure::Entity::find().all(conn).await?;
+    let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    let changes = status_change::Entity::find()
+        .order_by_asc(status_change::Column::EffectiveOn)
+        .order_by_asc(status_change::Column::Id)
+        .all(conn)
+        .await?;
+    for c in changes {
+        by_measure.entry(c.measure_id).or_default().push(status_change_from_row(c)?);
+    }
+    rows.into_iter()
+        .map(|r| {
+            let changes = by_measure.remove(&r.id).unwrap_or_default();
+            measure_from_row(r, changes)
+        })
+        .collect()
 }
 
 /// One page of measures in id order (creation order). Every filter,

@@ -6,6 +6,7 @@ pub mod entity;
 pub mod migration;
 
 mod measures;
+mod schedule;
 mod status_changes;
 
-pub use self::{measures::*, migration::Migrator, status_changes::*};
+pub use self::{measures::*, migration::Migrator, schedule::Schedule, status_changes::*};

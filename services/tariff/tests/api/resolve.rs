@@ -139,3 +139,41 @@ async fn resolve_names_every_bad_field() {
         &["customs_value"],
     );
 }
+
+#[tokio::test]
+async fn a_suspension_through_one_replica_is_seen_by_the_next_resolve_on_the_other() {
+    // Each replica answers from its schedule in memory; neither may answer
+    // from one older than the last write committed before the call.
+    let app = spawn_app().await;
+    let (_, surtax, _) = ev_schedule(&app).await;
+    let (replica, mut other) = app.replica().await;
+    let before = other.resolve_duty(shipment("87038000", "2025-01-15", "40000")).await.unwrap().into_inner();
+    assert_eq!(kinds(&before), [(Mfn, "2440.00".into()), (Surtax, "40000.00".into())], "the replica's schedule is loaded");
+    let get = pb::GetMeasureRequest { id: surtax.id.clone() };
+    assert_eq!(other.get_measure(get.clone()).await.unwrap().into_inner().measure.unwrap().status(), MeasureStatus::InForce);
+
+    app.client
+        .clone()
+        .set_measure_status(pb::SetMeasureStatusRequest {
+            id: surtax.id.clone(),
+            status: MeasureStatus::Suspended.into(),
+            effective_on: "2024-12-01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = other.resolve_duty(shipment("87038000", "2025-01-15", "40000")).await.unwrap().into_inner();
+    assert_eq!(kinds(&after), [(Mfn, "2440.00".into())], "the suspension is seen at once: {after:?}");
+    let m = other.get_measure(get).await.unwrap().into_inner().measure.unwrap();
+    assert_eq!(m.status(), MeasureStatus::Suspended);
+
+    // A measure created through one is resolved by the other's next call.
+    let mut aluminum = against(measure("SOR/2024-188", Surtax, &["7601"], "25"), &["CHN"]);
+    aluminum.effective_from = "2024-10-15".into();
+    app.create(aluminum).await;
+    let mfn = app.create(measure("CA-CT-7601-MFN", Mfn, &["7601"], "0")).await;
+    let r = other.resolve_duty(shipment("76011000", "2025-01-15", "1000")).await.unwrap().into_inner();
+    assert_eq!(kinds(&r), [(Mfn, "0.00".into()), (Surtax, "250.00".into())]);
+    assert_eq!(r.lines[0].measure_id, mfn.id);
+    replica.stop().await.unwrap();
+}

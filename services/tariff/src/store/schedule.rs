@@ -1,0 +1,159 @@
+//! The schedule in memory: every measure, indexed by importer and HS
+//! prefix, so that ResolveDuty and GetMeasure answer without queries of their
+//! own. Before each answer the index is brought up to the feed's head as read
+//! by a query that began after the call did ([`Head`], shared by the calls in
+//! flight): it never answers from a schedule older than the last write
+//! committed before the call began, whichever replica made it. Catching up
+//! reloads the measures the changes since name; a gap past the feed's
+//! retention, or a long one, reloads everything. The index is built on first
+//! use and takes about a kilobyte per measure.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+};
+
+use chrono::NaiveDate;
+use sea_orm::DatabaseConnection;
+use tradewatch_common::{
+    Error, Result,
+    feed::{self, Head},
+    proto::tariff as pb,
+    types::{Economy, HsCode},
+};
+use uuid::Uuid;
+
+use super::measures::{MAX_CANDIDATES, get_measures, load_all, too_many_measures};
+use crate::domain::Measure;
+
+/// Past this many changes to catch up on, everything is reloaded.
+const RELOAD_AFTER: i64 = 5_000;
+
+pub struct Schedule {
+    db: DatabaseConnection,
+    head: Head,
+    index: RwLock<Index>,
+    /// One catch-up at a time; the others wait for it.
+    catch_up: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Index {
+    /// The feed position the index reflects; None before the first load.
+    seq: Option<i64>,
+    measures: HashMap<Uuid, Arc<Measure>>,
+    /// Importer → HS prefix a measure names → the measures naming it.
+    by_code: HashMap<String, HashMap<String, Vec<Uuid>>>,
+}
+
+impl Index {
+    fn insert(&mut self, m: Measure) {
+        self.remove(m.id);
+        let codes = self.by_code.entry(m.spec.imposing_economy.to_string()).or_default();
+        for code in &m.spec.hs_codes {
+            codes.entry(code.to_string()).or_default().push(m.id);
+        }
+        self.measures.insert(m.id, Arc::new(m));
+    }
+
+    fn remove(&mut self, id: Uuid) {
+        let Some(old) = self.measures.remove(&id) else { return };
+        if let Some(codes) = self.by_code.get_mut(old.spec.imposing_economy.as_str()) {
+            for code in &old.spec.hs_codes {
+                if let Some(ids) = codes.get_mut(code.as_str()) {
+                    ids.retain(|x| *x != id);
+                }
+            }
+        }
+    }
+}
+
+impl Schedule {
+    pub fn new(db: DatabaseConnection) -> Self {
+        let head = Head::new(db.clone());
+        Self { db, head, index: RwLock::new(Index::default()), catch_up: tokio::sync::Mutex::new(()) }
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>> {
+        self.index.read().map_err(|_| Error::internal(anyhow::anyhow!("the schedule's lock is poisoned")))
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Index>> {
+        self.index.write().map_err(|_| Error::internal(anyhow::anyhow!("the schedule's lock is poisoned")))
+    }
+
+    /// Brings the index up to the database as it stood when the call began.
+    async fn fresh(&self) -> Result<()> {
+        let head = self.head.read().await?;
+        if self.read()?.seq.is_some_and(|seq| seq >= head) {
+            return Ok(());
+        }
+        let _turn = self.catch_up.lock().await;
+        let Some(from) = self.read()?.seq else {
+            return self.reload(head).await;
+        };
+        if from >= head {
+            return Ok(());
+        }
+        if head - from > RELOAD_AFTER || feed::pruned_through(&self.db).await? > from {
+            return self.reload(head).await;
+        }
+        let changes = feed::changes_between::<pb::MeasureChange>(&self.db, from, head).await?;
+        let ids: Vec<Uuid> = changes
+            .iter()
+            .filter_map(|(_, c)| c.measure.as_ref())
+            .filter_map(|m| Uuid::parse_str(&m.id).ok())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let measures = get_measures(&self.db, &ids).await?;
+        let mut index = self.write()?;
+        for m in measures {
+            index.insert(m);
+        }
+        index.seq = Some(head);
+        Ok(())
+    }
+
+    /// Loads every measure: what the database holds at `head` or later.
+    async fn reload(&self, head: i64) -> Result<()> {
+        let mut index = Index::default();
+        for m in load_all(&self.db).await? {
+            index.insert(m);
+        }
+        index.seq = Some(head);
+        *self.write()? = index;
+        Ok(())
+    }
+
+    /// One measure, or None.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Measure>>> {
+        self.fresh().await?;
+        Ok(self.read()?.measures.get(&id).cloned())
+    }
+
+    /// The candidates of `ResolveDuty`, as [`super::resolution_candidates`]
+    /// finds them in SQL: the importer's measures naming a prefix of `code`
+    /// whose dates hold `day`, at most [`MAX_CANDIDATES`].
+    pub async fn candidates(&self, importer: &Economy, code: &HsCode, day: NaiveDate) -> Result<Vec<Arc<Measure>>> {
+        self.fresh().await?;
+        let index = self.read()?;
+        let Some(codes) = index.by_code.get(importer.as_str()) else { return Ok(vec![]) };
+        let code = code.as_str();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for len in (2..=code.len()).step_by(2) {
+            for id in codes.get(&code[..len]).into_iter().flatten() {
+                let Some(m) = index.measures.get(id) else { continue };
+                let dated = m.spec.effective_from <= day && m.spec.effective_to.is_none_or(|to| to >= day);
+                if dated && seen.insert(*id) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        if u64::try_from(out.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
+            return Err(too_many_measures(importer, code, day));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,686 @@
+//! `tradewatch-bench`: the project's own load generator (`make bench`).
+//!
+//! For each backend asked (SQLite, PostgreSQL), starts the three release
+//! binaries as their own processes on free loopback ports, measures how long
+//! each takes from start to SERVING and its idle RSS, loads a tariff
+//! schedule of 10,000 MFN lines and 500 special measures through the public
+//! API, then drives each scenario with tonic clients over N connections × M
+//! streams: a warm-up, then a timed run. It prints one table: requests per
+//! second, p50/p90/p99/max, and each scenario's throughput as a ratio of the
+//! bare health `Check` of the same server in the same run (DESIGN §13: the
+//! ratios are what hold from run to run on a shared machine).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+use sea_orm::{ConnectionTrait as _, Database};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tradewatch_common::proto::{
+    common::Money,
+    dialogue::{self as gpb, dialogue_service_client::DialogueServiceClient},
+    dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+    tariff::{self as tpb, tariff_service_client::TariffServiceClient},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "tradewatch-bench", version, about = "Tradewatch's load generator: req/s, latency and ratios to Check")]
+struct Cli {
+    /// Where the release binaries are (tariff-service, dispute-service, dialogue-service)
+    #[arg(long, value_name = "DIR", default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// The backends to run on
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Backend::Sqlite, Backend::Postgres])]
+    backend: Vec<Backend>,
+    /// An existing PostgreSQL database to make the bench's databases next to
+    #[arg(long, env = "TRADEWATCH_BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Client connections per scenario
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Concurrent streams per connection
+    #[arg(long, default_value_t = 10)]
+    streams: usize,
+    /// Seconds of each scenario's timed run
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Seconds of warm-up before each
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// MFN tariff lines in the schedule
+    #[arg(long, default_value_t = 10_000)]
+    lines: usize,
+    /// Special measures (surtaxes, anti-dumping, quotas, …) over them
+    #[arg(long, default_value_t = 500)]
+    special: usize,
+    /// Where the SQLite databases go
+    #[arg(long, value_name = "DIR", default_value = "var/bench")]
+    var: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// One service process of the bench.
+struct Service {
+    name: &'static str,
+    port: u16,
+    child: tokio::process::Child,
+    started_in: Duration,
+    idle_rss_kib: u64,
+}
+
+impl Service {
+    async fn start(bin_dir: &Path, name: &'static str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let port = tradewatch_common::testing::free_port();
+        let binary = bin_dir.join(format!("{name}-service"));
+        anyhow::ensure!(binary.exists(), "{} is missing: build it with cargo build --release", binary.display());
+        let mut command = tokio::process::Command::new(&binary);
+        command
+            .arg("serve")
+            .env("TRADEWATCH__SERVER__PORT", port.to_string())
+            .env("TRADEWATCH__TELEMETRY__METRICS_PORT", "0")
+            .env("TRADEWATCH__LOG__FILTER", "warn")
+            .env("TRADEWATCH__SERVER__MAX_IN_FLIGHT", "4096")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let started = Instant::now();
+        let child = command.spawn().with_context(|| format!("start {}", binary.display()))?;
+        let service = match name {
+            "tariff" => "tradewatch.tariff.v1.TariffService",
+            "dispute" => "tradewatch.dispute.v1.DisputeService",
+            _ => "tradewatch.dialogue.v1.DialogueService",
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = Endpoint::from_shared(url.clone())?.connect().await {
+                let check = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await;
+                if check.is_ok_and(|r| r.into_inner().status == 1) {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{name}-service did not serve within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let started_in = started.elapsed();
+        // Idle: a moment after SERVING, before any call of the bench.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss_kib = child.id().map(rss_kib).unwrap_or(0);
+        Ok(Self { name, port, child, started_in, idle_rss_kib })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.child.id().map(rss_kib).unwrap_or(0)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// VmRSS of a process, in KiB (0 where /proc has none).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What one scenario measured.
+struct Outcome {
+    scenario: String,
+    streams: usize,
+    errors: usize,
+    per_second: f64,
+    latencies: Vec<Duration>,
+    /// The scenario whose throughput this one is compared with.
+    baseline: Option<String>,
+}
+
+impl Outcome {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[rank.min(self.latencies.len() - 1)]
+    }
+}
+
+/// A call the load makes: the `n`th, on `channel`.
+type Call = Arc<dyn Fn(Channel, usize) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>> + Send + Sync>;
+
+/// Runs `call` over `connections` connections × `streams` streams: warm-up,
+/// then `seconds` timed.
+async fn drive(
+    url: &str,
+    scenario: &str,
+    connections: usize,
+    streams: usize,
+    warmup: Duration,
+    seconds: Duration,
+    call: Call,
+) -> anyhow::Result<Outcome> {
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(Endpoint::from_shared(url.to_owned())?.tcp_nodelay(true).connect().await?);
+    }
+    let counter = Arc::new(AtomicUsize::new(0));
+    let run = |until: Instant, record: bool| {
+        let mut tasks = Vec::new();
+        for channel in &channels {
+            for _ in 0..streams {
+                let (channel, call, counter) = (channel.clone(), call.clone(), counter.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(if record { 50_000 } else { 0 });
+                    let mut errors = 0;
+                    let mut first_error = None;
+                    while Instant::now() < until {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        let started = Instant::now();
+                        let outcome = call(channel.clone(), n).await;
+                        if record {
+                            latencies.push(started.elapsed());
+                        }
+                        if let Err(status) = outcome {
+                            errors += 1;
+                            first_error.get_or_insert(status);
+                        }
+                    }
+                    (latencies, errors, first_error)
+                }));
+            }
+        }
+        tasks
+    };
+    for task in run(Instant::now() + warmup, false) {
+        task.await?;
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in run(started + seconds, true) {
+        let (l, e, f) = task.await?;
+        latencies.extend(l);
+        errors += e;
+        first_error = first_error.or(f);
+    }
+    let took = started.elapsed();
+    if let Some(status) = first_error {
+        eprintln!("  {scenario}: {errors} errors, the first: {:?} {}", status.code(), status.message());
+    }
+    latencies.sort_unstable();
+    Ok(Outcome {
+        scenario: scenario.to_owned(),
+        streams: connections * streams,
+        errors,
+        per_second: latencies.len() as f64 / took.as_secs_f64(),
+        latencies,
+        baseline: None,
+    })
+}
+
+fn check(service: &'static str) -> Call {
+    Arc::new(move |channel, _| {
+        Box::pin(async move {
+            HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.map(|_| ())
+        })
+    })
+}
+
+/// The schedule: `lines` MFN lines at 8 and 10 digits over every chapter,
+/// each its own measure, and `special` measures at 4 and 6 digits over them.
+fn schedule(lines: usize, special: usize) -> (Vec<String>, Vec<tpb::TariffMeasure>) {
+    let codes: Vec<String> = (0..lines)
+        .map(|k| {
+            let chapter = 1 + k % 97;
+            let rest = (k / 97) * 3_701 % 1_000_000;
+            if k % 2 == 0 { format!("{chapter:02}{rest:06}") } else { format!("{chapter:02}{rest:06}{:02}", k % 100) }
+        })
+        .collect();
+    let measure = |reference: String, kind: tpb::MeasureKind, code: String, rate: String, targets: Vec<String>| {
+        tpb::TariffMeasure {
+            reference,
+            title: "generated for the bench".into(),
+            imposing_economy: "CAN".into(),
+            target_economies: targets,
+            kind: kind.into(),
+            hs_codes: vec![code],
+            ad_valorem_percent: rate,
+            effective_from: "2024-01-01".into(),
+            ..Default::default()
+        }
+    };
+    let mut measures: Vec<_> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            measure(format!("MFN-{i}"), tpb::MeasureKind::Mfn, code.clone(), format!("{}.{}", i % 120 / 10, i % 10), vec![])
+        })
+        .collect();
+    let kinds = [tpb::MeasureKind::Surtax, tpb::MeasureKind::AntiDumping, tpb::MeasureKind::Retaliatory, tpb::MeasureKind::Safeguard];
+    for i in 0..special {
+        let line = &codes[(i * 19) % codes.len()];
+        let width = if i % 2 == 0 { 4 } else { 6 };
+        measures.push(measure(
+            format!("SPECIAL-{i}"),
+            kinds[i % kinds.len()],
+            line[..width].to_owned(),
+            "25".into(),
+            vec!["CHN".into()],
+        ));
+    }
+    (codes, measures)
+}
+
+/// Creates `measures` through the API, 32 at a time; their ids.
+async fn load(url: &str, measures: Vec<tpb::TariffMeasure>) -> anyhow::Result<Vec<String>> {
+    let channel = Endpoint::from_shared(url.to_owned())?.connect().await?;
+    let mut ids = Vec::with_capacity(measures.len());
+    let mut pending = measures.into_iter();
+    loop {
+        let batch: Vec<_> = pending.by_ref().take(32).collect();
+        if batch.is_empty() {
+            return Ok(ids);
+        }
+        let calls = batch.into_iter().map(|m| {
+            let mut client = TariffServiceClient::new(channel.clone());
+            async move {
+                client.create_measure(tpb::CreateMeasureRequest { measure: Some(m), request_id: String::new() }).await
+            }
+        });
+        for created in futures::future::join_all(calls).await {
+            ids.push(created?.into_inner().measure.context("a created measure")?.id);
+        }
+    }
+}
+
+struct Stack {
+    tariff: Service,
+    dispute: Service,
+    dialogue: Service,
+    /// The PostgreSQL databases to drop afterwards.
+    databases: Vec<String>,
+}
+
+async fn start_stack(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Stack> {
+    let mut databases = Vec::new();
+    let mut url = |service: &str| -> anyhow::Result<String> {
+        Ok(match backend {
+            Backend::Sqlite => {
+                std::fs::create_dir_all(&cli.var)?;
+                let file = cli.var.join(format!("{run}-{service}.db"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
+                format!("sqlite://{}?mode=rwc", file.display())
+            }
+            Backend::Postgres => {
+                let name = format!("tradewatch_bench_{run}_{service}");
+                databases.push(name.clone());
+                let base = cli.postgres.rsplit_once('/').map_or(cli.postgres.as_str(), |(server, _)| server);
+                format!("{base}/{name}")
+            }
+        })
+    };
+    let urls = [url("tariff")?, url("dispute")?, url("dialogue")?];
+    if backend == Backend::Postgres {
+        let admin = Database::connect(&cli.postgres).await.context("connect to PostgreSQL (--postgres)")?;
+        for name in &databases {
+            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        }
+    }
+    let db = |u: &String| ("TRADEWATCH__DATABASE__URL", u.clone());
+    let tariff = Service::start(&cli.bin_dir, "tariff", &[db(&urls[0])]).await?;
+    let dispute =
+        Service::start(&cli.bin_dir, "dispute", &[db(&urls[1]), ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url())]).await?;
+    let dialogue = Service::start(
+        &cli.bin_dir,
+        "dialogue",
+        &[db(&urls[2]), ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url()), ("TRADEWATCH__PEERS__DISPUTE_URL", dispute.url())],
+    )
+    .await?;
+    Ok(Stack { tariff, dispute, dialogue, databases })
+}
+
+async fn drop_databases(cli: &Cli, names: &[String]) -> anyhow::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let admin = Database::connect(&cli.postgres).await?;
+    for name in names {
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+    }
+    Ok(())
+}
+
+async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Outcome>, Vec<String>)> {
+    let stack = start_stack(cli, backend, run).await?;
+    let mut notes = Vec::new();
+    for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
+        notes.push(format!(
+            "{:<11} {:<9} SERVING {:>5} ms after start, idle RSS {:>5.1} MiB",
+            backend.name(),
+            s.name,
+            s.started_in.as_millis(),
+            s.idle_rss_kib as f64 / 1024.0
+        ));
+    }
+    let outcome = run_scenarios(cli, backend, &stack).await;
+    for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
+        notes.push(format!("{:<11} {:<9} RSS after the load {:>5.1} MiB", backend.name(), s.name, s.rss_kib() as f64 / 1024.0));
+    }
+    let databases = stack.databases.clone();
+    drop(stack);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop_databases(cli, &databases).await?;
+    Ok((outcome?, notes))
+}
+
+async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<Vec<Outcome>> {
+    let (n, m) = (cli.connections, cli.streams);
+    let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
+    let loaded = Instant::now();
+    let (codes, measures) = schedule(cli.lines, cli.special);
+    let ids = Arc::new(load(&stack.tariff.url(), measures).await?);
+    eprintln!(
+        "{}: loaded {} lines and {} special measures in {:.1?}",
+        backend.name(),
+        cli.lines,
+        cli.special,
+        loaded.elapsed()
+    );
+    let codes = Arc::new(codes);
+    let tariff = stack.tariff.url();
+    let mut out = Vec::new();
+    let label = |s: &str| format!("{} {s}", backend.name());
+
+    let tariff_check = label("tariff Check");
+    out.push(drive(&tariff, &tariff_check, n, m, warmup, seconds, check("")).await?);
+    let get_measure: Call = {
+        let ids = ids.clone();
+        Arc::new(move |channel, i| {
+            let id = ids[i.wrapping_mul(7_919) % ids.len()].clone();
+            Box::pin(async move { TariffServiceClient::new(channel).get_measure(tpb::GetMeasureRequest { id }).await.map(|_| ()) })
+        })
+    };
+    out.push(with_baseline(drive(&tariff, &label("GetMeasure"), n, m, warmup, seconds, get_measure).await?, &tariff_check));
+    let list: Call = Arc::new(|channel, _| {
+        Box::pin(async move {
+            TariffServiceClient::new(channel)
+                .list_measures(tpb::ListMeasuresRequest { page_size: 50, ..Default::default() })
+                .await
+                .map(|_| ())
+        })
+    });
+    out.push(with_baseline(drive(&tariff, &label("ListMeasures (50)"), n, m, warmup, seconds, list).await?, &tariff_check));
+    let resolve: Call = {
+        let codes = codes.clone();
+        Arc::new(move |channel, i| {
+            let code = codes[i.wrapping_mul(7_919) % codes.len()].clone();
+            Box::pin(async move {
+                TariffServiceClient::new(channel)
+                    .resolve_duty(tpb::ResolveDutyRequest {
+                        importing_economy: "CAN".into(),
+                        origin_economy: "CHN".into(),
+                        hs_code: code,
+                        imported_on: "2025-06-01".into(),
+                        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            })
+        })
+    };
+    out.push(with_baseline(
+        drive(&tariff, &label("ResolveDuty (10k lines)"), n, m, warmup, seconds, resolve.clone()).await?,
+        &tariff_check,
+    ));
+    // DESIGN §13: p99 at 32 streams.
+    out.push(with_baseline(
+        drive(&tariff, &label("ResolveDuty (10k lines)"), 4, 8, warmup, seconds, resolve).await?,
+        &tariff_check,
+    ));
+
+    let dispute = stack.dispute.url();
+    let mut disputes = DisputeServiceClient::new(Endpoint::from_shared(dispute.clone())?.connect().await?);
+    let d = disputes
+        .create_dispute(dpb::CreateDisputeRequest {
+            dispute: Some(bench_dispute("WT/DS627".into())),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner()
+        .dispute
+        .context("a dispute")?;
+    let dispute_check = label("dispute Check");
+    out.push(drive(&dispute, &dispute_check, n, m, warmup, seconds, check("")).await?);
+    let get_dispute: Call = Arc::new(move |channel, _| {
+        let id = d.id.clone();
+        Box::pin(async move { DisputeServiceClient::new(channel).get_dispute(dpb::GetDisputeRequest { id }).await.map(|_| ()) })
+    });
+    out.push(with_baseline(drive(&dispute, &label("GetDispute"), n, m, warmup, seconds, get_dispute).await?, &dispute_check));
+
+    let dialogue = stack.dialogue.url();
+    let session = DialogueServiceClient::new(Endpoint::from_shared(dialogue.clone())?.connect().await?)
+        .create_session(gpb::CreateSessionRequest { session: Some(bench_session()), request_id: String::new() })
+        .await?
+        .into_inner()
+        .session
+        .context("a session")?;
+    let dialogue_check = label("dialogue Check");
+    out.push(drive(&dialogue, &dialogue_check, n, m, warmup, seconds, check("")).await?);
+    let get_session: Call = Arc::new(move |channel, _| {
+        let id = session.id.clone();
+        Box::pin(async move { DialogueServiceClient::new(channel).get_session(gpb::GetSessionRequest { id }).await.map(|_| ()) })
+    });
+    out.push(with_baseline(drive(&dialogue, &label("GetSession"), n, m, warmup, seconds, get_session).await?, &dialogue_check));
+
+    if backend == Backend::Postgres {
+        // A write through the whole stack of one service, next to the same
+        // database doing the least a write can: one row, one commit.
+        let create: Call = Arc::new(|channel, i| {
+            Box::pin(async move {
+                DisputeServiceClient::new(channel)
+                    .create_dispute(dpb::CreateDisputeRequest {
+                        dispute: Some(bench_dispute(format!("BENCH-{i}"))),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .map(|_| ())
+            })
+        });
+        let baseline = label("single-row INSERT (sqlx)");
+        out.push(insert_baseline(cli, &baseline, n * m, warmup, seconds).await?);
+        out.push(with_baseline(drive(&dispute, &label("CreateDispute"), n, m, warmup, seconds, create).await?, &baseline));
+    }
+    Ok(out)
+}
+
+fn with_baseline(mut outcome: Outcome, baseline: &str) -> Outcome {
+    outcome.baseline = Some(baseline.to_owned());
+    outcome
+}
+
+fn bench_dispute(reference: String) -> dpb::Dispute {
+    dpb::Dispute {
+        reference,
+        title: "China — Anti-dumping measures on canola seed from Canada".into(),
+        complainant: "CAN".into(),
+        respondent: "CHN".into(),
+        forum: dpb::DisputeForum::Wto.into(),
+        hs_codes: vec!["1205".into()],
+        opened_on: "2025-09-26".into(),
+        ..Default::default()
+    }
+}
+
+fn bench_session() -> gpb::DialogueSession {
+    gpb::DialogueSession {
+        title: "Canada–China Economic and Financial Strategic Dialogue".into(),
+        track: gpb::DialogueTrack::EconomicFinancial.into(),
+        level: gpb::SessionLevel::Ministerial.into(),
+        host_economy: "CHN".into(),
+        economies: vec!["CAN".into(), "CHN".into()],
+        location: "Beijing".into(),
+        starts_on: "2026-01-15".into(),
+        ends_on: "2026-01-15".into(),
+        status: gpb::SessionStatus::Held.into(),
+        ..Default::default()
+    }
+}
+
+/// `concurrency` tasks inserting one row each per transaction through
+/// sqlx, on a database of its own: the floor under any write.
+async fn insert_baseline(
+    cli: &Cli,
+    scenario: &str,
+    concurrency: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> anyhow::Result<Outcome> {
+    use sea_orm::sqlx::postgres::PgPoolOptions;
+    let name = "tradewatch_bench_baseline";
+    let admin = Database::connect(&cli.postgres).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+    let base = cli.postgres.rsplit_once('/').map_or(cli.postgres.as_str(), |(server, _)| server);
+    let pool = PgPoolOptions::new().max_connections(10).connect(&format!("{base}/{name}")).await?;
+    sea_orm::sqlx::query("CREATE TABLE rows (id uuid PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let run = |until: Instant, record: bool| {
+        (0..concurrency)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    while Instant::now() < until {
+                        let started = Instant::now();
+                        sea_orm::sqlx::query("INSERT INTO rows (id, body, at) VALUES ($1, $2, now())")
+                            .bind(uuid::Uuid::now_v7())
+                            .bind("China — Anti-dumping measures on canola seed from Canada")
+                            .execute(&pool)
+                            .await?;
+                        if record {
+                            latencies.push(started.elapsed());
+                        }
+                    }
+                    Ok::<_, sea_orm::sqlx::Error>(latencies)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    for task in run(Instant::now() + warmup, false) {
+        task.await??;
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for task in run(started + seconds, true) {
+        latencies.extend(task.await??);
+    }
+    let took = started.elapsed();
+    pool.close().await;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+    latencies.sort_unstable();
+    Ok(Outcome {
+        scenario: scenario.to_owned(),
+        streams: concurrency,
+        errors: 0,
+        per_second: latencies.len() as f64 / took.as_secs_f64(),
+        latencies,
+        baseline: None,
+    })
+}
+
+fn print(outcomes: &[Outcome]) {
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1_000.0);
+    println!(
+        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>5} |",
+        "scenario", "streams", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ratio", "errors"
+    );
+    println!("|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->7}|", "", "", "", "", "", "", "", "", "");
+    for o in outcomes {
+        let ratio = o
+            .baseline
+            .as_ref()
+            .and_then(|b| outcomes.iter().find(|x| &x.scenario == b && x.baseline.is_none()))
+            .map_or_else(|| "—".to_owned(), |b| format!("{:.2}", o.per_second / b.per_second));
+        println!(
+            "| {:<42} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>5} |",
+            o.scenario,
+            o.streams,
+            o.per_second,
+            ms(o.percentile(0.50)),
+            ms(o.percentile(0.90)),
+            ms(o.percentile(0.99)),
+            ms(o.latencies.last().copied().unwrap_or_default()),
+            ratio,
+            o.errors
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let run = format!("{}", std::process::id());
+    let mut outcomes = Vec::new();
+    let mut notes = Vec::new();
+    for &backend in &cli.backend {
+        let (o, n) = bench(&cli, backend, &run).await?;
+        outcomes.extend(o);
+        notes.extend(n);
+    }
+    println!(
+        "\ntradewatch-bench: {} connections × {} streams, {} s warm-up, {} s per scenario; ratio: req/s over the same \
+         server's Check (CreateDispute: over the single-row INSERT)\n",
+        cli.connections, cli.streams, cli.warmup, cli.seconds
+    );
+    print(&outcomes);
+    println!();
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
