@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench k8s-check images ci clean
+.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench bench-rules k8s-check images ci clean
 
 ## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
 run: build
@@ -104,8 +104,14 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: ResolveDuty through the storage layer on SQLite (criterion)
+## bench: tradewatch-bench against release builds on SQLite and PostgreSQL (one table: req/s, latency, ratios to Check; start-up time and RSS)
+BENCH_ARGS ?=
 bench:
+	$(CARGO) build --release -p tariff-service -p dispute-service -p dialogue-service -p tradewatch-e2e --bin tariff-service --bin dispute-service --bin dialogue-service --bin tradewatch-bench
+	"$(TARGET_DIR)/release/tradewatch-bench" --bin-dir "$(TARGET_DIR)/release" --var var/bench $(BENCH_ARGS)
+
+## bench-rules: ResolveDuty's store and rules alone, on SQLite (criterion)
+bench-rules:
 	$(CARGO) bench -p tariff-service
 
 ## k8s-check: render every overlay and validate it against the Kubernetes schemas, offline, strict

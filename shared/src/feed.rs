@@ -440,14 +440,19 @@ impl Drop for Turn<'_> {
 
 impl Head {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self(Arc::new(HeadInner { db, state: std::sync::Mutex::new(HeadState::default()), done: watch::Sender::new(0) }))
+        Self(Arc::new(HeadInner {
+            db,
+            state: std::sync::Mutex::new(HeadState::default()),
+            done: watch::Sender::new(0),
+        }))
     }
 
     /// The highest seq committed, read by a query that began after this call.
     pub async fn read(&self) -> Result<i64> {
         let inner = &*self.0;
         let mut finished = inner.done.subscribe();
-        let lock = || inner.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")));
+        let lock =
+            || inner.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")));
         // The query running now may have begun before this call: not it.
         let need = lock()?.started + 1;
         loop {
@@ -515,9 +520,7 @@ pub async fn changes_between<M: Message + Default>(
         .into_tuple()
         .all(db)
         .await?;
-    rows.into_iter()
-        .map(|(seq, payload)| Ok((seq, M::decode(payload.as_slice()).map_err(Error::internal)?)))
-        .collect()
+    rows.into_iter().map(|(seq, payload)| Ok((seq, M::decode(payload.as_slice()).map_err(Error::internal)?))).collect()
 }
 
 /// The highest seq pruned: changes up to it are gone.

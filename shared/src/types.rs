@@ -122,7 +122,15 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 
 /// The wire form of a date.
 pub fn format_date(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    use chrono::Datelike as _;
+    // Written out rather than through a strftime pattern, which is parsed
+    // again on every call: dates are formatted on every answer.
+    let year = d.year();
+    if (0..=9999).contains(&year) {
+        format!("{year:04}-{:02}-{:02}", d.month(), d.day())
+    } else {
+        d.format("%Y-%m-%d").to_string()
+    }
 }
 
 /// A decimal string such as `"6.1"`, `"-3"`, `"1250000.00"`: no exponent, no
@@ -286,6 +294,16 @@ pub fn new_id() -> Uuid {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        for (y, m, d) in [(1, 1, 1), (999, 12, 31), (2024, 2, 29), (2026, 11, 29), (9999, 12, 31)] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+            assert_eq!(format_date(day), day.format("%Y-%m-%d").to_string());
+        }
+        assert_eq!(format_date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap_or_default()), "2026-03-01");
+    }
+
     use proptest::prelude::*;
 
     use super::*;

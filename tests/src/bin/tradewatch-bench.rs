@@ -32,7 +32,11 @@ use tradewatch_common::proto::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "tradewatch-bench", version, about = "Tradewatch's load generator: req/s, latency and ratios to Check")]
+#[command(
+    name = "tradewatch-bench",
+    version,
+    about = "Tradewatch's load generator: req/s, latency and ratios to Check"
+)]
 struct Cli {
     /// Where the release binaries are (tariff-service, dispute-service, dialogue-service)
     #[arg(long, value_name = "DIR", default_value = "target/release")]
@@ -156,8 +160,7 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -293,10 +296,21 @@ fn schedule(lines: usize, special: usize) -> (Vec<String>, Vec<tpb::TariffMeasur
         .iter()
         .enumerate()
         .map(|(i, code)| {
-            measure(format!("MFN-{i}"), tpb::MeasureKind::Mfn, code.clone(), format!("{}.{}", i % 120 / 10, i % 10), vec![])
+            measure(
+                format!("MFN-{i}"),
+                tpb::MeasureKind::Mfn,
+                code.clone(),
+                format!("{}.{}", i % 120 / 10, i % 10),
+                vec![],
+            )
         })
         .collect();
-    let kinds = [tpb::MeasureKind::Surtax, tpb::MeasureKind::AntiDumping, tpb::MeasureKind::Retaliatory, tpb::MeasureKind::Safeguard];
+    let kinds = [
+        tpb::MeasureKind::Surtax,
+        tpb::MeasureKind::AntiDumping,
+        tpb::MeasureKind::Retaliatory,
+        tpb::MeasureKind::Safeguard,
+    ];
     for i in 0..special {
         let line = &codes[(i * 19) % codes.len()];
         let width = if i % 2 == 0 { 4 } else { 6 };
@@ -372,11 +386,16 @@ async fn start_stack(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<S
     let db = |u: &String| ("TRADEWATCH__DATABASE__URL", u.clone());
     let tariff = Service::start(&cli.bin_dir, "tariff", &[db(&urls[0])]).await?;
     let dispute =
-        Service::start(&cli.bin_dir, "dispute", &[db(&urls[1]), ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url())]).await?;
+        Service::start(&cli.bin_dir, "dispute", &[db(&urls[1]), ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url())])
+            .await?;
     let dialogue = Service::start(
         &cli.bin_dir,
         "dialogue",
-        &[db(&urls[2]), ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url()), ("TRADEWATCH__PEERS__DISPUTE_URL", dispute.url())],
+        &[
+            db(&urls[2]),
+            ("TRADEWATCH__PEERS__TARIFF_URL", tariff.url()),
+            ("TRADEWATCH__PEERS__DISPUTE_URL", dispute.url()),
+        ],
     )
     .await?;
     Ok(Stack { tariff, dispute, dialogue, databases })
@@ -407,7 +426,12 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Ou
     }
     let outcome = run_scenarios(cli, backend, &stack).await;
     for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
-        notes.push(format!("{:<11} {:<9} RSS after the load {:>5.1} MiB", backend.name(), s.name, s.rss_kib() as f64 / 1024.0));
+        notes.push(format!(
+            "{:<11} {:<9} RSS after the load {:>5.1} MiB",
+            backend.name(),
+            s.name,
+            s.rss_kib() as f64 / 1024.0
+        ));
     }
     let databases = stack.databases.clone();
     drop(stack);
@@ -440,10 +464,15 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         let ids = ids.clone();
         Arc::new(move |channel, i| {
             let id = ids[i.wrapping_mul(7_919) % ids.len()].clone();
-            Box::pin(async move { TariffServiceClient::new(channel).get_measure(tpb::GetMeasureRequest { id }).await.map(|_| ()) })
+            Box::pin(async move {
+                TariffServiceClient::new(channel).get_measure(tpb::GetMeasureRequest { id }).await.map(|_| ())
+            })
         })
     };
-    out.push(with_baseline(drive(&tariff, &label("GetMeasure"), n, m, warmup, seconds, get_measure).await?, &tariff_check));
+    out.push(with_baseline(
+        drive(&tariff, &label("GetMeasure"), n, m, warmup, seconds, get_measure).await?,
+        &tariff_check,
+    ));
     let list: Call = Arc::new(|channel, _| {
         Box::pin(async move {
             TariffServiceClient::new(channel)
@@ -452,7 +481,10 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
                 .map(|_| ())
         })
     });
-    out.push(with_baseline(drive(&tariff, &label("ListMeasures (50)"), n, m, warmup, seconds, list).await?, &tariff_check));
+    out.push(with_baseline(
+        drive(&tariff, &label("ListMeasures (50)"), n, m, warmup, seconds, list).await?,
+        &tariff_check,
+    ));
     let resolve: Call = {
         let codes = codes.clone();
         Arc::new(move |channel, i| {
@@ -497,9 +529,14 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     out.push(drive(&dispute, &dispute_check, n, m, warmup, seconds, check("")).await?);
     let get_dispute: Call = Arc::new(move |channel, _| {
         let id = d.id.clone();
-        Box::pin(async move { DisputeServiceClient::new(channel).get_dispute(dpb::GetDisputeRequest { id }).await.map(|_| ()) })
+        Box::pin(async move {
+            DisputeServiceClient::new(channel).get_dispute(dpb::GetDisputeRequest { id }).await.map(|_| ())
+        })
     });
-    out.push(with_baseline(drive(&dispute, &label("GetDispute"), n, m, warmup, seconds, get_dispute).await?, &dispute_check));
+    out.push(with_baseline(
+        drive(&dispute, &label("GetDispute"), n, m, warmup, seconds, get_dispute).await?,
+        &dispute_check,
+    ));
 
     let dialogue = stack.dialogue.url();
     let session = DialogueServiceClient::new(Endpoint::from_shared(dialogue.clone())?.connect().await?)
@@ -512,9 +549,14 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     out.push(drive(&dialogue, &dialogue_check, n, m, warmup, seconds, check("")).await?);
     let get_session: Call = Arc::new(move |channel, _| {
         let id = session.id.clone();
-        Box::pin(async move { DialogueServiceClient::new(channel).get_session(gpb::GetSessionRequest { id }).await.map(|_| ()) })
+        Box::pin(async move {
+            DialogueServiceClient::new(channel).get_session(gpb::GetSessionRequest { id }).await.map(|_| ())
+        })
     });
-    out.push(with_baseline(drive(&dialogue, &label("GetSession"), n, m, warmup, seconds, get_session).await?, &dialogue_check));
+    out.push(with_baseline(
+        drive(&dialogue, &label("GetSession"), n, m, warmup, seconds, get_session).await?,
+        &dialogue_check,
+    ));
 
     if backend == Backend::Postgres {
         // A write through the whole stack of one service, next to the same
@@ -532,7 +574,10 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         });
         let baseline = label("single-row INSERT (sqlx)");
         out.push(insert_baseline(cli, &baseline, n * m, warmup, seconds).await?);
-        out.push(with_baseline(drive(&dispute, &label("CreateDispute"), n, m, warmup, seconds, create).await?, &baseline));
+        out.push(with_baseline(
+            drive(&dispute, &label("CreateDispute"), n, m, warmup, seconds, create).await?,
+            &baseline,
+        ));
     }
     Ok(out)
 }
@@ -636,10 +681,13 @@ async fn insert_baseline(
 fn print(outcomes: &[Outcome]) {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1_000.0);
     println!(
-        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>5} |",
+        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
         "scenario", "streams", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ratio", "errors"
     );
-    println!("|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->7}|", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->8}|",
+        "", "", "", "", "", "", "", "", ""
+    );
     for o in outcomes {
         let ratio = o
             .baseline
@@ -647,7 +695,7 @@ fn print(outcomes: &[Outcome]) {
             .and_then(|b| outcomes.iter().find(|x| &x.scenario == b && x.baseline.is_none()))
             .map_or_else(|| "—".to_owned(), |b| format!("{:.2}", o.per_second / b.per_second));
         println!(
-            "| {:<42} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>5} |",
+            "| {:<42} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
             o.scenario,
             o.streams,
             o.per_second,

@@ -148,9 +148,16 @@ async fn a_suspension_through_one_replica_is_seen_by_the_next_resolve_on_the_oth
     let (_, surtax, _) = ev_schedule(&app).await;
     let (replica, mut other) = app.replica().await;
     let before = other.resolve_duty(shipment("87038000", "2025-01-15", "40000")).await.unwrap().into_inner();
-    assert_eq!(kinds(&before), [(Mfn, "2440.00".into()), (Surtax, "40000.00".into())], "the replica's schedule is loaded");
+    assert_eq!(
+        kinds(&before),
+        [(Mfn, "2440.00".into()), (Surtax, "40000.00".into())],
+        "the replica's schedule is loaded"
+    );
     let get = pb::GetMeasureRequest { id: surtax.id.clone() };
-    assert_eq!(other.get_measure(get.clone()).await.unwrap().into_inner().measure.unwrap().status(), MeasureStatus::InForce);
+    assert_eq!(
+        other.get_measure(get.clone()).await.unwrap().into_inner().measure.unwrap().status(),
+        MeasureStatus::InForce
+    );
 
     app.client
         .clone()
