@@ -492,6 +492,102 @@ impl Head {
     }
 }
 
+/// Resources by id, kept in memory and answered as fresh as the database
+/// was when the call began: before each answer the cache is brought up to
+/// the feed's [`Head`], dropping every resource a change since names; a miss
+/// is read from the database (after the head, so at least as fresh) and kept
+/// unless the cache moved on meanwhile. For services whose every write of
+/// the resource appends to the feed.
+pub struct Cache<T, C> {
+    db: DatabaseConnection,
+    head: Head,
+    state: std::sync::RwLock<CacheState<T>>,
+    catch_up: tokio::sync::Mutex<()>,
+    /// The id of the resource a change names.
+    id_of: fn(&C) -> Option<String>,
+}
+
+struct CacheState<T> {
+    seq: Option<i64>,
+    entries: std::collections::HashMap<String, Arc<T>>,
+}
+
+/// Entries a cache keeps at most; past it, it starts again empty.
+const CACHE_ENTRIES: usize = 100_000;
+
+/// Past this many changes to catch up on, a cache starts again empty.
+const CACHE_CATCH_UP: i64 = 5_000;
+
+impl<T, C: Message + Default> Cache<T, C> {
+    pub fn new(db: DatabaseConnection, id_of: fn(&C) -> Option<String>) -> Self {
+        let head = Head::new(db.clone());
+        Self {
+            db,
+            head,
+            state: std::sync::RwLock::new(CacheState { seq: None, entries: std::collections::HashMap::new() }),
+            catch_up: tokio::sync::Mutex::new(()),
+            id_of,
+        }
+    }
+
+    fn poisoned() -> Error {
+        Error::internal(anyhow::anyhow!("a cache's lock is poisoned"))
+    }
+
+    /// Brings the cache up to the head; returns the position it reflects.
+    async fn fresh(&self) -> Result<i64> {
+        let head = self.head.read().await?;
+        if let Some(seq) = self.state.read().map_err(|_| Self::poisoned())?.seq
+            && seq >= head
+        {
+            return Ok(seq);
+        }
+        let _turn = self.catch_up.lock().await;
+        let seq = self.state.read().map_err(|_| Self::poisoned())?.seq;
+        let stale: Option<Vec<String>> = match seq {
+            Some(seq) if seq >= head => return Ok(seq),
+            Some(seq) if head - seq <= CACHE_CATCH_UP && pruned_through(&self.db).await? <= seq => Some(
+                changes_between::<C>(&self.db, seq, head).await?.iter().filter_map(|(_, c)| (self.id_of)(c)).collect(),
+            ),
+            _ => None,
+        };
+        let mut state = self.state.write().map_err(|_| Self::poisoned())?;
+        match stale {
+            Some(ids) => {
+                for id in ids {
+                    state.entries.remove(&id);
+                }
+            }
+            None => state.entries.clear(),
+        }
+        state.seq = Some(head);
+        Ok(head)
+    }
+
+    /// The resource `id`: from memory, or from `load` (None: there is none).
+    pub async fn get<F, Fut>(&self, id: &str, load: F) -> Result<Option<Arc<T>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let seq = self.fresh().await?;
+        if let Some(found) = self.state.read().map_err(|_| Self::poisoned())?.entries.get(id) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(loaded) = load().await? else { return Ok(None) };
+        let loaded = Arc::new(loaded);
+        let mut state = self.state.write().map_err(|_| Self::poisoned())?;
+        // A catch-up since may have dropped a change this read predates.
+        if state.seq == Some(seq) {
+            if state.entries.len() >= CACHE_ENTRIES {
+                state.entries.clear();
+            }
+            state.entries.insert(id.to_owned(), loaded.clone());
+        }
+        Ok(Some(loaded))
+    }
+}
+
 /// The highest seq committed (0 when there is none).
 async fn head_seq(db: &DatabaseConnection) -> Result<i64> {
     let head: Option<Option<i64>> = entity::change::Entity::find()

@@ -30,6 +30,8 @@ pub struct DisputeApi {
     db: DatabaseConnection,
     /// The change feed every write appends to and WatchDisputes streams.
     feed: Feed,
+    /// The disputes GetDispute answers from, as fresh as the feed's head.
+    cache: std::sync::Arc<feed::Cache<pb::Dispute, pb::DisputeChange>>,
     tariff: Peer,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
@@ -37,7 +39,10 @@ pub struct DisputeApi {
 
 impl DisputeApi {
     pub fn new(db: DatabaseConnection, feed: Feed, tariff: Peer, max_message_bytes: usize) -> Self {
-        Self { db, feed, tariff, page_budget: paging::response_budget(max_message_bytes) }
+        let cache = std::sync::Arc::new(feed::Cache::new(db.clone(), |c: &pb::DisputeChange| {
+            c.dispute.as_ref().map(|d| d.id.clone())
+        }));
+        Self { db, feed, cache, tariff, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// INVALID_ARGUMENT naming `{field}[i]` for each measure the tariff
@@ -88,8 +93,10 @@ impl DisputeService for DisputeApi {
 
     async fn get_dispute(&self, request: Request<pb::GetDisputeRequest>) -> Reply<pb::GetDisputeResponse> {
         let id = validate::id("id", &request.get_ref().id)?;
-        let d = store::get_dispute(&self.db, id).await?.ok_or_else(|| Error::not_found("dispute", id))?;
-        Ok(Response::new(pb::GetDisputeResponse { dispute: Some(dispute_to_proto(&d)) }))
+        let db = &self.db;
+        let load = || async move { Ok(store::get_dispute(db, id).await?.map(|d| dispute_to_proto(&d))) };
+        let d = self.cache.get(&id.to_string(), load).await?.ok_or_else(|| Error::not_found("dispute", id))?;
+        Ok(Response::new(pb::GetDisputeResponse { dispute: Some(pb::Dispute::clone(&d)) }))
     }
 
     async fn batch_get_disputes(

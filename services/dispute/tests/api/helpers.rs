@@ -17,6 +17,8 @@ pub struct TestApp {
     tariff_server: Option<RunningServer>,
     server: RunningServer,
     tariff_db: TestDatabase,
+    /// The settings it runs with, for a replica.
+    pub settings: tradewatch_common::config::Settings,
     _db: TestDatabase,
 }
 
@@ -38,7 +40,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut tradewatch_common::config::
     let mut settings = db.settings(dispute_service::SERVICE);
     settings.peers.tariff_url = tariff_server.url();
     change(&mut settings);
-    let app = dispute_service::app::Application::build(settings).await.expect("build the dispute service");
+    let app = dispute_service::app::Application::build(settings.clone()).await.expect("build the dispute service");
     let addr = app.local_addr();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
     TestApp {
@@ -49,6 +51,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut tradewatch_common::config::
         tariff_server: Some(tariff_server),
         server,
         tariff_db,
+        settings,
         _db: db,
     }
 }

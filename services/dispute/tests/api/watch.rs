@@ -109,3 +109,32 @@ async fn filters_keep_only_the_disputes_they_name() {
         &["economy", "measure_id"],
     );
 }
+
+#[tokio::test]
+async fn a_replica_answers_get_dispute_as_fresh_as_the_last_write_on_another() {
+    // GetDispute answers from memory; a write through one replica must be
+    // seen by the next read on the other.
+    let app = spawn_app().await;
+    let replica = tradewatch_common::testing::spawn(app.settings.clone(), dispute_service::app::Application::build)
+        .await
+        .unwrap();
+    let mut other = pb::dispute_service_client::DisputeServiceClient::new(
+        tradewatch_common::testing::channel(replica.addr).await.unwrap(),
+    );
+    let d = app.create(dispute("WT/DS589")).await.unwrap();
+    let get = pb::GetDisputeRequest { id: d.id.clone() };
+    assert_eq!(
+        other.get_dispute(get.clone()).await.unwrap().into_inner().dispute.unwrap().stage(),
+        DisputeStage::Consultations
+    );
+    assert_eq!(
+        other.get_dispute(get.clone()).await.unwrap().into_inner().dispute.unwrap().stage(),
+        DisputeStage::Consultations
+    );
+    app.advance(&d.id, DisputeStage::PanelEstablished, "2020-06-26").await.unwrap();
+    let after = other.get_dispute(get.clone()).await.unwrap().into_inner().dispute.unwrap();
+    assert_eq!(after.stage(), DisputeStage::PanelEstablished, "the replica's next read sees the write");
+    let missing = other.get_dispute(pb::GetDisputeRequest { id: uuid() }).await;
+    assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);
+    replica.stop().await.unwrap();
+}
