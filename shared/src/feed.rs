@@ -62,8 +62,11 @@ pub mod entity {
         pub struct Model {
             #[sea_orm(primary_key)]
             pub seq: i64,
+            /// What the change is of (`measure`, `session`, …): a Watch
+            /// streams its resource's topic, a cache reads its own.
+            pub topic: String,
             pub change_time: DateTimeUtc,
-            /// The service's change message (`MeasureChange`, …), encoded.
+            /// The topic's change message (`MeasureChange`, …), encoded.
             pub payload: Vec<u8>,
         }
 
@@ -108,6 +111,7 @@ pub mod migration {
     enum Changes {
         Table,
         Seq,
+        Topic,
         ChangeTime,
         Payload,
     }
@@ -132,6 +136,7 @@ pub mod migration {
                         .table(Changes::Table)
                         .if_not_exists()
                         .col(big_integer(Changes::Seq).auto_increment().primary_key())
+                        .col(string_len(Changes::Topic, 32))
                         .col(timestamp_with_time_zone(Changes::ChangeTime))
                         .col(binary(Changes::Payload))
                         .to_owned(),
@@ -190,16 +195,23 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Changes removed by one statement of the prune.
 const PRUNE_BATCH: u64 = 1_000;
 
-/// Appends one change, `change` as it will be streamed, to the feed in the
-/// write's transaction. Call it after every other statement of the write:
-/// on PostgreSQL it takes the feed's lock, held until the commit.
-pub async fn append<M: Message>(conn: &impl ConnectionTrait, change_time: DateTime<Utc>, change: &M) -> Result<()> {
+/// Appends one change of `topic`, `change` as it will be streamed or
+/// cached, to the feed in the write's transaction. Call it after every other
+/// statement of the write: on PostgreSQL it takes the feed's lock, held until
+/// the commit.
+pub async fn append<M: Message>(
+    conn: &impl ConnectionTrait,
+    topic: &str,
+    change_time: DateTime<Utc>,
+    change: &M,
+) -> Result<()> {
     let postgres = conn.get_database_backend() == DbBackend::Postgres;
     if postgres {
         conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})")).await?;
     }
     entity::change::Entity::insert(entity::change::ActiveModel {
         seq: NotSet,
+        topic: Set(topic.to_owned()),
         change_time: Set(change_time),
         payload: Set(change.encode_to_vec()),
     })
@@ -274,7 +286,9 @@ struct Inner {
 /// What a watcher sends its caller: a change the filters kept, built from
 /// the stored change and its token, or nothing; and the heartbeat of a token.
 pub trait Responder: Send + 'static {
-    /// The service's change message, as [`append`] stored it.
+    /// The topic streamed: the changes of other topics are passed over.
+    const TOPIC: &'static str;
+    /// The topic's change message, as [`append`] stored it.
     type Change: Message + Default;
     type Response: Send + 'static;
 
@@ -503,6 +517,8 @@ pub struct Cache<T, C> {
     head: Head,
     state: std::sync::RwLock<CacheState<T>>,
     catch_up: tokio::sync::Mutex<()>,
+    /// The topic of the changes that name the cached resources.
+    topic: &'static str,
     /// The id of the resource a change names.
     id_of: fn(&C) -> Option<String>,
 }
@@ -519,13 +535,14 @@ const CACHE_ENTRIES: usize = 100_000;
 const CACHE_CATCH_UP: i64 = 5_000;
 
 impl<T, C: Message + Default> Cache<T, C> {
-    pub fn new(db: DatabaseConnection, id_of: fn(&C) -> Option<String>) -> Self {
+    pub fn new(db: DatabaseConnection, topic: &'static str, id_of: fn(&C) -> Option<String>) -> Self {
         let head = Head::new(db.clone());
         Self {
             db,
             head,
             state: std::sync::RwLock::new(CacheState { seq: None, entries: std::collections::HashMap::new() }),
             catch_up: tokio::sync::Mutex::new(()),
+            topic,
             id_of,
         }
     }
@@ -547,7 +564,11 @@ impl<T, C: Message + Default> Cache<T, C> {
         let stale: Option<Vec<String>> = match seq {
             Some(seq) if seq >= head => return Ok(seq),
             Some(seq) if head - seq <= CACHE_CATCH_UP && pruned_through(&self.db).await? <= seq => Some(
-                changes_between::<C>(&self.db, seq, head).await?.iter().filter_map(|(_, c)| (self.id_of)(c)).collect(),
+                changes_between::<C>(&self.db, self.topic, seq, head)
+                    .await?
+                    .iter()
+                    .filter_map(|(_, c)| (self.id_of)(c))
+                    .collect(),
             ),
             _ => None,
         };
@@ -599,10 +620,11 @@ async fn head_seq(db: &DatabaseConnection) -> Result<i64> {
     Ok(head.flatten().unwrap_or(0))
 }
 
-/// The changes with a seq in `(after, through]`, in order, as their
-/// messages: what a cache applies to catch up.
+/// The changes of `topic` with a seq in `(after, through]`, in order, as
+/// their messages: what a cache applies to catch up.
 pub async fn changes_between<M: Message + Default>(
     db: &DatabaseConnection,
+    topic: &str,
     after: i64,
     through: i64,
 ) -> Result<Vec<(i64, M)>> {
@@ -612,6 +634,7 @@ pub async fn changes_between<M: Message + Default>(
         .column(entity::change::Column::Payload)
         .filter(entity::change::Column::Seq.gt(after))
         .filter(entity::change::Column::Seq.lte(through))
+        .filter(entity::change::Column::Topic.eq(topic))
         .order_by_asc(entity::change::Column::Seq)
         .into_tuple()
         .all(db)
@@ -728,18 +751,27 @@ impl<R: Responder> Watcher<R> {
     /// batch was full; None when the watcher ended.
     async fn read(&mut self) -> Result<Option<(bool, bool)>> {
         use entity::change;
-        let rows = change::Entity::find()
+        let rows: Vec<(i64, String, Vec<u8>)> = change::Entity::find()
+            .select_only()
+            .column(change::Column::Seq)
+            .column(change::Column::Topic)
+            .column(change::Column::Payload)
             .filter(change::Column::Seq.gt(self.position))
             .order_by_asc(change::Column::Seq)
             .limit(BATCH)
+            .into_tuple()
             .all(&self.feed.db)
             .await?;
         let full = rows.len() as u64 == BATCH;
         let mut sent = false;
-        for row in rows {
-            self.position = row.seq;
-            let change = R::Change::decode(row.payload.as_slice()).map_err(Error::internal)?;
-            if let Some(response) = self.responder.change(Position(row.seq).token(), change) {
+        for (seq, topic, payload) in rows {
+            // Passed over, the position moves on all the same.
+            self.position = seq;
+            if topic != R::TOPIC {
+                continue;
+            }
+            let change = R::Change::decode(payload.as_slice()).map_err(Error::internal)?;
+            if let Some(response) = self.responder.change(Position(seq).token(), change) {
                 match self.send(response).await {
                     Step::Go => sent = true,
                     Step::End => return Ok(None),

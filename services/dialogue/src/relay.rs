@@ -259,7 +259,7 @@ impl Relay {
                 &crate::api::convert::commitment_to_proto(&c),
                 RELAY_ACTOR,
             );
-            feed::append(&txn, tradewatch_common::now(), &change).await?;
+            feed::append(&txn, crate::api::watch::TOPIC, tradewatch_common::now(), &change).await?;
         }
         txn.commit().await?;
         if let Some(feed) = &self.feed {

@@ -34,7 +34,7 @@ pub(super) async fn add_commitment(
             store::insert_commitment(txn, &commitment).await?;
             let commitment = commitment_to_proto(&commitment);
             let change = watch::change(pb::CommitmentChangeKind::Created, &commitment, &actor_of_change);
-            feed::append(txn, tradewatch_common::now(), &change).await?;
+            feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
             Ok(pb::AddCommitmentResponse { commitment: Some(commitment) })
         })
     })
@@ -90,7 +90,7 @@ pub(super) async fn set_commitment_status(
             }
             let commitment = commitment_to_proto(&c);
             let change = watch::change(pb::CommitmentChangeKind::StatusChanged, &commitment, &by);
-            feed::append(txn, tradewatch_common::now(), &change).await?;
+            feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
             Ok(pb::SetCommitmentStatusResponse { commitment: Some(commitment) })
         })
     })

@@ -35,6 +35,8 @@ pub struct DialogueApi {
     db: DatabaseConnection,
     /// The change feed commitment writes append to and WatchCommitments streams.
     feed: Feed,
+    /// The sessions GetSession answers from, as fresh as the feed's head.
+    sessions: std::sync::Arc<feed::Cache<pb::DialogueSession, pb::DialogueSession>>,
     dispute: Peer,
     tariff: Peer,
     /// Wakes the relay when an effect is queued.
@@ -54,7 +56,11 @@ impl DialogueApi {
         relay: crate::relay::Wake,
         max_message_bytes: usize,
     ) -> Self {
-        Self { db, feed, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }
+        let sessions =
+            std::sync::Arc::new(feed::Cache::new(db.clone(), sessions::SESSION_TOPIC, |s: &pb::DialogueSession| {
+                Some(s.id.clone())
+            }));
+        Self { db, feed, sessions, dispute, tariff, relay, page_budget: paging::response_budget(max_message_bytes) }
     }
 
     /// Asks the dispute and tariff services, at once and in batches, whether

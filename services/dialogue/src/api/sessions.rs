@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The change-feed topic of sessions: no Watch streams it; it keeps the
+/// sessions GetSession answers from as fresh as the feed's head.
+pub(super) const SESSION_TOPIC: &str = "session";
+
 pub(super) async fn create_session(
     api: &DialogueApi,
     request: Request<pb::CreateSessionRequest>,
@@ -27,7 +31,9 @@ pub(super) async fn create_session(
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
             store::insert_session(txn, &session).await?;
-            Ok(pb::CreateSessionResponse { session: Some(session_to_proto(&session)) })
+            let session = session_to_proto(&session);
+            feed::append(txn, SESSION_TOPIC, tradewatch_common::now(), &session).await?;
+            Ok(pb::CreateSessionResponse { session: Some(session) })
         })
     })
     .await?;
@@ -41,8 +47,10 @@ pub(super) async fn get_session(
     request: Request<pb::GetSessionRequest>,
 ) -> Reply<pb::GetSessionResponse> {
     let id = validate::id("id", &request.get_ref().id)?;
-    let s = store::get_session(&api.db, id).await?.ok_or_else(|| Error::not_found("session", id))?;
-    Ok(Response::new(pb::GetSessionResponse { session: Some(session_to_proto(&s)) }))
+    let db = &api.db;
+    let load = || async move { Ok(store::get_session(db, id).await?.map(|s| session_to_proto(&s))) };
+    let s = api.sessions.get(&id.to_string(), load).await?.ok_or_else(|| Error::not_found("session", id))?;
+    Ok(Response::new(pb::GetSessionResponse { session: Some(pb::DialogueSession::clone(&s)) }))
 }
 
 pub(super) async fn list_sessions(
@@ -77,7 +85,9 @@ pub(super) async fn update_session(
             let index = patch.changes_index();
             s.update(patch).map_err(|e| e.within("session"))?;
             store::update_session(txn, &mut s, index, &by).await?;
-            Ok(pb::UpdateSessionResponse { session: Some(session_to_proto(&s)) })
+            let session = session_to_proto(&s);
+            feed::append(txn, SESSION_TOPIC, tradewatch_common::now(), &session).await?;
+            Ok(pb::UpdateSessionResponse { session: Some(session) })
         })
     })
     .await?;
@@ -102,7 +112,9 @@ pub(super) async fn set_session_status(
             etag::check(&sent_etag, s.version, "session", id)?;
             s.set_status(status)?;
             store::update_session(txn, &mut s, false, &by).await?;
-            Ok(pb::SetSessionStatusResponse { session: Some(session_to_proto(&s)) })
+            let session = session_to_proto(&s);
+            feed::append(txn, SESSION_TOPIC, tradewatch_common::now(), &session).await?;
+            Ok(pb::SetSessionStatusResponse { session: Some(session) })
         })
     })
     .await?;

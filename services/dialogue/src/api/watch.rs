@@ -9,6 +9,9 @@ use tradewatch_common::{
     validate::Violations,
 };
 
+/// The feed topic of the commitments' changes.
+pub const TOPIC: &str = "commitment";
+
 /// The change a write appends to the feed: `commitment` as it stands after it.
 pub fn change(kind: pb::CommitmentChangeKind, commitment: &pb::Commitment, actor: &str) -> pb::CommitmentChange {
     pb::CommitmentChange {
@@ -44,6 +47,7 @@ impl CommitmentWatch {
 }
 
 impl Responder for CommitmentWatch {
+    const TOPIC: &'static str = TOPIC;
     type Change = pb::CommitmentChange;
     type Response = pb::WatchCommitmentsResponse;
 

@@ -76,6 +76,18 @@ impl TestApp {
         self.dialogue_slot.start(settings, build).await.unwrap();
     }
 
+    /// A second dialogue server on the same database: another replica.
+    pub async fn dialogue_replica(&self) -> (testing::RunningServer, DialogueServiceClient<Channel>) {
+        let mut settings = self.dialogue_slot.settings(dialogue_service::SERVICE);
+        settings.peers.tariff_url = self.tariff_slot.url();
+        settings.peers.dispute_url = self.dispute_slot.url();
+        settings.server.port = 0;
+        let build = |settings| dialogue_service::app::Application::build_with(settings, fast_relay());
+        let server = testing::spawn(settings, build).await.expect("start a replica");
+        let client = DialogueServiceClient::new(testing::channel(server.addr).await.unwrap());
+        (server, client)
+    }
+
     /// Starts the dialogue service with a relay that stops dead right after
     /// the other side accepted an effect, before it records the delivery.
     pub async fn start_dialogue_crashing(&mut self) {

@@ -69,3 +69,37 @@ async fn a_commitment_is_streamed_as_added_fulfilled_and_applied() {
         &["session_id", "owner_economy"],
     );
 }
+
+#[tokio::test]
+async fn a_replica_answers_get_session_as_fresh_as_the_last_write_on_another() {
+    // GetSession answers from memory; a write through one replica must be
+    // seen by the next read on the other, and sessions never reach a Watch.
+    let app = spawn_app().await;
+    let (replica, mut other) = app.dialogue_replica().await;
+    let mut w = watch(&app, pb::WatchCommitmentsRequest::default()).await.unwrap();
+    let s = app.create_session(beijing(vec![])).await.unwrap();
+    let get = pb::GetSessionRequest { id: s.id.clone() };
+    for _ in 0..2 {
+        assert_eq!(
+            other.get_session(get.clone()).await.unwrap().into_inner().session.unwrap().status(),
+            pb::SessionStatus::Held
+        );
+    }
+    let mut patch = s.clone();
+    patch.outcome_summary = "A new strategic partnership".into();
+    app.client
+        .clone()
+        .update_session(pb::UpdateSessionRequest {
+            session: Some(patch),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["outcome_summary".into()] }),
+        })
+        .await
+        .unwrap();
+    let after = other.get_session(get).await.unwrap().into_inner().session.unwrap();
+    assert_eq!(after.outcome_summary, "A new strategic partnership", "the replica's next read sees the write");
+
+    let c = app.add(&s.id, suspend(&app.measure("CN-MEAL-PEAS").await.id)).await.unwrap();
+    let first = next_change(&mut w).await;
+    assert_eq!(first.commitment.unwrap().id, c.id, "the session's own changes are not streamed");
+    replica.stop().await.unwrap();
+}

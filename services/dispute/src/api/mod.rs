@@ -39,7 +39,7 @@ pub struct DisputeApi {
 
 impl DisputeApi {
     pub fn new(db: DatabaseConnection, feed: Feed, tariff: Peer, max_message_bytes: usize) -> Self {
-        let cache = std::sync::Arc::new(feed::Cache::new(db.clone(), |c: &pb::DisputeChange| {
+        let cache = std::sync::Arc::new(feed::Cache::new(db.clone(), watch::TOPIC, |c: &pb::DisputeChange| {
             c.dispute.as_ref().map(|d| d.id.clone())
         }));
         Self { db, feed, cache, tariff, page_budget: paging::response_budget(max_message_bytes) }
@@ -80,7 +80,7 @@ impl DisputeService for DisputeApi {
                 store::insert_dispute(txn, &dispute, &created).await?;
                 let dispute = dispute_to_proto(&dispute);
                 let change = watch::change(pb::DisputeChangeKind::Created, &dispute, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::CreateDisputeResponse { dispute: Some(dispute) })
             })
         })
@@ -137,7 +137,7 @@ impl DisputeService for DisputeApi {
                 store::update_dispute(txn, &mut d, links, &by).await?;
                 let dispute = dispute_to_proto(&d);
                 let change = watch::change(pb::DisputeChangeKind::Updated, &dispute, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::UpdateDisputeResponse { dispute: Some(dispute) })
             })
         })
@@ -164,7 +164,7 @@ impl DisputeService for DisputeApi {
                 store::insert_event(txn, &event).await?;
                 let dispute = dispute_to_proto(&d);
                 let change = watch::change(pb::DisputeChangeKind::StageChanged, &dispute, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::AdvanceDisputeResponse { dispute: Some(dispute), event: Some(event_to_proto(&event)) })
             })
         })
@@ -196,7 +196,7 @@ impl DisputeService for DisputeApi {
                     .map_err(|err| err.within("event"))?;
                 store::insert_event(txn, &event).await?;
                 let change = watch::change(pb::DisputeChangeKind::EventRecorded, &dispute_to_proto(&d), &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::RecordDisputeEventResponse { event: Some(event_to_proto(&event)) })
             })
         })

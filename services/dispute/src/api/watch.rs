@@ -8,6 +8,9 @@ use tradewatch_common::{
     validate::Violations,
 };
 
+/// The feed topic of the disputes' changes.
+pub const TOPIC: &str = "dispute";
+
 /// The change a write appends to the feed: `dispute` as it stands after it.
 pub fn change(kind: pb::DisputeChangeKind, dispute: &pb::Dispute, actor: &str) -> pb::DisputeChange {
     pb::DisputeChange {
@@ -49,6 +52,7 @@ impl DisputeWatch {
 }
 
 impl Responder for DisputeWatch {
+    const TOPIC: &'static str = TOPIC;
     type Change = pb::DisputeChange;
     type Response = pb::WatchDisputesResponse;
 

@@ -59,7 +59,7 @@ impl TariffService for TariffApi {
                 store::insert_measure(txn, &m).await?;
                 let measure = measure_to_proto(&m, today);
                 let change = watch::change(pb::MeasureChangeKind::Created, &measure, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::CreateMeasureResponse { measure: Some(measure) })
             })
         })
@@ -115,7 +115,7 @@ impl TariffService for TariffApi {
                 store::update_measure(txn, &mut m, coverage, &by).await?;
                 let measure = measure_to_proto(&m, today);
                 let change = watch::change(pb::MeasureChangeKind::Updated, &measure, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::UpdateMeasureResponse { measure: Some(measure) })
             })
         })
@@ -147,7 +147,7 @@ impl TariffService for TariffApi {
                 store::insert_status_change(txn, &mut m, change).await?;
                 let measure = measure_to_proto(&m, today);
                 let fed = watch::change(pb::MeasureChangeKind::StatusChanged, &measure, &by);
-                feed::append(txn, tradewatch_common::now(), &fed).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &fed).await?;
                 Ok(pb::SetMeasureStatusResponse { measure: Some(measure), change: Some(reply_change) })
             })
         })
@@ -192,7 +192,7 @@ impl TariffService for TariffApi {
                 store::update_measure(txn, &mut m, false, &by).await?;
                 let measure = measure_to_proto(&m, today);
                 let change = watch::change(pb::MeasureChangeKind::QuotaUsed, &measure, &by);
-                feed::append(txn, tradewatch_common::now(), &change).await?;
+                feed::append(txn, watch::TOPIC, tradewatch_common::now(), &change).await?;
                 Ok(pb::RecordQuotaUsageResponse { measure: Some(measure) })
             })
         })

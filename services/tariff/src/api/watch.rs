@@ -11,6 +11,9 @@ use tradewatch_common::{
 use super::convert::{kind, kind_to_proto};
 use crate::domain::MeasureKind;
 
+/// The feed topic of the measures' changes.
+pub const TOPIC: &str = crate::store::FEED_TOPIC;
+
 /// The change a write appends to the feed: `measure` as it stands after it.
 pub fn change(kind: pb::MeasureChangeKind, measure: &pb::TariffMeasure, actor: &str) -> pb::MeasureChange {
     pb::MeasureChange {
@@ -55,6 +58,7 @@ impl MeasureWatch {
 }
 
 impl Responder for MeasureWatch {
+    const TOPIC: &'static str = TOPIC;
     type Change = pb::MeasureChange;
     type Response = pb::WatchMeasuresResponse;
 

@@ -9,4 +9,7 @@ mod measures;
 mod schedule;
 mod status_changes;
 
+/// The change-feed topic of measures (WatchMeasures, the schedule's catch-up).
+pub const FEED_TOPIC: &str = "measure";
+
 pub use self::{measures::*, migration::Migrator, schedule::Schedule, status_changes::*};

@@ -98,7 +98,7 @@ impl Schedule {
         if head - from > RELOAD_AFTER || feed::pruned_through(&self.db).await? > from {
             return self.reload(head).await;
         }
-        let changes = feed::changes_between::<pb::MeasureChange>(&self.db, from, head).await?;
+        let changes = feed::changes_between::<pb::MeasureChange>(&self.db, super::FEED_TOPIC, from, head).await?;
         let ids: Vec<Uuid> = changes
             .iter()
             .filter_map(|(_, c)| c.measure.as_ref())

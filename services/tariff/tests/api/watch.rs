@@ -258,6 +258,8 @@ async fn a_watcher_that_stops_reading_is_cut_off_and_resumes_from_its_last_token
         m.note = "n".repeat(1_900);
         ids.push(app.create(m).await.id);
     }
+    // Not a byte read for longer than the server waits for room.
+    tokio::time::sleep(tradewatch_common::feed::STALL + Duration::from_secs(1)).await;
     let mut seen = Vec::new();
     let mut last = String::new();
     let status = loop {
