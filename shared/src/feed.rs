@@ -225,7 +225,8 @@ pub async fn append<M: Message>(
 }
 
 /// A position in the feed, as a resume token: the seq of the last change
-/// passed, sealed so that a made-up token is refused rather than obeyed.
+/// passed, sealed with the service's name so that a made-up token, or one
+/// of another service's feed, is refused rather than obeyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position(pub i64);
 
@@ -233,16 +234,18 @@ const TOKEN_VERSION: u8 = 1;
 const TOKEN_SEAL: &[u8] = b"tradewatch change feed";
 
 impl Position {
-    pub fn token(self) -> String {
+    /// The token of this position in `service`'s feed.
+    pub fn token(self, service: &str) -> String {
         let mut body = Vec::with_capacity(13);
         body.push(TOKEN_VERSION);
         body.extend_from_slice(&self.0.to_be_bytes());
-        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(&body).finalize();
+        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(service).chain_update(&body).finalize();
         body.extend_from_slice(&sum[..4]);
         URL_SAFE_NO_PAD.encode(body)
     }
 
-    pub fn parse(token: &str) -> Result<Self, &'static str> {
+    /// The position a token of `service`'s feed names.
+    pub fn parse(token: &str, service: &str) -> Result<Self, &'static str> {
         const INVALID: &str = "is not a resume token of this service";
         if token.len() > 32 {
             return Err(INVALID);
@@ -251,7 +254,7 @@ impl Position {
         if bytes.len() != 13 || bytes[0] != TOKEN_VERSION {
             return Err(INVALID);
         }
-        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(&bytes[..9]).finalize();
+        let sum = Sha256::new().chain_update(TOKEN_SEAL).chain_update(service).chain_update(&bytes[..9]).finalize();
         if sum[..4] != bytes[9..] {
             return Err(INVALID);
         }
@@ -275,8 +278,13 @@ pub const STALL: Duration = Duration::from_secs(5);
 pub struct Feed(Arc<Inner>);
 
 struct Inner {
+    /// The service whose feed this is: its name seals the tokens.
+    service: String,
     db: DatabaseConnection,
     settings: FeedSettings,
+    /// Whether the LISTEN connection is up (PostgreSQL): watchers then need
+    /// no poll of their own.
+    listening: std::sync::atomic::AtomicBool,
     wake: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
     watchers: Arc<Semaphore>,
@@ -299,10 +307,18 @@ pub trait Responder: Send + 'static {
 }
 
 impl Feed {
-    /// The feed on `db`; its watchers end when `stop` turns true (the
-    /// server's shutdown).
-    pub fn new(db: DatabaseConnection, settings: &FeedSettings, metrics: Metrics, stop: watch::Receiver<bool>) -> Self {
+    /// `service`'s feed on `db`; its watchers end when `stop` turns true
+    /// (the server's shutdown).
+    pub fn new(
+        service: &str,
+        db: DatabaseConnection,
+        settings: &FeedSettings,
+        metrics: Metrics,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Self(Arc::new(Inner {
+            service: service.to_owned(),
+            listening: std::sync::atomic::AtomicBool::new(false),
             db,
             settings: settings.clone(),
             wake: watch::Sender::new(0),
@@ -347,15 +363,18 @@ impl Feed {
             match PgListener::connect_with(&pool).await {
                 Ok(mut listener) => match listener.listen(CHANNEL).await {
                     Ok(()) => {
+                        self.0.listening.store(true, std::sync::atomic::Ordering::SeqCst);
                         // Whatever committed while nobody listened.
                         self.wake();
                         loop {
                             match listener.try_recv().await {
-                                // A notification; or the connection was lost
-                                // and is made again on the next call, with
-                                // what was sent meanwhile lost: look anyway.
-                                Ok(_) => self.wake(),
+                                Ok(Some(_)) => self.wake(),
+                                // The connection was lost and is made again
+                                // on the next call; what was sent meanwhile
+                                // is lost: look anyway.
+                                Ok(None) => self.wake(),
                                 Err(err) => {
+                                    self.0.listening.store(false, std::sync::atomic::Ordering::SeqCst);
                                     tracing::warn!(error = %err, "the feed's LISTEN connection failed; polling until it is back");
                                     break;
                                 }
@@ -375,7 +394,9 @@ impl Feed {
     pub async fn watch<R: Responder>(&self, start_after: &str, responder: R) -> Result<Stream<R::Response>> {
         let start = match start_after {
             "" => None,
-            token => Some(Position::parse(token).map_err(|why| Error::invalid_field("start_after", why))?),
+            token => {
+                Some(Position::parse(token, &self.0.service).map_err(|why| Error::invalid_field("start_after", why))?)
+            }
         };
         let Ok(permit) = self.0.watchers.clone().try_acquire_owned() else {
             let max = self.0.settings.max_watchers;
@@ -731,17 +752,27 @@ impl<R: Responder> Watcher<R> {
             if full {
                 continue;
             }
+            // With LISTEN up, a notification comes at every commit: the
+            // heartbeat's wait is poll enough. Otherwise poll.
+            let listening = self.feed.listening.load(std::sync::atomic::Ordering::SeqCst);
+            let wait = if listening { heartbeat } else { poll };
             tokio::select! {
                 _ = wake.changed() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = tokio::time::sleep_until((last_sent + heartbeat).into()) => {
-                    let beat = self.responder.heartbeat(Position(self.position).token());
+                    let beat = self.responder.heartbeat(Position(self.position).token(&self.feed.service));
                     match self.send(beat).await {
                         Step::Go => last_sent = Instant::now(),
                         Step::End => return,
                     }
                 }
-                _ = stop.changed() => {}
+                stopped = stop.changed() => {
+                    if stopped.is_err() {
+                        // The server is gone without a shutdown.
+                        self.end(Status::unavailable("the server stopped: watch again from the last resume_token"));
+                        return;
+                    }
+                }
                 () = self.tx.closed() => return,
             }
         }
@@ -771,7 +802,7 @@ impl<R: Responder> Watcher<R> {
                 continue;
             }
             let change = R::Change::decode(payload.as_slice()).map_err(Error::internal)?;
-            if let Some(response) = self.responder.change(Position(seq).token(), change) {
+            if let Some(response) = self.responder.change(Position(seq).token(&self.feed.service), change) {
                 match self.send(response).await {
                     Step::Go => sent = true,
                     Step::End => return Ok(None),
@@ -784,7 +815,15 @@ impl<R: Responder> Watcher<R> {
     /// Queues one response, waiting up to [`STALL`] for room; a caller that
     /// makes none gets what is buffered, then WATCHER_TOO_SLOW.
     async fn send(&mut self, response: R::Response) -> Step {
-        match tokio::time::timeout(STALL, self.tx.send(response)).await {
+        let mut stop = self.feed.stop.clone();
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(STALL, self.tx.send(response)) => sent,
+            _ = stop.wait_for(|stopping| *stopping) => {
+                self.end(Status::unavailable("the server is shutting down: watch again from the last resume_token"));
+                return Step::End;
+            }
+        };
+        match sent {
             Ok(Ok(())) => Step::Go,
             Ok(Err(_)) => Step::End,
             Err(_) => {
@@ -820,18 +859,19 @@ mod tests {
     #[test]
     fn a_token_round_trips_its_position() {
         for seq in [0, 1, 42, i64::MAX] {
-            assert_eq!(Position::parse(&Position(seq).token()), Ok(Position(seq)));
+            assert_eq!(Position::parse(&Position(seq).token("tariff"), "tariff"), Ok(Position(seq)));
         }
     }
 
     #[test]
     fn made_up_and_altered_tokens_are_refused() {
-        let token = Position(7).token();
+        let token = Position(7).token("tariff");
+        assert!(Position::parse(&token, "dispute").is_err(), "another service's token");
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap_or_default();
         bytes[8] ^= 1;
         let altered = URL_SAFE_NO_PAD.encode(bytes);
         for bad in [altered.as_str(), "7", "garbage!", &token[..token.len() - 1], &"A".repeat(40)] {
-            assert!(Position::parse(bad).is_err(), "{bad} was accepted");
+            assert!(Position::parse(bad, "tariff").is_err(), "{bad} was accepted");
         }
     }
 }

@@ -86,7 +86,13 @@ impl Application {
         let wake = Wake::new();
         let drain = self.settings.server.drain_timeout();
 
-        let feed = Feed::new(self.db.clone(), &self.settings.feed, metrics.clone(), self.server.stopping());
+        let feed = Feed::new(
+            crate::SERVICE.name,
+            self.db.clone(),
+            &self.settings.feed,
+            metrics.clone(),
+            self.server.stopping(),
+        );
         let feed_work = tokio::spawn(feed.clone().run());
         let (stop, stopped) = watch::channel(false);
         let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay)

@@ -46,7 +46,13 @@ impl Application {
         let peers = &self.settings.peers;
         let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?.with_metrics(self.server.metrics());
         let limit = self.settings.server.max_message_bytes;
-        let feed = Feed::new(self.db.clone(), &self.settings.feed, self.server.metrics(), self.server.stopping());
+        let feed = Feed::new(
+            crate::SERVICE.name,
+            self.db.clone(),
+            &self.settings.feed,
+            self.server.metrics(),
+            self.server.stopping(),
+        );
         let feed_work = tokio::spawn(feed.clone().run());
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), feed, tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)

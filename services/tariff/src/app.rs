@@ -43,7 +43,13 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let limit = self.settings.server.max_message_bytes;
-        let feed = Feed::new(self.db.clone(), &self.settings.feed, self.server.metrics(), self.server.stopping());
+        let feed = Feed::new(
+            crate::SERVICE.name,
+            self.db.clone(),
+            &self.settings.feed,
+            self.server.metrics(),
+            self.server.stopping(),
+        );
         let feed_work = tokio::spawn(feed.clone().run());
         let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), feed, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)

@@ -83,11 +83,20 @@ impl Schedule {
     }
 
     /// Brings the index up to the database as it stood when the call began.
-    async fn fresh(&self) -> Result<()> {
+    async fn fresh(self: &Arc<Self>) -> Result<()> {
         let head = self.head.read().await?;
         if self.read()?.seq.is_some_and(|seq| seq >= head) {
             return Ok(());
         }
+        // In a task of its own: a caller that gives up (its deadline) does
+        // not throw away a load the next caller would start again.
+        let this = self.clone();
+        tokio::spawn(async move { this.catch_up_to(head).await })
+            .await
+            .map_err(|err| Error::internal(anyhow::anyhow!("the schedule's catch-up failed: {err}")))?
+    }
+
+    async fn catch_up_to(&self, head: i64) -> Result<()> {
         let _turn = self.catch_up.lock().await;
         let Some(from) = self.read()?.seq else {
             return self.reload(head).await;
@@ -122,12 +131,14 @@ impl Schedule {
             index.insert(m);
         }
         index.seq = Some(head);
-        *self.write()? = index;
+        let old = std::mem::replace(&mut *self.write()?, index);
+        // Freed after the lock is released.
+        drop(old);
         Ok(())
     }
 
     /// One measure, or None.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Measure>>> {
+    pub async fn get(self: &Arc<Self>, id: Uuid) -> Result<Option<Arc<Measure>>> {
         self.fresh().await?;
         Ok(self.read()?.measures.get(&id).cloned())
     }
@@ -135,7 +146,12 @@ impl Schedule {
     /// The candidates of `ResolveDuty`, as [`super::resolution_candidates`]
     /// finds them in SQL: the importer's measures naming a prefix of `code`
     /// whose dates hold `day`, at most [`MAX_CANDIDATES`].
-    pub async fn candidates(&self, importer: &Economy, code: &HsCode, day: NaiveDate) -> Result<Vec<Arc<Measure>>> {
+    pub async fn candidates(
+        self: &Arc<Self>,
+        importer: &Economy,
+        code: &HsCode,
+        day: NaiveDate,
+    ) -> Result<Vec<Arc<Measure>>> {
         self.fresh().await?;
         let index = self.read()?;
         let Some(codes) = index.by_code.get(importer.as_str()) else { return Ok(vec![]) };
@@ -154,6 +170,8 @@ impl Schedule {
         if u64::try_from(out.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
             return Err(too_many_measures(importer, code, day));
         }
+        // One order on every replica, however each index was built.
+        out.sort_unstable_by_key(|m| m.id);
         Ok(out)
     }
 }

@@ -218,7 +218,9 @@ async fn tokens_past_retention_are_out_of_range_and_made_up_ones_invalid() {
     assert_eq!(next_change(&mut w).await.1.measure.unwrap().id, third.id);
 
     assert_invalid(watch(&app.client, after("not-a-token")).await, &["start_after"]);
-    let future = tradewatch_common::feed::Position(1_000_000).token();
+    let of_disputes = tradewatch_common::feed::Position(1).token("dispute");
+    assert_invalid(watch(&app.client, after(&of_disputes)).await, &["start_after"]);
+    let future = tradewatch_common::feed::Position(1_000_000).token("tariff");
     assert_invalid(watch(&app.client, after(&future)).await, &["start_after"]);
 }
 
