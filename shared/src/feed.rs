@@ -454,7 +454,7 @@ struct HeadInner {
 
 #[derive(Default)]
 struct HeadState {
-    /// Queries started so far; the running one is the last.
+    /// Queries sent so far; the running one, once sent, is the last.
     started: u64,
     running: bool,
     /// The number and the answer of the freshest query that answered.
@@ -502,13 +502,17 @@ impl Head {
                     None
                 } else {
                     state.running = true;
-                    state.started += 1;
-                    Some(state.started)
+                    Some(state.started + 1)
                 }
             };
             match turn {
                 Some(number) => {
                     let turn = Turn(inner, number);
+                    // Calls that arrive before the query is sent share it:
+                    // let those ready to run now get here first.
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                    lock()?.started = number;
                     let seq = head_seq(&inner.db).await?;
                     {
                         let mut state = lock()?;
