@@ -429,7 +429,15 @@ impl Feed {
         use futures::StreamExt as _;
         let (tx, rx) = mpsc::channel(self.0.settings.buffer);
         let (end, ended) = oneshot::channel::<Status>();
-        let watcher = Watcher { feed: self.0.clone(), responder, position, tx, end: Some(end), _permit: permit };
+        let watcher = Watcher {
+            feed: self.0.clone(),
+            responder,
+            position,
+            check_pruned: true,
+            tx,
+            end: Some(end),
+            _permit: permit,
+        };
         tokio::spawn(watcher.run());
         // The responses buffered, then the status the watcher ended with.
         let ended = futures::stream::once(ended).filter_map(|status| std::future::ready(status.ok().map(Err)));
@@ -588,13 +596,12 @@ impl<T, C: Message + Default> Cache<T, C> {
         let seq = self.state.read().map_err(|_| Self::poisoned())?.seq;
         let stale: Option<Vec<String>> = match seq {
             Some(seq) if seq >= head => return Ok(seq),
-            Some(seq) if head - seq <= CACHE_CATCH_UP && pruned_through(&self.db).await? <= seq => Some(
-                changes_between::<C>(&self.db, self.topic, seq, head)
-                    .await?
-                    .iter()
-                    .filter_map(|(_, c)| (self.id_of)(c))
-                    .collect(),
-            ),
+            Some(seq) if head - seq <= CACHE_CATCH_UP => {
+                let changes = changes_between::<C>(&self.db, self.topic, seq, head).await?;
+                // Read after the changes: a prune in between may have taken some.
+                (pruned_through(&self.db).await? <= seq)
+                    .then(|| changes.iter().filter_map(|(_, c)| (self.id_of)(c)).collect())
+            }
             _ => None,
         };
         let mut state = self.state.write().map_err(|_| Self::poisoned())?;
@@ -716,6 +723,9 @@ struct Watcher<R: Responder> {
     feed: Arc<Inner>,
     responder: R,
     position: i64,
+    /// Whether the feed's prune must be checked after the next read: on the
+    /// first, and while catching up a backlog that retention may reach.
+    check_pruned: bool,
     tx: mpsc::Sender<R::Response>,
     end: Option<oneshot::Sender<Status>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -798,6 +808,16 @@ impl<R: Responder> Watcher<R> {
             .all(&self.feed.db)
             .await?;
         let full = rows.len() as u64 == BATCH;
+        // A prune between the last read and this one may have removed
+        // changes right after the position: then they cannot be streamed.
+        if std::mem::replace(&mut self.check_pruned, full) && pruned_through(&self.feed.db).await? > self.position {
+            let days = self.feed.settings.retention_days;
+            return Err(Error::out_of_range(
+                Reason::ResumeTokenExpired,
+                format!("changes after this position passed the {days} days kept while the stream caught up: read the current state with a List, then watch with an empty start_after"),
+            )
+            .with_metadata("retention_days", days.to_string()));
+        }
         let mut sent = false;
         for (seq, topic, payload) in rows {
             // Passed over, the position moves on all the same.

@@ -104,10 +104,14 @@ impl Schedule {
         if from >= head {
             return Ok(());
         }
-        if head - from > RELOAD_AFTER || feed::pruned_through(&self.db).await? > from {
+        if head - from > RELOAD_AFTER {
             return self.reload(head).await;
         }
         let changes = feed::changes_between::<pb::MeasureChange>(&self.db, super::FEED_TOPIC, from, head).await?;
+        // Read after the changes: a prune in between may have taken some.
+        if feed::pruned_through(&self.db).await? > from {
+            return self.reload(head).await;
+        }
         let ids: Vec<Uuid> = changes
             .iter()
             .filter_map(|(_, c)| c.measure.as_ref())
