@@ -24,6 +24,7 @@ use crate::{
     auth::{AuthLayer, Authenticator},
     config::{ServerSettings, Settings},
     db,
+    feed::Feed,
     guard::GuardLayer,
     metrics::{self, Metrics},
     proto, telemetry, tls,
@@ -88,6 +89,11 @@ pub struct GrpcServer {
     metrics_listener: Option<TcpListener>,
     retention: Duration,
     stopping: tokio::sync::watch::Sender<bool>,
+    service: String,
+    feed_settings: crate::config::FeedSettings,
+    /// The change feed of the service, once asked for: its background work
+    /// (LISTEN, the prune) runs and stops with the server.
+    feed: Option<Feed>,
 }
 
 impl GrpcServer {
@@ -136,6 +142,9 @@ impl GrpcServer {
             metrics_listener,
             retention: settings.idempotency.retention(),
             stopping: tokio::sync::watch::Sender::new(false),
+            service: service.to_owned(),
+            feed_settings: settings.feed.clone(),
+            feed: None,
         })
     }
 
@@ -146,6 +155,15 @@ impl GrpcServer {
     /// Where `/metrics` is served, when it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The service's change feed on `db`, served with this server: its
+    /// watchers end when the server begins to shut down, its background work
+    /// when the server stops.
+    pub fn feed(&mut self, db: &DatabaseConnection) -> Feed {
+        let feed = Feed::new(&self.service, db.clone(), &self.feed_settings, self.metrics.clone(), self.stopping());
+        self.feed = Some(feed.clone());
+        feed
     }
 
     /// Turns true when the server begins to shut down: long-lived work
@@ -198,6 +216,7 @@ impl GrpcServer {
             }
         });
         let sweeper = tokio::spawn(crate::idempotency::sweep(db.clone(), self.retention, IDEMPOTENCY_SWEEP_EVERY));
+        let feed_work = self.feed.clone().map(|feed| tokio::spawn(feed.run()));
         let metrics_server = self.metrics_listener.map(|listener| {
             tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
             tokio::spawn(metrics::serve(listener, self.metrics.clone()))
@@ -289,6 +308,9 @@ impl GrpcServer {
             metrics_server.abort();
         }
         sweeper.abort();
+        if let Some(feed_work) = feed_work {
+            feed_work.abort();
+        }
         tracing::info!("stopped");
         Ok(result?)
     }

@@ -122,6 +122,8 @@ pub struct ServiceProcess {
     pub name: &'static str,
     pub port: u16,
     pub metrics_port: u16,
+    /// How long it took from start to SERVING.
+    pub started_in: std::time::Duration,
     child: tokio::process::Child,
 }
 
@@ -142,9 +144,11 @@ impl ServiceProcess {
         for (key, value) in env {
             command.env(key, value);
         }
+        let started = std::time::Instant::now();
         let child = command.spawn()?;
-        let me = Self { name, port, metrics_port, child };
+        let mut me = Self { name, port, metrics_port, started_in: std::time::Duration::ZERO, child };
         me.wait_serving().await?;
+        me.started_in = started.elapsed();
         Ok(me)
     }
 
@@ -162,7 +166,7 @@ impl ServiceProcess {
             "dispute" => "tradewatch.dispute.v1.DisputeService",
             _ => "tradewatch.dialogue.v1.DialogueService",
         };
-        for _ in 0..300 {
+        for _ in 0..3_000 {
             if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.url())?.connect().await {
                 let health = tonic_health::pb::health_client::HealthClient::new(channel)
                     .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
@@ -171,9 +175,23 @@ impl ServiceProcess {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         anyhow::bail!("{}-service did not start serving", self.name)
+    }
+
+    /// Its resident memory (VmRSS), in KiB; 0 where /proc tells none.
+    pub fn rss_kib(&self) -> u64 {
+        self.child
+            .id()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// `kill -9`: no drain, no cleanup, whatever it was doing.

@@ -10,7 +10,6 @@ use tradewatch_common::{
     client::Peer,
     config::Settings,
     db,
-    feed::Feed,
     proto::dialogue::dialogue_service_server::{DialogueServiceServer, SERVICE_NAME},
     server::GrpcServer,
 };
@@ -61,7 +60,10 @@ impl Application {
 
     /// Serves and relays until `shutdown`; then the server drains its calls
     /// and the relay its due effects, each within the drain timeout.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
         let metrics = self.server.metrics();
         let dispute = Peer::configured("dispute service", &peers.dispute_url, peers)?.with_metrics(metrics.clone());
@@ -86,14 +88,7 @@ impl Application {
         let wake = Wake::new();
         let drain = self.settings.server.drain_timeout();
 
-        let feed = Feed::new(
-            crate::SERVICE.name,
-            self.db.clone(),
-            &self.settings.feed,
-            metrics.clone(),
-            self.server.stopping(),
-        );
-        let feed_work = tokio::spawn(feed.clone().run());
+        let feed = self.server.feed(&self.db);
         let (stop, stopped) = watch::channel(false);
         let relay = Relay::new(self.db.clone(), dispute.clone(), tariff.clone(), wake.clone(), self.relay)
             .with_metrics(metrics)
@@ -113,7 +108,6 @@ impl Application {
         if let Err(err) = relay.await {
             tracing::error!(%err, "effect relay failed");
         }
-        feed_work.abort();
         served
     }
 }

@@ -8,7 +8,6 @@ use tradewatch_common::{
     client::Peer,
     config::Settings,
     db,
-    feed::Feed,
     proto::dispute::dispute_service_server::{DisputeServiceServer, SERVICE_NAME},
     server::GrpcServer,
 };
@@ -42,25 +41,18 @@ impl Application {
         &self.db
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let peers = &self.settings.peers;
         let tariff = Peer::configured("tariff service", &peers.tariff_url, peers)?.with_metrics(self.server.metrics());
         let limit = self.settings.server.max_message_bytes;
-        let feed = Feed::new(
-            crate::SERVICE.name,
-            self.db.clone(),
-            &self.settings.feed,
-            self.server.metrics(),
-            self.server.stopping(),
-        );
-        let feed_work = tokio::spawn(feed.clone().run());
+        let feed = self.server.feed(&self.db);
         let api = DisputeServiceServer::new(DisputeApi::new(self.db.clone(), feed, tariff, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        let served =
-            self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
-        feed_work.abort();
-        served
+        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await
     }
 }
 

@@ -7,7 +7,6 @@ use tonic::service::Routes;
 use tradewatch_common::{
     config::Settings,
     db,
-    feed::Feed,
     proto::tariff::tariff_service_server::{SERVICE_NAME, TariffServiceServer},
     server::GrpcServer,
 };
@@ -41,23 +40,16 @@ impl Application {
         &self.db
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let limit = self.settings.server.max_message_bytes;
-        let feed = Feed::new(
-            crate::SERVICE.name,
-            self.db.clone(),
-            &self.settings.feed,
-            self.server.metrics(),
-            self.server.stopping(),
-        );
-        let feed_work = tokio::spawn(feed.clone().run());
+        let feed = self.server.feed(&self.db);
         let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), feed, limit))
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
-        let served =
-            self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await;
-        feed_work.abort();
-        served
+        self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await
     }
 }
 

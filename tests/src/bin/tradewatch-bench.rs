@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use sea_orm::{ConnectionTrait as _, Database};
 use tonic::transport::{Channel, Endpoint};
@@ -30,6 +30,7 @@ use tradewatch_common::proto::{
     dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
     tariff::{self as tpb, tariff_service_client::TariffServiceClient},
 };
+use tradewatch_e2e::faults::ServiceProcess;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,85 +86,31 @@ impl Backend {
     }
 }
 
-/// One service process of the bench.
+/// One service process of the bench, and its memory when idle.
 struct Service {
-    name: &'static str,
-    port: u16,
-    child: tokio::process::Child,
-    started_in: Duration,
+    process: ServiceProcess,
     idle_rss_kib: u64,
 }
 
 impl Service {
     async fn start(bin_dir: &Path, name: &'static str, env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let port = tradewatch_common::testing::free_port();
         let binary = bin_dir.join(format!("{name}-service"));
         anyhow::ensure!(binary.exists(), "{} is missing: build it with cargo build --release", binary.display());
-        let mut command = tokio::process::Command::new(&binary);
-        command
-            .arg("serve")
-            .env("TRADEWATCH__SERVER__PORT", port.to_string())
-            .env("TRADEWATCH__TELEMETRY__METRICS_PORT", "0")
-            .env("TRADEWATCH__LOG__FILTER", "warn")
-            .env("TRADEWATCH__SERVER__MAX_IN_FLIGHT", "4096")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let started = Instant::now();
-        let child = command.spawn().with_context(|| format!("start {}", binary.display()))?;
-        let service = match name {
-            "tariff" => "tradewatch.tariff.v1.TariffService",
-            "dispute" => "tradewatch.dispute.v1.DisputeService",
-            _ => "tradewatch.dialogue.v1.DialogueService",
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = started + Duration::from_secs(30);
-        loop {
-            if let Ok(channel) = Endpoint::from_shared(url.clone())?.connect().await {
-                let check = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await;
-                if check.is_ok_and(|r| r.into_inner().status == 1) {
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{name}-service did not serve within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let started_in = started.elapsed();
+        let mut env = env.to_vec();
+        env.extend([
+            ("TRADEWATCH__LOG__FILTER", "warn".to_owned()),
+            ("TRADEWATCH__SERVER__MAX_IN_FLIGHT", "4096".to_owned()),
+        ]);
+        let process = ServiceProcess::start(bin_dir, name, &env).await?;
         // Idle: a moment after SERVING, before any call of the bench.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let idle_rss_kib = child.id().map(rss_kib).unwrap_or(0);
-        Ok(Self { name, port, child, started_in, idle_rss_kib })
+        let idle_rss_kib = process.rss_kib();
+        Ok(Self { process, idle_rss_kib })
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.process.url()
     }
-
-    fn rss_kib(&self) -> u64 {
-        self.child.id().map(rss_kib).unwrap_or(0)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// VmRSS of a process, in KiB (0 where /proc has none).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// What one scenario measured.
@@ -421,8 +368,8 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Ou
         notes.push(format!(
             "{:<11} {:<9} SERVING {:>5} ms after start, idle RSS {:>5.1} MiB",
             backend.name(),
-            s.name,
-            s.started_in.as_millis(),
+            s.process.name,
+            s.process.started_in.as_millis(),
             s.idle_rss_kib as f64 / 1024.0
         ));
     }
@@ -431,14 +378,21 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Ou
         notes.push(format!(
             "{:<11} {:<9} RSS after the load {:>5.1} MiB",
             backend.name(),
-            s.name,
-            s.rss_kib() as f64 / 1024.0
+            s.process.name,
+            s.process.rss_kib() as f64 / 1024.0
         ));
     }
     let databases = stack.databases.clone();
     drop(stack);
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop_databases(cli, &databases).await?;
+    if backend == Backend::Sqlite {
+        for service in ["tariff", "dispute", "dialogue"] {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(cli.var.join(format!("{run}-{service}.db{suffix}")));
+            }
+        }
+    }
     Ok((outcome?, notes))
 }
 

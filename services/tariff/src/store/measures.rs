@@ -158,21 +158,12 @@ pub(super) fn too_many_measures(importer: &Economy, code: &str, day: NaiveDate) 
 /// Every measure with its timeline, in two queries: the schedule's load.
 pub async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Measure>> {
     let rows = measure::Entity::find().all(conn).await?;
-    let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
     let changes = status_change::Entity::find()
         .order_by_asc(status_change::Column::EffectiveOn)
         .order_by_asc(status_change::Column::Id)
         .all(conn)
         .await?;
-    for c in changes {
-        by_measure.entry(c.measure_id).or_default().push(status_change_from_row(c)?);
-    }
-    rows.into_iter()
-        .map(|r| {
-            let changes = by_measure.remove(&r.id).unwrap_or_default();
-            measure_from_row(r, changes)
-        })
-        .collect()
+    attach_changes(rows, changes)
 }
 
 /// One page of measures in id order (creation order). Every filter,
@@ -273,17 +264,25 @@ async fn with_changes(conn: &impl ConnectionTrait, rows: Vec<measure::Model>) ->
         return Ok(vec![]);
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    let mut changes = Vec::new();
     for chunk in ids.chunks(db::ID_CHUNK) {
-        let changes = status_change::Entity::find()
-            .filter(status_change::Column::MeasureId.is_in(chunk.iter().copied()))
-            .order_by_asc(status_change::Column::EffectiveOn)
-            .order_by_asc(status_change::Column::Id)
-            .all(conn)
-            .await?;
-        for c in changes {
-            by_measure.entry(c.measure_id).or_default().push(status_change_from_row(c)?);
-        }
+        changes.extend(
+            status_change::Entity::find()
+                .filter(status_change::Column::MeasureId.is_in(chunk.iter().copied()))
+                .order_by_asc(status_change::Column::EffectiveOn)
+                .order_by_asc(status_change::Column::Id)
+                .all(conn)
+                .await?,
+        );
+    }
+    attach_changes(rows, changes)
+}
+
+/// The measures of `rows`, each with its `changes` (in timeline order).
+fn attach_changes(rows: Vec<measure::Model>, changes: Vec<status_change::Model>) -> Result<Vec<Measure>> {
+    let mut by_measure: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    for c in changes {
+        by_measure.entry(c.measure_id).or_default().push(status_change_from_row(c)?);
     }
     rows.into_iter()
         .map(|r| {
