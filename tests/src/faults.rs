@@ -117,6 +117,13 @@ impl Drop for VirtualIp {
     }
 }
 
+/// Why a service process is not serving.
+enum NotServing {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+use NotServing::{Exited, TimedOut};
+
 /// A service binary running as its own process, for tests that kill it.
 pub struct ServiceProcess {
     pub name: &'static str,
@@ -129,27 +136,42 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `<name>-service` from `bin_dir` on free loopback ports with
-    /// `env` (its database URL, peers…), and waits until it serves.
+    /// `env` (its database URL, peers…), and waits until it serves. A free
+    /// port can be taken by another test between its choice and the bind:
+    /// a process that exits before serving is started again on new ports.
     pub async fn start(bin_dir: &std::path::Path, name: &'static str, env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let (port, metrics_port) = (tradewatch_common::testing::free_port(), tradewatch_common::testing::free_port());
-        let mut command = tokio::process::Command::new(bin_dir.join(format!("{name}-service")));
-        command
-            .arg("serve")
-            .env("TRADEWATCH__SERVER__PORT", port.to_string())
-            .env("TRADEWATCH__TELEMETRY__METRICS_PORT", metrics_port.to_string())
-            .env("TRADEWATCH__LOG__FILTER", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        for (key, value) in env {
-            command.env(key, value);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (port, metrics_port) =
+                (tradewatch_common::testing::free_port(), tradewatch_common::testing::free_port());
+            let mut command = tokio::process::Command::new(bin_dir.join(format!("{name}-service")));
+            command
+                .arg("serve")
+                .env("TRADEWATCH__SERVER__PORT", port.to_string())
+                .env("TRADEWATCH__TELEMETRY__METRICS_PORT", metrics_port.to_string())
+                .env("TRADEWATCH__LOG__FILTER", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            for (key, value) in env {
+                command.env(key, value);
+            }
+            let started = std::time::Instant::now();
+            let child = command.spawn()?;
+            let mut me = Self { name, port, metrics_port, started_in: std::time::Duration::ZERO, child };
+            match me.wait_serving().await {
+                Ok(()) => {
+                    me.started_in = started.elapsed();
+                    return Ok(me);
+                }
+                Err(Exited(status)) if attempt < 3 => {
+                    tracing::warn!(name, %status, "the service exited before serving; again on other ports");
+                }
+                Err(Exited(status)) => anyhow::bail!("{name}-service exited before serving: {status}"),
+                Err(TimedOut) => anyhow::bail!("{name}-service did not start serving within 30 s"),
+            }
         }
-        let started = std::time::Instant::now();
-        let child = command.spawn()?;
-        let mut me = Self { name, port, metrics_port, started_in: std::time::Duration::ZERO, child };
-        me.wait_serving().await?;
-        me.started_in = started.elapsed();
-        Ok(me)
     }
 
     pub fn url(&self) -> String {
@@ -160,14 +182,20 @@ impl ServiceProcess {
         self.child.id()
     }
 
-    async fn wait_serving(&self) -> anyhow::Result<()> {
+    async fn wait_serving(&mut self) -> Result<(), NotServing> {
         let service = match self.name {
             "tariff" => "tradewatch.tariff.v1.TariffService",
             "dispute" => "tradewatch.dispute.v1.DisputeService",
             _ => "tradewatch.dialogue.v1.DialogueService",
         };
-        for _ in 0..3_000 {
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.url())?.connect().await {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Exited(status));
+            }
+            if let Ok(channel) =
+                tonic::transport::Endpoint::from_shared(self.url()).map_err(|_| TimedOut)?.connect().await
+            {
                 let health = tonic_health::pb::health_client::HealthClient::new(channel)
                     .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
                     .await;
@@ -177,7 +205,7 @@ impl ServiceProcess {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        anyhow::bail!("{}-service did not start serving", self.name)
+        Err(TimedOut)
     }
 
     /// Its resident memory (VmRSS), in KiB; 0 where /proc tells none.
