@@ -27,8 +27,11 @@ LABEL org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}"
+# MIMALLOC_ALLOW_THP=0: no transparent huge pages for the allocator's
+# arenas, even on nodes where THP is "always" (the memory limit counts them).
 ENV TRADEWATCH__SERVER__HOST=0.0.0.0 \
-    TRADEWATCH__LOG__FORMAT=json
+    TRADEWATCH__LOG__FORMAT=json \
+    MIMALLOC_ALLOW_THP=0
 USER 65532:65532
 
 FROM runtime AS tariff

@@ -2,7 +2,15 @@
 //! settings each needs, and beginning write transactions that are safe on
 //! both.
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -20,6 +28,9 @@ enum Purpose {
     Serve,
     Migrate,
 }
+
+/// A PostgreSQL connection idle this long is checked before it is handed out.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// Opens the pool for serving. A SQLite file's folder is made if missing.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
@@ -42,6 +53,8 @@ async fn connect_for(settings: &DatabaseSettings, purpose: Purpose) -> Result<Da
         // WAL lets readers run beside the one writer; write transactions
         // begin IMMEDIATE (see `begin_write`), so busy_timeout covers waits.
         let busy = Duration::from_millis(settings.lock_timeout_ms);
+        // A file of this process's own: nothing to check before a checkout.
+        opt.test_before_acquire(false);
         opt.max_connections(settings.max_connections.unwrap_or(4)).min_connections(1).map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -53,6 +66,11 @@ async fn connect_for(settings: &DatabaseSettings, purpose: Purpose) -> Result<Da
         // statement longer than this: one stuck writer cannot drain the pool.
         let statement = if purpose == Purpose::Serve { settings.statement_timeout_ms } else { 0 };
         let lock = settings.lock_timeout_ms;
+        // A round trip before every checkout would double a short query's
+        // cost: only a connection idle long enough to have been dropped on
+        // the way is checked. One closed under a busy pool fails its next
+        // statement (UNAVAILABLE) and is replaced.
+        opt.test_before_acquire_if_idle_for(IDLE_CHECK);
         opt.max_connections(settings.max_connections.unwrap_or(10)).min_connections(1).map_sqlx_postgres_opts(
             move |o| o.options([("statement_timeout", statement.to_string()), ("lock_timeout", lock.to_string())]),
         );
@@ -60,18 +78,71 @@ async fn connect_for(settings: &DatabaseSettings, purpose: Purpose) -> Result<Da
     Database::connect(opt).await
 }
 
-fn make_sqlite_folder(url: &str) {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+/// The file of a SQLite URL; None for PostgreSQL and in-memory databases.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        return;
-    }
-    if let Some(parent) = Path::new(path).parent()
+    (!path.is_empty() && !path.starts_with(":memory:") && !url.contains("mode=memory")).then(|| Path::new(path))
+}
+
+fn make_sqlite_folder(url: &str) {
+    let Some(path) = sqlite_file(url) else { return };
+    if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
         && let Err(err) = std::fs::create_dir_all(parent)
     {
         tracing::warn!(folder = %parent.display(), %err, "cannot create the database folder");
     }
+}
+
+/// A serving process's hold on its SQLite file. [`LocalWrites`] sees every
+/// write only if no other process writes the file, so a second process that
+/// would serve it is refused: the hold is an advisory lock on `<file>.lock`,
+/// which the kernel releases when the process ends, however it ends. The
+/// servers of one process (replicas in a test) share it.
+pub struct SqliteHold(#[allow(dead_code)] Arc<std::fs::File>);
+
+/// Takes the hold on the SQLite file of `url`; None for PostgreSQL and
+/// in-memory databases.
+pub fn hold_sqlite(url: &str) -> anyhow::Result<Option<SqliteHold>> {
+    use std::{fs::TryLockError, io::Write as _};
+    static HELD: Mutex<BTreeMap<PathBuf, Weak<std::fs::File>>> = Mutex::new(BTreeMap::new());
+    let Some(path) = sqlite_file(url) else { return Ok(None) };
+    let path = std::path::absolute(path)?;
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".lock");
+    let mut held = HELD.lock().map_err(|_| anyhow::anyhow!("the SQLite holds' lock is poisoned"))?;
+    held.retain(|_, file| file.strong_count() > 0);
+    if let Some(file) = held.get(&path).and_then(Weak::upgrade) {
+        return Ok(Some(SqliteHold(file)));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|err| anyhow::anyhow!("cannot open {}: {err}", Path::new(&lock_path).display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            anyhow::bail!(
+                "{} (database.url) is served by another process (pid {}): a SQLite database has one serving \
+                 process; run replicas on PostgreSQL",
+                path.display(),
+                holder.trim()
+            );
+        }
+        Err(TryLockError::Error(err)) => {
+            anyhow::bail!("cannot lock {}: {err}", Path::new(&lock_path).display())
+        }
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    let file = Arc::new(file);
+    held.insert(path, Arc::downgrade(&file));
+    Ok(Some(SqliteHold(file)))
 }
 
 /// Connects for `serve`: brings the schema up to date first unless
@@ -100,13 +171,95 @@ pub async fn migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<()
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at
 /// once (BEGIN IMMEDIATE): a deferred read-then-write transaction can fail
-/// with SQLITE_BUSY_SNAPSHOT, which busy_timeout does not cure.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
+/// with SQLITE_BUSY_SNAPSHOT, which busy_timeout does not cure; and it is
+/// counted in [`local_writes`] from before it begins until it has ended.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<Write, DbErr> {
+    let counted = (db.get_database_backend() == DbBackend::Sqlite).then(|| LOCAL_WRITES.start());
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    Ok(Write { txn, _counted: counted })
+}
+
+/// A write transaction of [`begin_write`]: used as the `DatabaseTransaction`
+/// it derefs to, and ended by [`Write::commit`] or [`Write::rollback`] (or
+/// dropped, which rolls it back).
+pub struct Write {
+    txn: DatabaseTransaction,
+    _counted: Option<Counted>,
+}
+
+impl std::ops::Deref for Write {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl Write {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        // The count moves after the commit has returned (or failed, or was
+        // given up): `self` is dropped last.
+        let Self { txn, _counted } = self;
+        txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        let Self { txn, _counted } = self;
+        txn.rollback().await
+    }
+}
+
+/// The write transactions of this process on SQLite: those under way, and
+/// how many have ended. A SQLite database has one serving process (see
+/// [`connect`]), so when none is under way and none has ended since a query
+/// of the database began, the database has not changed since either: what
+/// lets the read caches answer without asking it again.
+pub struct LocalWrites {
+    running: AtomicU64,
+    ended: AtomicU64,
+}
+
+static LOCAL_WRITES: LocalWrites = LocalWrites { running: AtomicU64::new(0), ended: AtomicU64::new(0) };
+
+/// This process's SQLite writes (one count for all its SQLite databases: a
+/// write to one only costs the others a query).
+pub fn local_writes() -> &'static LocalWrites {
+    &LOCAL_WRITES
+}
+
+impl LocalWrites {
+    /// A mark to take before a query of the database is sent.
+    pub fn mark(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Whether no write has been under way since `mark` was taken: then the
+    /// database is as a query sent after the mark found it. (`running` is
+    /// read first: a write that had begun by then and is not running has
+    /// ended, and `ended`, read after, counts it.)
+    pub fn unchanged_since(&self, mark: u64) -> bool {
+        self.running.load(Ordering::SeqCst) == 0 && self.ended.load(Ordering::SeqCst) == mark
+    }
+
+    fn start(&'static self) -> Counted {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Counted(self)
+    }
+}
+
+/// One write under way; ended when dropped, however the write ended.
+struct Counted(&'static LocalWrites);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.ended.fetch_add(1, Ordering::SeqCst);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Rows one multi-row INSERT carries: far below SQLite's 32,766 and

@@ -203,6 +203,20 @@ impl Error {
         Self::new(Code::Internal, Reason::Internal, "internal error").with_source(source.into())
     }
 
+    /// The same error for another caller of an operation they shared; the
+    /// source goes along as text.
+    pub fn for_another(&self) -> Self {
+        let e = &*self.0;
+        Self(Box::new(Inner {
+            code: e.code,
+            reason: e.reason.clone(),
+            message: e.message.clone(),
+            metadata: e.metadata.clone(),
+            violations: e.violations.clone(),
+            source: e.source.as_ref().map(|source| anyhow::anyhow!("{source:#}")),
+        }))
+    }
+
     fn with_source(mut self, source: anyhow::Error) -> Self {
         self.0.source = Some(source);
         self

@@ -48,6 +48,7 @@ use tonic::Status;
 use crate::{
     Reason,
     config::FeedSettings,
+    db,
     error::{Error, Result},
     metrics::Metrics,
 };
@@ -447,94 +448,203 @@ impl Feed {
 
 /// The feed's head, for caches that must answer as fresh as the database
 /// was when a call began: [`Head::read`] returns the highest seq of a query
-/// that started after it was called. Calls that arrive while a query runs
-/// wait for the next one and share it, so under load one query serves many
-/// calls, and a call never waits for more than two.
+/// sent after it was called.
+///
+/// Calls wait in rounds. The callers that arrive while a query is under way
+/// join the next round, which is sent as soon as that query has answered, so
+/// under load one query serves every call that arrived during the one
+/// before, a call waits for at most two, and each waiting call is woken once.
+/// The query runs in a task of its own: a caller that gives up (its
+/// deadline) does not cancel it for the others.
+///
+/// Two things make the query cheap or needless:
+/// - On SQLite, whose one serving process makes every write
+///   ([`db::local_writes`]), no query is needed while no write has been under
+///   way since the last one was sent: its answer is still the head.
+/// - On PostgreSQL the queries run on a connection of the pool kept for them,
+///   without the pool's checks on every checkout and return: one round trip
+///   each. A connection that fails is closed, and the query is tried once
+///   more on a new one.
 #[derive(Clone)]
 pub struct Head(Arc<HeadInner>);
 
 struct HeadInner {
     db: DatabaseConnection,
+    /// SQLite: this process's writes, which are all the writes.
+    local: Option<&'static db::LocalWrites>,
+    /// PostgreSQL: the connections the queries run on, one per round in flight.
+    held: [tokio::sync::Mutex<Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>>; ROUNDS_IN_FLIGHT],
     state: std::sync::Mutex<HeadState>,
-    /// The number of the last query finished.
-    done: watch::Sender<u64>,
 }
 
-#[derive(Default)]
+/// A round's answer, once its query has answered.
+type Answer = Option<Result<i64, Arc<Error>>>;
+
 struct HeadState {
-    /// Queries sent so far; the running one, once sent, is the last.
-    started: u64,
-    running: bool,
-    /// The number and the answer of the freshest query that answered.
-    latest: Option<(u64, i64)>,
+    /// The round that callers arriving now join: not sent yet.
+    next: watch::Sender<Answer>,
+    /// Whether a caller waits for `next`.
+    wanted: bool,
+    /// The tasks sending rounds.
+    senders: usize,
+    /// Rounds sent so far.
+    sent: u64,
+    /// The freshest answer: its round, the seq, and the local writes' mark
+    /// taken before its query was sent (SQLite).
+    latest: Option<(u64, i64, Option<u64>)>,
 }
 
-/// Ends a query's turn however its future ends (a caller that gives up).
-struct Turn<'a>(&'a HeadInner, u64);
+/// Rounds whose queries run at once: while one waits for the database, the
+/// calls another answered are served.
+const ROUNDS_IN_FLIGHT: usize = 1;
 
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut state) = self.0.state.lock() {
-            state.running = false;
-        }
-        self.0.done.send_replace(self.1);
-    }
-}
+/// The head, as [`head_seq`] reads it, in the SQL the held connection runs.
+const HEAD_SQL: &str = "SELECT max(seq) FROM changes";
 
 impl Head {
     pub fn new(db: DatabaseConnection) -> Self {
+        let local = (db.get_database_backend() == DbBackend::Sqlite).then(db::local_writes);
         Self(Arc::new(HeadInner {
             db,
-            state: std::sync::Mutex::new(HeadState::default()),
-            done: watch::Sender::new(0),
+            local,
+            held: std::array::from_fn(|_| tokio::sync::Mutex::new(None)),
+            state: std::sync::Mutex::new(HeadState {
+                next: watch::Sender::new(None),
+                wanted: false,
+                senders: 0,
+                sent: 0,
+                latest: None,
+            }),
         }))
     }
 
-    /// The highest seq committed, read by a query that began after this call.
+    /// The highest seq committed, read by a query sent after this call (or,
+    /// on SQLite, known to be what such a query would read).
     pub async fn read(&self) -> Result<i64> {
-        let inner = &*self.0;
-        let mut finished = inner.done.subscribe();
-        let lock =
-            || inner.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")));
-        // The query running now may have begun before this call: not it.
-        let need = lock()?.started + 1;
+        let mut round = {
+            let mut state = self.0.lock()?;
+            if let (Some(local), Some((_, seq, Some(mark)))) = (self.0.local, state.latest)
+                && local.unchanged_since(mark)
+            {
+                return Ok(seq);
+            }
+            state.wanted = true;
+            if state.senders < ROUNDS_IN_FLIGHT {
+                state.senders += 1;
+                tokio::spawn(Sender { inner: self.0.clone(), ended: false }.run());
+            }
+            state.next.subscribe()
+        };
+        let answer = round
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::internal(anyhow::anyhow!("the feed head's query was dropped unanswered")))?;
+        match answer.as_ref() {
+            Some(Ok(seq)) => Ok(*seq),
+            Some(Err(err)) => Err(err.for_another()),
+            None => Err(Error::internal(anyhow::anyhow!("the feed head's round ended unanswered"))),
+        }
+    }
+}
+
+impl HeadInner {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HeadState>> {
+        self.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")))
+    }
+
+    async fn query(&self) -> Result<i64> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return head_seq(&self.db).await;
+        }
+        use sea_orm::{RuntimeErr, sqlx};
+        let failed = |err: sqlx::Error| Error::from(sea_orm::DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))));
+        let free = self.held.iter().find_map(|held| held.try_lock().ok());
+        let mut held = match free {
+            Some(held) => held,
+            None => self.held[0].lock().await,
+        };
         loop {
-            let turn = {
-                let mut state = lock()?;
-                if let Some((number, seq)) = state.latest
-                    && number >= need
-                {
-                    return Ok(seq);
-                }
-                if state.running {
-                    None
-                } else {
-                    state.running = true;
-                    Some(state.started + 1)
-                }
+            let kept = held.is_some();
+            let conn = match &mut *held {
+                Some(conn) => conn,
+                None => held.insert(self.db.get_postgres_connection_pool().acquire().await.map_err(failed)?),
             };
-            match turn {
-                Some(number) => {
-                    let turn = Turn(inner, number);
-                    // Calls that arrive before the query is sent share it:
-                    // let those ready to run now get here first.
-                    tokio::task::yield_now().await;
-                    tokio::task::yield_now().await;
-                    lock()?.started = number;
-                    let seq = head_seq(&inner.db).await?;
-                    {
-                        let mut state = lock()?;
-                        if state.latest.is_none_or(|(n, _)| n < number) {
-                            state.latest = Some((number, seq));
-                        }
+            match sqlx::query_scalar::<_, Option<i64>>(HEAD_SQL).fetch_one(&mut **conn).await {
+                Ok(seq) => return Ok(seq.unwrap_or(0)),
+                Err(err) => {
+                    if let Some(mut conn) = held.take() {
+                        conn.close_on_drop();
                     }
-                    drop(turn);
-                    return Ok(seq);
-                }
-                None => {
-                    let _ = finished.changed().await;
+                    // A kept connection may have been closed while idle:
+                    // once more on a new one.
+                    if !kept {
+                        return Err(failed(err));
+                    }
+                    tracing::debug!(error = %err, "the feed head's connection failed; trying a new one");
                 }
             }
+        }
+    }
+}
+
+/// The task that sends rounds while callers wait for them.
+struct Sender {
+    inner: Arc<HeadInner>,
+    ended: bool,
+}
+
+impl Sender {
+    async fn run(mut self) {
+        loop {
+            let inner = &*self.inner;
+            // Callers ready to run now join this round before it is sent.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            let Ok((round, number, mark)) = inner.lock().map(|mut state| {
+                state.wanted = false;
+                state.sent += 1;
+                let round = std::mem::replace(&mut state.next, watch::Sender::new(None));
+                (round, state.sent, inner.local.map(|l| l.mark()))
+            }) else {
+                return;
+            };
+            let answer = inner.query().await;
+            let Ok(more) = inner.lock().map(|mut state| {
+                if let Ok(seq) = &answer
+                    && state.latest.is_none_or(|(n, _, _)| n < number)
+                {
+                    state.latest = Some((number, *seq, mark));
+                }
+                // Decided here, with the count: a caller that finds room
+                // starts another sender.
+                if !state.wanted {
+                    state.senders -= 1;
+                }
+                state.wanted
+            }) else {
+                return;
+            };
+            round.send_replace(Some(answer.map_err(Arc::new)));
+            if !more {
+                self.ended = true;
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Ended early (a panic, the runtime's shutdown): the callers of the
+        // round under way and of the next one are told so rather than left
+        // waiting, and the next caller starts another sender.
+        if let Ok(mut state) = self.inner.state.lock() {
+            state.senders -= 1;
+            state.wanted = false;
+            state.next = watch::Sender::new(None);
         }
     }
 }

@@ -273,10 +273,10 @@ where
     }
     let txn = db::begin_write(conn).await?;
     if let Some(key) = &key {
-        if let Some(done) = lookup(&txn, key).await? {
+        if let Some(done) = lookup(&*txn, key).await? {
             return Ok(done);
         }
-        if let Err(err) = claim(&txn, key).await {
+        if let Err(err) = claim(&*txn, key).await {
             let _ = txn.rollback().await;
             // A concurrent call with the same key committed first: answer as it did.
             return if db::is_unique_violation(&err) {
@@ -290,7 +290,7 @@ where
     }
     let response = write(&txn).await?;
     if let Some(key) = &key {
-        save(&txn, key, &response).await?;
+        save(&*txn, key, &response).await?;
     }
     txn.commit().await?;
     Ok(response)

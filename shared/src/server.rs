@@ -94,6 +94,8 @@ pub struct GrpcServer {
     /// The change feed of the service, once asked for: its background work
     /// (LISTEN, the prune) runs and stops with the server.
     feed: Option<Feed>,
+    /// The hold on a SQLite file, kept while the server lives.
+    _sqlite: Option<crate::db::SqliteHold>,
 }
 
 impl GrpcServer {
@@ -102,6 +104,7 @@ impl GrpcServer {
     /// (tests).
     pub async fn bind(settings: &Settings, service: &str) -> anyhow::Result<Self> {
         settings.check_exposure()?;
+        let sqlite = crate::db::hold_sqlite(&settings.database.url)?;
         let tls = tls::server_config(&settings.server.tls)?;
         let auth = Authenticator::from_settings(&settings.auth).await?;
         let server = &settings.server;
@@ -145,6 +148,7 @@ impl GrpcServer {
             service: service.to_owned(),
             feed_settings: settings.feed.clone(),
             feed: None,
+            _sqlite: sqlite,
         })
     }
 

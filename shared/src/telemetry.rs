@@ -51,7 +51,14 @@ pub fn init(service: &str, log: &LogSettings, telemetry: &TelemetrySettings) -> 
     }
     let provider = provider.build();
     global::set_tracer_provider(provider.clone());
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("tradewatch"));
+    // No busy/idle clocks on every poll, no thread or source-line attributes:
+    // a span per call costs what it records, and these record nothing a
+    // trace of an RPC needs.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_tracer(provider.tracer("tradewatch"));
 
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&log.filter))?;
     let fmt = match log.format {

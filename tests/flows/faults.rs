@@ -612,3 +612,46 @@ async fn list_all_measures(
         token = page.next_page_token;
     }
 }
+
+/// A SQLite database has one serving process: its read caches count that
+/// process's writes instead of asking the database before every answer, so
+/// a second process on the same file is refused at start, naming the file
+/// and the process that serves it, and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_serving_one_sqlite_file_is_refused_at_start() {
+    use tradewatch_e2e::faults::ServiceProcess;
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("tariff.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let env = vec![("TRADEWATCH__DATABASE__URL", url.clone())];
+    let first = ServiceProcess::start(&bin_dir(), "tariff", &env).await.unwrap();
+
+    let second = tokio::process::Command::new(bin_dir().join("tariff-service"))
+        .arg("serve")
+        .env("TRADEWATCH__DATABASE__URL", &url)
+        .env("TRADEWATCH__SERVER__PORT", testing::free_port().to_string())
+        .env("TRADEWATCH__TELEMETRY__METRICS_PORT", testing::free_port().to_string())
+        .kill_on_drop(true)
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second process ended by itself")
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr).into_owned() + &String::from_utf8_lossy(&second.stdout);
+    assert!(!second.status.success(), "the second process was refused: {said}");
+    let pid = first.pid().unwrap().to_string();
+    assert!(
+        said.contains("is served by another process") && said.contains(&pid) && said.contains("tariff.db"),
+        "it says why, naming the file and the process: {said}"
+    );
+
+    let mut client =
+        TariffServiceClient::new(testing::channel(format!("127.0.0.1:{}", first.port).parse().unwrap()).await.unwrap());
+    let created = client.create_measure(surtax("STILL-SERVING")).await.unwrap().into_inner().measure.unwrap();
+    client.get_measure(tpb::GetMeasureRequest { id: created.id }).await.unwrap();
+
+    // Once the first has ended, however it ended, the file can be served again.
+    first.kill9().await;
+    let again = ServiceProcess::start(&bin_dir(), "tariff", &env).await.unwrap();
+    drop(again);
+}

@@ -40,8 +40,9 @@ impl Application {
 
     /// Like `build`, with the relay paced (or crashed, in tests) as asked.
     pub async fn build_with(settings: Settings, relay: RelayOptions) -> anyhow::Result<Self> {
-        let db = db::open::<Migrator>(&settings.database).await?;
+        // First: it holds a SQLite file before anything touches it.
         let server = GrpcServer::bind(&settings, crate::SERVICE.name).await?;
+        let db = db::open::<Migrator>(&settings.database).await?;
         Ok(Self { server, db, settings, relay })
     }
 

@@ -247,19 +247,19 @@ impl Relay {
     /// commitment, in one transaction; a relay that lost a race does nothing.
     async fn settle(&self, order: &EffectOrder, state: EffectState, detail: String) -> Result<()> {
         let txn = db::begin_write(&self.db).await?;
-        if store::dequeue(&txn, order.id).await? {
-            let mut c = store::get_commitment_for_update(&txn, order.commitment_id).await?.ok_or_else(|| {
+        if store::dequeue(&*txn, order.id).await? {
+            let mut c = store::get_commitment_for_update(&*txn, order.commitment_id).await?.ok_or_else(|| {
                 Error::internal(anyhow::anyhow!("commitment {} of an outbox entry is gone", order.commitment_id))
             })?;
             c.effect_state = state;
             c.effect_detail = detail;
-            store::update_commitment(&txn, &mut c, RELAY_ACTOR).await?;
+            store::update_commitment(&*txn, &mut c, RELAY_ACTOR).await?;
             let change = crate::api::watch::change(
                 gpb::CommitmentChangeKind::EffectChanged,
                 &crate::api::convert::commitment_to_proto(&c),
                 RELAY_ACTOR,
             );
-            feed::append(&txn, crate::api::watch::TOPIC, tradewatch_common::now(), &change).await?;
+            feed::append(&*txn, crate::api::watch::TOPIC, tradewatch_common::now(), &change).await?;
         }
         txn.commit().await?;
         if let Some(feed) = &self.feed {

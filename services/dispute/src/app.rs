@@ -23,8 +23,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = db::open::<Migrator>(&settings.database).await?;
+        // First: it holds a SQLite file before anything touches it.
         let server = GrpcServer::bind(&settings, crate::SERVICE.name).await?;
+        let db = db::open::<Migrator>(&settings.database).await?;
         Ok(Self { server, db, settings })
     }
 

@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use tariff_service::{SERVICE, app};
 use tradewatch_common::cli::{self, Command};
 
+/// A faster allocator than the system's for many small, short-lived
+/// allocations freed on another thread than made them (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     cli::run(SERVICE, |command, settings| async move {

@@ -22,7 +22,8 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use sea_orm::{ConnectionTrait as _, Database};
-use tonic::transport::{Channel, Endpoint};
+use tonic::codegen::http;
+use tonic::transport::Endpoint;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tradewatch_common::proto::{
     common::Money,
@@ -69,6 +70,13 @@ struct Cli {
     /// Where the SQLite databases go
     #[arg(long, value_name = "DIR", default_value = "var/bench")]
     var: PathBuf,
+    /// h2load, to measure the Gets and ResolveDuty from outside as well (one
+    /// request repeated, the cheapest client there is); skipped when absent
+    #[arg(long, value_name = "PATH", default_value = "h2load")]
+    h2load: PathBuf,
+    /// Do not run h2load
+    #[arg(long)]
+    no_h2load: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,7 +143,51 @@ impl Outcome {
 }
 
 /// A call the load makes: the `n`th, on `channel`.
-type Call = Arc<dyn Fn(Channel, usize) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>> + Send + Sync>;
+type Call = Arc<dyn Fn(Conn, usize) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>> + Send + Sync>;
+
+/// One HTTP/2 connection that the generated clients call directly. tonic's
+/// `Channel` hands every call to a buffer task first: a hop per call that a
+/// load generator sharing the cores with the server should not spend.
+#[derive(Clone)]
+struct Conn {
+    send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    authority: http::uri::Authority,
+}
+
+impl Conn {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        let uri: http::Uri = url.parse()?;
+        let authority = uri.authority().context("the URL names a host and port")?.clone();
+        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await?;
+        tokio::spawn(connection);
+        Ok(Self { send, authority })
+    }
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Conn {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, hyper::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), hyper::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        // The generated clients send a path; HTTP/2 wants the scheme and authority too.
+        let mut uri = std::mem::take(request.uri_mut()).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        if let Ok(uri) = http::Uri::from_parts(uri) {
+            *request.uri_mut() = uri;
+        }
+        Box::pin(self.send.send_request(request))
+    }
+}
 
 /// Runs `call` over `connections` connections × `streams` streams: warm-up,
 /// then `seconds` timed.
@@ -150,7 +202,7 @@ async fn drive(
 ) -> anyhow::Result<Outcome> {
     let mut channels = Vec::new();
     for _ in 0..connections {
-        channels.push(Endpoint::from_shared(url.to_owned())?.tcp_nodelay(true).connect().await?);
+        channels.push(Conn::connect(url).await?);
     }
     let counter = Arc::new(AtomicUsize::new(0));
     let run = |until: Instant, record: bool| {
@@ -208,6 +260,122 @@ async fn drive(
         latencies,
         baseline: None,
     })
+}
+
+/// A call as h2load makes it: the same request body every time.
+struct Wire {
+    scenario: String,
+    path: &'static str,
+    body: Vec<u8>,
+    /// The Check of the same server it is compared with (None: it is one).
+    baseline: Option<String>,
+    streams: usize,
+}
+
+impl Wire {
+    fn new(scenario: String, path: &'static str, message: &impl prost::Message, streams: usize) -> Self {
+        let payload = message.encode_to_vec();
+        // The gRPC length-prefixed message: not compressed, then the length.
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+        body.extend_from_slice(&payload);
+        Self { scenario, path, body, baseline: None, streams }
+    }
+
+    fn against(mut self, check: &str) -> Self {
+        self.baseline = Some(check.to_owned());
+        self
+    }
+}
+
+/// What h2load measured of one call.
+struct WireOutcome {
+    scenario: String,
+    streams: usize,
+    per_second: f64,
+    mean_ms: f64,
+    max_ms: f64,
+    /// Requests not answered 200 or not at all (a gRPC error is 200 with a
+    /// grpc-status: each call is checked once through tonic beforehand).
+    failed: u64,
+    baseline: Option<String>,
+}
+
+/// Runs h2load on `wire` against `url`: `connections` clients, the streams
+/// of `wire` spread over them, a warm-up, then `seconds` timed.
+fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<WireOutcome> {
+    let dir = std::env::temp_dir().join(format!("tradewatch-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let body = dir.join("request.bin");
+    std::fs::write(&body, &wire.body)?;
+    let streams = wire.streams / cli.connections;
+    let output = std::process::Command::new(&cli.h2load)
+        .args(["-c", &cli.connections.to_string(), "-m", &streams.to_string(), "-t", "1"])
+        .args(["-D", &cli.seconds.to_string(), &format!("--warm-up-time={}", cli.warmup)])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "-d"])
+        .arg(&body)
+        .arg(format!("{url}{}", wire.path))
+        .output()
+        .with_context(|| format!("run {}", cli.h2load.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "h2load failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    // "finished in 5.00s, 81234.20 req/s, …"
+    let per_second = text
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in ")?.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok())
+        .with_context(|| format!("no req/s in h2load's output: {text}"))?;
+    // "requests: 1000 total, 1000 started, 1000 done, 998 succeeded, 2 failed, …"
+    let failed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: ")?.split(", ").find_map(|f| f.strip_suffix(" failed")?.parse().ok()))
+        .unwrap_or(0);
+    // "time for request:   120us   9.85ms   490us   301us   85.12%"
+    let time_ms = |field: &str| -> f64 {
+        let (number, unit) = field.split_at(field.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(field.len()));
+        let number: f64 = number.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => number / 1_000.0,
+            "ms" => number,
+            "s" => number * 1_000.0,
+            _ => f64::NAN,
+        }
+    };
+    let (mean_ms, max_ms) = text
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.strip_prefix("time for request:")?.split_whitespace().collect();
+            Some((time_ms(fields.get(2)?), time_ms(fields.get(1)?)))
+        })
+        .unwrap_or((f64::NAN, f64::NAN));
+    Ok(WireOutcome {
+        scenario: wire.scenario.clone(),
+        streams: wire.streams,
+        per_second,
+        mean_ms,
+        max_ms,
+        failed,
+        baseline: wire.baseline.clone(),
+    })
+}
+
+fn print_wire(outcomes: &[WireOutcome]) {
+    println!(
+        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>6} | {:>6} |",
+        "scenario (h2load)", "streams", "req/s", "mean ms", "max ms", "ratio", "failed"
+    );
+    println!("|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->8}|{:->8}|", "", "", "", "", "", "", "");
+    for o in outcomes {
+        let ratio = o
+            .baseline
+            .as_ref()
+            .and_then(|b| outcomes.iter().find(|x| &x.scenario == b && x.baseline.is_none()))
+            .map_or_else(|| "—".to_owned(), |b| format!("{:.2}", o.per_second / b.per_second));
+        println!(
+            "| {:<42} | {:>7} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
+            o.scenario, o.streams, o.per_second, o.mean_ms, o.max_ms, ratio, o.failed
+        );
+    }
 }
 
 fn check(service: &'static str) -> Call {
@@ -361,7 +529,10 @@ async fn drop_databases(cli: &Cli, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Outcome>, Vec<String>)> {
+/// What one backend's run measured: through tonic, through h2load, and the notes on start-up and memory.
+type Measured = (Vec<Outcome>, Vec<WireOutcome>, Vec<String>);
+
+async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measured> {
     let stack = start_stack(cli, backend, run).await?;
     let mut notes = Vec::new();
     for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
@@ -393,10 +564,11 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<(Vec<Ou
             }
         }
     }
-    Ok((outcome?, notes))
+    let (outcome, wire) = outcome?;
+    Ok((outcome, wire, notes))
 }
 
-async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<Vec<Outcome>> {
+async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<(Vec<Outcome>, Vec<WireOutcome>)> {
     let (n, m) = (cli.connections, cli.streams);
     let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
     let loaded = Instant::now();
@@ -483,6 +655,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         .context("a dispute")?;
     let dispute_check = label("dispute Check");
     out.push(drive(&dispute, &dispute_check, n, m, warmup, seconds, check("")).await?);
+    let dispute_id = d.id.clone();
     let get_dispute: Call = Arc::new(move |channel, _| {
         let id = d.id.clone();
         Box::pin(async move {
@@ -501,6 +674,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         .into_inner()
         .session
         .context("a session")?;
+    let session_id = session.id.clone();
     let dialogue_check = label("dialogue Check");
     out.push(drive(&dialogue, &dialogue_check, n, m, warmup, seconds, check("")).await?);
     let get_session: Call = Arc::new(move |channel, _| {
@@ -535,7 +709,98 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
             &baseline,
         ));
     }
-    Ok(out)
+
+    let mut wire = Vec::new();
+    if cli.no_h2load {
+        return Ok((out, wire));
+    }
+    let (streams, resolve_on) = (n * m, codes[codes.len() / 2].clone());
+    let resolve = tpb::ResolveDutyRequest {
+        importing_economy: "CAN".into(),
+        origin_economy: "CHN".into(),
+        hs_code: resolve_on,
+        imported_on: "2025-06-01".into(),
+        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
+        ..Default::default()
+    };
+    TariffServiceClient::new(Endpoint::from_shared(tariff.clone())?.connect().await?)
+        .resolve_duty(resolve.clone())
+        .await
+        .context("the ResolveDuty h2load sends")?;
+    let check = |service: &str| {
+        Wire::new(
+            label(&format!("{service} Check")),
+            "/grpc.health.v1.Health/Check",
+            &HealthCheckRequest::default(),
+            streams,
+        )
+    };
+    let runs = [
+        (&tariff, check("tariff")),
+        (
+            &tariff,
+            Wire::new(
+                label("GetMeasure"),
+                "/tradewatch.tariff.v1.TariffService/GetMeasure",
+                &tpb::GetMeasureRequest { id: ids[0].clone() },
+                streams,
+            )
+            .against(&label("tariff Check")),
+        ),
+        (
+            &tariff,
+            Wire::new(
+                label("ResolveDuty (10k lines)"),
+                "/tradewatch.tariff.v1.TariffService/ResolveDuty",
+                &resolve,
+                streams,
+            )
+            .against(&label("tariff Check")),
+        ),
+        (
+            &tariff,
+            Wire::new(
+                label("ResolveDuty (10k lines)"),
+                "/tradewatch.tariff.v1.TariffService/ResolveDuty",
+                &resolve,
+                cli.connections * 8,
+            )
+            .against(&label("tariff Check")),
+        ),
+        (&dispute, check("dispute")),
+        (
+            &dispute,
+            Wire::new(
+                label("GetDispute"),
+                "/tradewatch.dispute.v1.DisputeService/GetDispute",
+                &dpb::GetDisputeRequest { id: dispute_id },
+                streams,
+            )
+            .against(&label("dispute Check")),
+        ),
+        (&dialogue, check("dialogue")),
+        (
+            &dialogue,
+            Wire::new(
+                label("GetSession"),
+                "/tradewatch.dialogue.v1.DialogueService/GetSession",
+                &gpb::GetSessionRequest { id: session_id },
+                streams,
+            )
+            .against(&label("dialogue Check")),
+        ),
+    ];
+    for (url, run) in runs {
+        match h2load(cli, url, &run) {
+            Ok(outcome) => wire.push(outcome),
+            Err(err) if wire.is_empty() => {
+                eprintln!("  h2load not run: {err:#}");
+                break;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((out, wire))
 }
 
 fn with_baseline(mut outcome: Outcome, baseline: &str) -> Outcome {
@@ -669,11 +934,11 @@ fn print(outcomes: &[Outcome]) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let run = format!("{}", std::process::id());
-    let mut outcomes = Vec::new();
-    let mut notes = Vec::new();
+    let (mut outcomes, mut wire, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for &backend in &cli.backend {
-        let (o, n) = bench(&cli, backend, &run).await?;
+        let (o, w, n) = bench(&cli, backend, &run).await?;
         outcomes.extend(o);
+        wire.extend(w);
         notes.extend(n);
     }
     println!(
@@ -683,6 +948,15 @@ async fn main() -> anyhow::Result<()> {
     );
     print(&outcomes);
     println!();
+    if !wire.is_empty() {
+        println!(
+            "h2load: {} connections, one request body repeated, {} s warm-up, {} s per scenario; ratio: req/s over the \
+             same server's Check\n",
+            cli.connections, cli.warmup, cli.seconds
+        );
+        print_wire(&wire);
+        println!();
+    }
     for note in notes {
         println!("{note}");
     }

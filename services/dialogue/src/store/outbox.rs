@@ -69,13 +69,13 @@ pub async fn claim(
     if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let rows = query.all(&txn).await?;
+    let rows = query.all(&*txn).await?;
     if !rows.is_empty() {
         let until = tradewatch_common::now() + chrono::Duration::from_std(lease).unwrap_or_default();
         outbox::Entity::update_many()
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(until))
             .filter(outbox::Column::Id.is_in(rows.iter().map(|r| r.id)))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
     }
     txn.commit().await?;

@@ -382,7 +382,12 @@ async fn hold_lock(app: &TestApp, measure_id: &str) -> sea_orm::DatabaseTransact
         txn.execute_unprepared(&format!("SELECT id FROM measures WHERE id = '{measure_id}' FOR UPDATE")).await.unwrap();
         txn
     } else {
-        tradewatch_common::db::begin_write(&conn).await.unwrap()
+        conn.begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
     }
 }
 
