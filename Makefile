@@ -107,6 +107,7 @@ clippy:
 ## bench: tradewatch-bench against release builds on SQLite and PostgreSQL (one table: req/s, latency, ratios to Check; start-up time and RSS)
 BENCH_ARGS ?=
 bench:
+	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client) || echo "h2load not installed: the bench runs without it"
 	$(CARGO) build --release -p tariff-service -p dispute-service -p dialogue-service -p tradewatch-e2e --bin tariff-service --bin dispute-service --bin dialogue-service --bin tradewatch-bench
 	"$(TARGET_DIR)/release/tradewatch-bench" --bin-dir "$(TARGET_DIR)/release" --var var/bench $(BENCH_ARGS)
 

@@ -420,3 +420,45 @@ pub fn split_list<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Resu
 pub fn corrupt(resource: &str, id: impl std::fmt::Display, what: &str, why: impl std::fmt::Display) -> crate::Error {
     crate::Error::internal(anyhow::anyhow!("stored {resource} {id} has a bad {what}: {why}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_writes_tell_whether_the_database_can_have_changed_since_a_mark() {
+        let writes: &'static LocalWrites =
+            Box::leak(Box::new(LocalWrites { running: AtomicU64::new(0), ended: AtomicU64::new(0) }));
+        let mark = writes.mark();
+        assert!(writes.unchanged_since(mark));
+        let write = writes.start();
+        assert!(!writes.unchanged_since(mark), "a write under way");
+        assert!(!writes.unchanged_since(writes.mark()), "a write under way, whatever the mark");
+        drop(write);
+        assert!(!writes.unchanged_since(mark), "a write ended since the mark");
+        let later = writes.mark();
+        assert!(writes.unchanged_since(later));
+    }
+
+    #[test]
+    fn a_sqlite_file_is_held_once_per_process_and_refused_while_another_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+        let first = hold_sqlite(&url("a.db")).unwrap().expect("a file is held");
+        let again = hold_sqlite(&url("a.db")).unwrap().expect("servers of one process share it");
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+
+        // Another process's hold, as the kernel sees it: the lock file, locked
+        // through another open file.
+        let other = std::fs::File::create(dir.path().join("b.db.lock")).unwrap();
+        other.lock().unwrap();
+        let refused = hold_sqlite(&url("b.db")).err().expect("refused while held").to_string();
+        assert!(refused.contains("b.db (database.url) is served by another process"), "{refused}");
+        drop(other);
+        assert!(hold_sqlite(&url("b.db")).unwrap().is_some(), "taken once the other let go");
+
+        assert!(hold_sqlite("sqlite::memory:").unwrap().is_none());
+        assert!(hold_sqlite("sqlite://ignored?mode=memory&cache=shared").unwrap().is_none());
+        assert!(hold_sqlite("postgres://postgres@127.0.0.1/test").unwrap().is_none());
+    }
+}

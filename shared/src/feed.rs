@@ -472,8 +472,8 @@ struct HeadInner {
     db: DatabaseConnection,
     /// SQLite: this process's writes, which are all the writes.
     local: Option<&'static db::LocalWrites>,
-    /// PostgreSQL: the connections the queries run on, one per round in flight.
-    held: [tokio::sync::Mutex<Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>>; ROUNDS_IN_FLIGHT],
+    /// PostgreSQL: the connection the queries run on.
+    held: tokio::sync::Mutex<Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>>,
     state: std::sync::Mutex<HeadState>,
 }
 
@@ -485,18 +485,13 @@ struct HeadState {
     next: watch::Sender<Answer>,
     /// Whether a caller waits for `next`.
     wanted: bool,
-    /// The tasks sending rounds.
-    senders: usize,
-    /// Rounds sent so far.
-    sent: u64,
-    /// The freshest answer: its round, the seq, and the local writes' mark
-    /// taken before its query was sent (SQLite).
-    latest: Option<(u64, i64, Option<u64>)>,
+    /// Whether a task is sending rounds (one at a time: two in flight made
+    /// more queries, not more answers).
+    sending: bool,
+    /// The latest answer, and the local writes' mark taken before its query
+    /// was sent (SQLite).
+    latest: Option<(i64, Option<u64>)>,
 }
-
-/// Rounds whose queries run at once: while one waits for the database, the
-/// calls another answered are served.
-const ROUNDS_IN_FLIGHT: usize = 1;
 
 /// The head, as [`head_seq`] reads it, in the SQL the held connection runs.
 const HEAD_SQL: &str = "SELECT max(seq) FROM changes";
@@ -507,12 +502,11 @@ impl Head {
         Self(Arc::new(HeadInner {
             db,
             local,
-            held: std::array::from_fn(|_| tokio::sync::Mutex::new(None)),
+            held: tokio::sync::Mutex::new(None),
             state: std::sync::Mutex::new(HeadState {
                 next: watch::Sender::new(None),
                 wanted: false,
-                senders: 0,
-                sent: 0,
+                sending: false,
                 latest: None,
             }),
         }))
@@ -523,14 +517,14 @@ impl Head {
     pub async fn read(&self) -> Result<i64> {
         let mut round = {
             let mut state = self.0.lock()?;
-            if let (Some(local), Some((_, seq, Some(mark)))) = (self.0.local, state.latest)
+            if let (Some(local), Some((seq, Some(mark)))) = (self.0.local, state.latest)
                 && local.unchanged_since(mark)
             {
                 return Ok(seq);
             }
             state.wanted = true;
-            if state.senders < ROUNDS_IN_FLIGHT {
-                state.senders += 1;
+            if !state.sending {
+                state.sending = true;
                 tokio::spawn(Sender { inner: self.0.clone(), ended: false }.run());
             }
             state.next.subscribe()
@@ -558,11 +552,7 @@ impl HeadInner {
         }
         use sea_orm::{RuntimeErr, sqlx};
         let failed = |err: sqlx::Error| Error::from(sea_orm::DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))));
-        let free = self.held.iter().find_map(|held| held.try_lock().ok());
-        let mut held = match free {
-            Some(held) => held,
-            None => self.held[0].lock().await,
-        };
+        let mut held = self.held.lock().await;
         loop {
             let kept = held.is_some();
             let conn = match &mut *held {
@@ -600,26 +590,20 @@ impl Sender {
             // Callers ready to run now join this round before it is sent.
             tokio::task::yield_now().await;
             tokio::task::yield_now().await;
-            let Ok((round, number, mark)) = inner.lock().map(|mut state| {
+            let Ok((round, mark)) = inner.lock().map(|mut state| {
                 state.wanted = false;
-                state.sent += 1;
-                let round = std::mem::replace(&mut state.next, watch::Sender::new(None));
-                (round, state.sent, inner.local.map(|l| l.mark()))
+                (std::mem::replace(&mut state.next, watch::Sender::new(None)), inner.local.map(|l| l.mark()))
             }) else {
                 return;
             };
             let answer = inner.query().await;
             let Ok(more) = inner.lock().map(|mut state| {
-                if let Ok(seq) = &answer
-                    && state.latest.is_none_or(|(n, _, _)| n < number)
-                {
-                    state.latest = Some((number, *seq, mark));
+                if let Ok(seq) = &answer {
+                    state.latest = Some((*seq, mark));
                 }
-                // Decided here, with the count: a caller that finds room
+                // Decided here, with the flag: a caller that finds it off
                 // starts another sender.
-                if !state.wanted {
-                    state.senders -= 1;
-                }
+                state.sending = state.wanted;
                 state.wanted
             }) else {
                 return;
@@ -642,7 +626,7 @@ impl Drop for Sender {
         // round under way and of the next one are told so rather than left
         // waiting, and the next caller starts another sender.
         if let Ok(mut state) = self.inner.state.lock() {
-            state.senders -= 1;
+            state.sending = false;
             state.wanted = false;
             state.next = watch::Sender::new(None);
         }
