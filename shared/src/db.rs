@@ -422,6 +422,7 @@ pub fn corrupt(resource: &str, id: impl std::fmt::Display, what: &str, why: impl
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
