@@ -293,8 +293,8 @@ struct WireOutcome {
     scenario: String,
     streams: usize,
     per_second: f64,
-    mean_ms: f64,
-    max_ms: f64,
+    /// Every measured request's time to its response, sorted (h2load's log).
+    latencies: Vec<Duration>,
     /// Requests not answered 200 or not at all (a gRPC error is 200 with a
     /// grpc-status: each call is checked once through tonic beforehand).
     failed: u64,
@@ -308,16 +308,24 @@ fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<WireOutcome> {
     std::fs::create_dir_all(&dir)?;
     let body = dir.join("request.bin");
     std::fs::write(&body, &wire.body)?;
+    let log = dir.join("requests.tsv");
     let streams = wire.streams / cli.connections;
     let output = std::process::Command::new(&cli.h2load)
         .args(["-c", &cli.connections.to_string(), "-m", &streams.to_string(), "-t", "1"])
         .args(["-D", &cli.seconds.to_string(), &format!("--warm-up-time={}", cli.warmup)])
+        .arg(format!("--log-file={}", log.display()))
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "-d"])
         .arg(&body)
         .arg(format!("{url}{}", wire.path))
         .output()
-        .with_context(|| format!("run {}", cli.h2load.display()))?;
+        .with_context(|| format!("run {}", cli.h2load.display()));
+    // One row per measured request: start (µs since the epoch), status, µs to the response.
+    let rows = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
+    let output = output?;
+    let mut latencies: Vec<Duration> =
+        rows.lines().filter_map(|row| row.split('\t').nth(2)?.trim().parse().ok().map(Duration::from_micros)).collect();
+    latencies.sort_unstable();
     let text = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(output.status.success(), "h2load failed: {text}{}", String::from_utf8_lossy(&output.stderr));
     // "finished in 5.00s, 81234.20 req/s, …"
@@ -330,50 +338,44 @@ fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<WireOutcome> {
         .lines()
         .find_map(|l| l.strip_prefix("requests: ")?.split(", ").find_map(|f| f.strip_suffix(" failed")?.parse().ok()))
         .unwrap_or(0);
-    // "time for request:   120us   9.85ms   490us   301us   85.12%"
-    let time_ms = |field: &str| -> f64 {
-        let (number, unit) = field.split_at(field.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(field.len()));
-        let number: f64 = number.parse().unwrap_or(f64::NAN);
-        match unit {
-            "us" => number / 1_000.0,
-            "ms" => number,
-            "s" => number * 1_000.0,
-            _ => f64::NAN,
-        }
-    };
-    let (mean_ms, max_ms) = text
-        .lines()
-        .find_map(|l| {
-            let fields: Vec<&str> = l.strip_prefix("time for request:")?.split_whitespace().collect();
-            Some((time_ms(fields.get(2)?), time_ms(fields.get(1)?)))
-        })
-        .unwrap_or((f64::NAN, f64::NAN));
     Ok(WireOutcome {
         scenario: wire.scenario.clone(),
         streams: wire.streams,
         per_second,
-        mean_ms,
-        max_ms,
+        latencies,
         failed,
         baseline: wire.baseline.clone(),
     })
 }
 
 fn print_wire(outcomes: &[WireOutcome]) {
+    let ms = |d: Option<&Duration>| d.map_or_else(|| "—".to_owned(), |d| format!("{:.2}", d.as_secs_f64() * 1_000.0));
     println!(
-        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>6} | {:>6} |",
-        "scenario (h2load)", "streams", "req/s", "mean ms", "max ms", "ratio", "failed"
+        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
+        "scenario (h2load)", "streams", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ratio", "failed"
     );
-    println!("|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->8}|{:->8}|", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->8}|",
+        "", "", "", "", "", "", "", "", ""
+    );
     for o in outcomes {
         let ratio = o
             .baseline
             .as_ref()
             .and_then(|b| outcomes.iter().find(|x| &x.scenario == b && x.baseline.is_none()))
             .map_or_else(|| "—".to_owned(), |b| format!("{:.2}", o.per_second / b.per_second));
+        let at = |p: f64| o.latencies.get(((o.latencies.len().max(1) - 1) as f64 * p).round() as usize);
         println!(
-            "| {:<42} | {:>7} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
-            o.scenario, o.streams, o.per_second, o.mean_ms, o.max_ms, ratio, o.failed
+            "| {:<42} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
+            o.scenario,
+            o.streams,
+            o.per_second,
+            ms(at(0.50)),
+            ms(at(0.90)),
+            ms(at(0.99)),
+            ms(o.latencies.last()),
+            ratio,
+            o.failed
         );
     }
 }
