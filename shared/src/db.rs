@@ -108,7 +108,16 @@ pub fn hold_sqlite(url: &str) -> anyhow::Result<Option<SqliteHold>> {
     use std::{fs::TryLockError, io::Write as _};
     static HELD: Mutex<BTreeMap<PathBuf, Weak<std::fs::File>>> = Mutex::new(BTreeMap::new());
     let Some(path) = sqlite_file(url) else { return Ok(None) };
-    let path = std::path::absolute(path)?;
+    // One name for the file however the URL spells it: the folder made and
+    // resolved (links, `..`), then the file's name.
+    make_sqlite_folder(url);
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::canonicalize(folder)
+        .map_err(|err| anyhow::anyhow!("cannot open the folder of {} (database.url): {err}", path.display()))?;
+    let path = folder.join(path.file_name().unwrap_or(path.as_os_str()));
     let mut lock_path = path.clone().into_os_string();
     lock_path.push(".lock");
     let mut held = HELD.lock().map_err(|_| anyhow::anyhow!("the SQLite holds' lock is poisoned"))?;
@@ -163,6 +172,8 @@ pub async fn open<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<Datab
 
 /// `<service>-service migrate`: brings the schema up to date and closes.
 pub async fn migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<(), DbErr> {
+    // Migrations write too: not beside another process serving a SQLite file.
+    let _hold = hold_sqlite(&settings.url).map_err(|err| DbErr::Custom(format!("{err:#}")))?;
     let db = connect_for(settings, Purpose::Migrate).await?;
     M::up(&db, None).await?;
     tracing::info!(applied = M::migrations().len(), "schema up to date");
@@ -201,16 +212,31 @@ impl std::ops::Deref for Write {
 }
 
 impl Write {
+    /// Commits. The end is counted once the database has answered, even
+    /// when the caller gives up meanwhile (its deadline): a COMMIT already
+    /// sent still lands, so it runs in a task of its own.
     pub async fn commit(self) -> Result<(), DbErr> {
-        // The count moves after the commit has returned (or failed, or was
-        // given up): `self` is dropped last.
         let Self { txn, _counted } = self;
-        txn.commit().await
+        Self::finish(async move {
+            let done = txn.commit().await;
+            drop(_counted);
+            done
+        })
+        .await
     }
 
     pub async fn rollback(self) -> Result<(), DbErr> {
         let Self { txn, _counted } = self;
-        txn.rollback().await
+        Self::finish(async move {
+            let done = txn.rollback().await;
+            drop(_counted);
+            done
+        })
+        .await
+    }
+
+    async fn finish(end: impl Future<Output = Result<(), DbErr>> + Send + 'static) -> Result<(), DbErr> {
+        tokio::spawn(end).await.map_err(|err| DbErr::Custom(format!("the end of a write transaction failed: {err}")))?
     }
 }
 
@@ -457,6 +483,12 @@ mod tests {
         assert!(refused.contains("b.db (database.url) is served by another process"), "{refused}");
         drop(other);
         assert!(hold_sqlite(&url("b.db")).unwrap().is_some(), "taken once the other let go");
+
+        // However the URL spells the file, in a folder not made yet.
+        let fresh = format!("sqlite://{}?mode=rwc", dir.path().join("new/c.db").display());
+        let spelt = format!("sqlite://{}?mode=rwc", dir.path().join("new/../new/c.db").display());
+        let c = hold_sqlite(&fresh).unwrap().expect("its folder is made");
+        assert!(Arc::ptr_eq(&c.0, &hold_sqlite(&spelt).unwrap().expect("one file, one hold").0));
 
         assert!(hold_sqlite("sqlite::memory:").unwrap().is_none());
         assert!(hold_sqlite("sqlite://ignored?mode=memory&cache=shared").unwrap().is_none());

@@ -461,10 +461,12 @@ impl Feed {
 /// - On SQLite, whose one serving process makes every write
 ///   ([`db::local_writes`]), no query is needed while no write has been under
 ///   way since the last one was sent: its answer is still the head.
-/// - On PostgreSQL the queries run on a connection of the pool kept for them,
-///   without the pool's checks on every checkout and return: one round trip
-///   each. A connection that fails is closed, and the query is tried once
-///   more on a new one.
+/// - On PostgreSQL the queries of a busy spell run on one connection of the
+///   pool, kept by the task that sends them until no caller waits, without
+///   the pool's checks on every checkout and return: one round trip each. A
+///   connection that fails is closed and the query tried once more on a new
+///   one; a query that takes longer than [`HEAD_TIMEOUT`] (a connection
+///   lost without a word) fails its round UNAVAILABLE and closes it.
 #[derive(Clone)]
 pub struct Head(Arc<HeadInner>);
 
@@ -472,8 +474,6 @@ struct HeadInner {
     db: DatabaseConnection,
     /// SQLite: this process's writes, which are all the writes.
     local: Option<&'static db::LocalWrites>,
-    /// PostgreSQL: the connection the queries run on.
-    held: tokio::sync::Mutex<Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>>,
     state: std::sync::Mutex<HeadState>,
 }
 
@@ -502,7 +502,6 @@ impl Head {
         Self(Arc::new(HeadInner {
             db,
             local,
-            held: tokio::sync::Mutex::new(None),
             state: std::sync::Mutex::new(HeadState {
                 next: watch::Sender::new(None),
                 wanted: false,
@@ -546,18 +545,39 @@ impl HeadInner {
         self.state.lock().map_err(|_| Error::internal(anyhow::anyhow!("the feed head lock is poisoned")))
     }
 
-    async fn query(&self) -> Result<i64> {
-        if self.db.get_database_backend() != DbBackend::Postgres {
+    /// The head, on `held` (kept between the queries of a busy spell) on
+    /// PostgreSQL when the pool can spare a connection, else from the pool.
+    async fn query(&self, held: &mut Option<KeptConnection>) -> Result<i64> {
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        if !postgres || self.db.get_postgres_connection_pool().options().get_max_connections() < KEEP_FROM {
             return head_seq(&self.db).await;
         }
+        let timed_out = || Error::from(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout));
+        match tokio::time::timeout(HEAD_TIMEOUT, self.query_kept(held)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                if let Some(mut conn) = held.take() {
+                    conn.close_on_drop();
+                }
+                tracing::warn!(timeout = ?HEAD_TIMEOUT, "the feed head's query did not answer; closing its connection");
+                Err(timed_out())
+            }
+        }
+    }
+
+    async fn query_kept(&self, held: &mut Option<KeptConnection>) -> Result<i64> {
         use sea_orm::{RuntimeErr, sqlx};
         let failed = |err: sqlx::Error| Error::from(sea_orm::DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))));
-        let mut held = self.held.lock().await;
+        let pool = self.db.get_postgres_connection_pool();
+        if pool.is_closed() {
+            // Closing waits for every connection: give this one back.
+            *held = None;
+        }
         loop {
             let kept = held.is_some();
             let conn = match &mut *held {
                 Some(conn) => conn,
-                None => held.insert(self.db.get_postgres_connection_pool().acquire().await.map_err(failed)?),
+                None => held.insert(pool.acquire().await.map_err(failed)?),
             };
             match sqlx::query_scalar::<_, Option<i64>>(HEAD_SQL).fetch_one(&mut **conn).await {
                 Ok(seq) => return Ok(seq.unwrap_or(0)),
@@ -577,7 +597,18 @@ impl HeadInner {
     }
 }
 
-/// The task that sends rounds while callers wait for them.
+/// A PostgreSQL connection the head's sender keeps while callers wait.
+type KeptConnection = sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>;
+
+/// A pool this small keeps no connection for the head: the LISTEN
+/// connection, the head's and one for everything else.
+const KEEP_FROM: u32 = 3;
+
+/// The longest a head query may take before its round fails UNAVAILABLE.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The task that sends rounds while callers wait for them; the connection
+/// it keeps goes back to the pool when it ends.
 struct Sender {
     inner: Arc<HeadInner>,
     ended: bool,
@@ -585,6 +616,7 @@ struct Sender {
 
 impl Sender {
     async fn run(mut self) {
+        let mut held = None;
         loop {
             let inner = &*self.inner;
             // Callers ready to run now join this round before it is sent.
@@ -596,7 +628,7 @@ impl Sender {
             }) else {
                 return;
             };
-            let answer = inner.query().await;
+            let answer = inner.query(&mut held).await;
             let Ok(more) = inner.lock().map(|mut state| {
                 if let Ok(seq) = &answer {
                     state.latest = Some((*seq, mark));
