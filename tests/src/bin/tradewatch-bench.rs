@@ -481,7 +481,7 @@ async fn start_stack(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<S
             Backend::Sqlite => {
                 std::fs::create_dir_all(&cli.var)?;
                 let file = cli.var.join(format!("{run}-{service}.db"));
-                for suffix in ["", "-wal", "-shm"] {
+                for suffix in ["", "-wal", "-shm", ".lock"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
                 }
                 format!("sqlite://{}?mode=rwc", file.display())
@@ -561,7 +561,7 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
     drop_databases(cli, &databases).await?;
     if backend == Backend::Sqlite {
         for service in ["tariff", "dispute", "dialogue"] {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".lock"] {
                 let _ = std::fs::remove_file(cli.var.join(format!("{run}-{service}.db{suffix}")));
             }
         }
