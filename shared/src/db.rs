@@ -212,31 +212,30 @@ impl std::ops::Deref for Write {
 }
 
 impl Write {
-    /// Commits. The end is counted once the database has answered, even
-    /// when the caller gives up meanwhile (its deadline): a COMMIT already
-    /// sent still lands, so it runs in a task of its own.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let Self { txn, _counted } = self;
-        Self::finish(async move {
-            let done = txn.commit().await;
-            drop(_counted);
-            done
-        })
-        .await
+        self.end(DatabaseTransaction::commit).await
     }
 
     pub async fn rollback(self) -> Result<(), DbErr> {
+        self.end(DatabaseTransaction::rollback).await
+    }
+
+    /// Ends the transaction with `end`. The end is counted once the database
+    /// has answered, even when the caller gives up meanwhile (its deadline):
+    /// a COMMIT already sent still lands, so it runs in a task of its own.
+    async fn end<F>(self, end: impl FnOnce(DatabaseTransaction) -> F) -> Result<(), DbErr>
+    where
+        F: Future<Output = Result<(), DbErr>> + Send + 'static,
+    {
         let Self { txn, _counted } = self;
-        Self::finish(async move {
-            let done = txn.rollback().await;
+        let ending = end(txn);
+        tokio::spawn(async move {
+            let done = ending.await;
             drop(_counted);
             done
         })
         .await
-    }
-
-    async fn finish(end: impl Future<Output = Result<(), DbErr>> + Send + 'static) -> Result<(), DbErr> {
-        tokio::spawn(end).await.map_err(|err| DbErr::Custom(format!("the end of a write transaction failed: {err}")))?
+        .map_err(|err| DbErr::Custom(format!("the end of a write transaction failed: {err}")))?
     }
 }
 

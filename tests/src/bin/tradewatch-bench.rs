@@ -288,22 +288,9 @@ impl Wire {
     }
 }
 
-/// What h2load measured of one call.
-struct WireOutcome {
-    scenario: String,
-    streams: usize,
-    per_second: f64,
-    /// Every measured request's time to its response, sorted (h2load's log).
-    latencies: Vec<Duration>,
-    /// Requests not answered 200 or not at all (a gRPC error is 200 with a
-    /// grpc-status: each call is checked once through tonic beforehand).
-    failed: u64,
-    baseline: Option<String>,
-}
-
 /// Runs h2load on `wire` against `url`: `connections` clients, the streams
 /// of `wire` spread over them, a warm-up, then `seconds` timed.
-fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<WireOutcome> {
+fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<Outcome> {
     let dir = std::env::temp_dir().join(format!("tradewatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let body = dir.join("request.bin");
@@ -338,46 +325,16 @@ fn h2load(cli: &Cli, url: &str, wire: &Wire) -> anyhow::Result<WireOutcome> {
         .lines()
         .find_map(|l| l.strip_prefix("requests: ")?.split(", ").find_map(|f| f.strip_suffix(" failed")?.parse().ok()))
         .unwrap_or(0);
-    Ok(WireOutcome {
+    Ok(Outcome {
         scenario: wire.scenario.clone(),
         streams: wire.streams,
+        // Requests not answered 200 or not at all (a gRPC error is a 200
+        // with a grpc-status: each call is checked once through tonic first).
+        errors: failed,
         per_second,
         latencies,
-        failed,
         baseline: wire.baseline.clone(),
     })
-}
-
-fn print_wire(outcomes: &[WireOutcome]) {
-    let ms = |d: Option<&Duration>| d.map_or_else(|| "—".to_owned(), |d| format!("{:.2}", d.as_secs_f64() * 1_000.0));
-    println!(
-        "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
-        "scenario (h2load)", "streams", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ratio", "failed"
-    );
-    println!(
-        "|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->8}|",
-        "", "", "", "", "", "", "", "", ""
-    );
-    for o in outcomes {
-        let ratio = o
-            .baseline
-            .as_ref()
-            .and_then(|b| outcomes.iter().find(|x| &x.scenario == b && x.baseline.is_none()))
-            .map_or_else(|| "—".to_owned(), |b| format!("{:.2}", o.per_second / b.per_second));
-        let at = |p: f64| o.latencies.get(((o.latencies.len().max(1) - 1) as f64 * p).round() as usize);
-        println!(
-            "| {:<42} | {:>7} | {:>9.0} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
-            o.scenario,
-            o.streams,
-            o.per_second,
-            ms(at(0.50)),
-            ms(at(0.90)),
-            ms(at(0.99)),
-            ms(o.latencies.last()),
-            ratio,
-            o.failed
-        );
-    }
 }
 
 fn check(service: &'static str) -> Call {
@@ -532,7 +489,7 @@ async fn drop_databases(cli: &Cli, names: &[String]) -> anyhow::Result<()> {
 }
 
 /// What one backend's run measured: through tonic, through h2load, and the notes on start-up and memory.
-type Measured = (Vec<Outcome>, Vec<WireOutcome>, Vec<String>);
+type Measured = (Vec<Outcome>, Vec<Outcome>, Vec<String>);
 
 async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measured> {
     let stack = start_stack(cli, backend, run).await?;
@@ -570,7 +527,7 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
     Ok((outcome, wire, notes))
 }
 
-async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<(Vec<Outcome>, Vec<WireOutcome>)> {
+async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<(Vec<Outcome>, Vec<Outcome>)> {
     let (n, m) = (cli.connections, cli.streams);
     let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
     let loaded = Instant::now();
@@ -901,11 +858,20 @@ async fn insert_baseline(
     })
 }
 
-fn print(outcomes: &[Outcome]) {
+/// One table: `client` names who made the calls (its errors column).
+fn print(outcomes: &[Outcome], client: &str) {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1_000.0);
     println!(
         "| {:<42} | {:>7} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>6} | {:>6} |",
-        "scenario", "streams", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ratio", "errors"
+        format!("scenario ({client})"),
+        "streams",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "ratio",
+        "errors"
     );
     println!(
         "|{:-<44}|{:->9}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|{:->8}|{:->8}|",
@@ -948,7 +914,7 @@ async fn main() -> anyhow::Result<()> {
          server's Check (CreateDispute: over the single-row INSERT)\n",
         cli.connections, cli.streams, cli.warmup, cli.seconds
     );
-    print(&outcomes);
+    print(&outcomes, "tonic");
     println!();
     if !wire.is_empty() {
         println!(
@@ -956,7 +922,7 @@ async fn main() -> anyhow::Result<()> {
              same server's Check\n",
             cli.connections, cli.warmup, cli.seconds
         );
-        print_wire(&wire);
+        print(&wire, "h2load");
         println!();
     }
     for note in notes {
