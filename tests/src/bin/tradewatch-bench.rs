@@ -77,6 +77,12 @@ struct Cli {
     /// Do not run h2load
     #[arg(long)]
     no_h2load: bool,
+    /// Run no scenario: start the services of the first backend, load the
+    /// schedule, write the h2load request bodies next to the databases,
+    /// print the h2load commands, and keep serving for this many seconds (or
+    /// until interrupted), for outside tools (h2load, perf) to measure
+    #[arg(long, value_name = "SECONDS")]
+    serve: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -503,7 +509,10 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
             s.idle_rss_kib as f64 / 1024.0
         ));
     }
-    let outcome = run_scenarios(cli, backend, &stack).await;
+    let outcome = match cli.serve {
+        Some(seconds) => serve(cli, backend, &stack, Duration::from_secs(seconds)).await.map(|()| Default::default()),
+        None => run_scenarios(cli, backend, &stack).await,
+    };
     for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
         notes.push(format!(
             "{:<11} {:<9} RSS after the load {:>5.1} MiB",
@@ -762,6 +771,110 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     Ok((out, wire))
 }
 
+/// Loads the schedule, makes a dispute and a session to get, writes one
+/// h2load request body per RPC and keeps the stack serving for `hold`, or
+/// until interrupted.
+async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> anyhow::Result<()> {
+    let (codes, measures) = schedule(cli.lines, cli.special);
+    let ids = load(&stack.tariff.url(), measures).await?;
+    let resolve = tpb::ResolveDutyRequest {
+        importing_economy: "CAN".into(),
+        origin_economy: "CHN".into(),
+        hs_code: codes[codes.len() / 2].clone(),
+        imported_on: "2025-06-01".into(),
+        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
+        ..Default::default()
+    };
+    let dispute = DisputeServiceClient::new(Endpoint::from_shared(stack.dispute.url())?.connect().await?)
+        .create_dispute(dpb::CreateDisputeRequest {
+            dispute: Some(bench_dispute("WT/DS627".into())),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner()
+        .dispute
+        .context("a dispute")?;
+    let session = DialogueServiceClient::new(Endpoint::from_shared(stack.dialogue.url())?.connect().await?)
+        .create_session(gpb::CreateSessionRequest { session: Some(bench_session()), request_id: String::new() })
+        .await?
+        .into_inner()
+        .session
+        .context("a session")?;
+    let check = || Wire::new(String::new(), "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), 0);
+    let bodies = [
+        (&stack.tariff, "tariff-check", check()),
+        (
+            &stack.tariff,
+            "get-measure",
+            Wire::new(
+                String::new(),
+                "/tradewatch.tariff.v1.TariffService/GetMeasure",
+                &tpb::GetMeasureRequest { id: ids[0].clone() },
+                0,
+            ),
+        ),
+        (
+            &stack.tariff,
+            "resolve-duty",
+            Wire::new(String::new(), "/tradewatch.tariff.v1.TariffService/ResolveDuty", &resolve, 0),
+        ),
+        (&stack.dispute, "dispute-check", check()),
+        (
+            &stack.dispute,
+            "get-dispute",
+            Wire::new(
+                String::new(),
+                "/tradewatch.dispute.v1.DisputeService/GetDispute",
+                &dpb::GetDisputeRequest { id: dispute.id },
+                0,
+            ),
+        ),
+        (&stack.dialogue, "dialogue-check", check()),
+        (
+            &stack.dialogue,
+            "get-session",
+            Wire::new(
+                String::new(),
+                "/tradewatch.dialogue.v1.DialogueService/GetSession",
+                &gpb::GetSessionRequest { id: session.id },
+                0,
+            ),
+        ),
+    ];
+    let dir = cli.var.join(format!("h2load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "{}: {} lines and {} special measures loaded; serving for {} s (Ctrl-C ends it sooner)\n",
+        backend.name(),
+        cli.lines,
+        cli.special,
+        hold.as_secs()
+    );
+    for s in [&stack.tariff, &stack.dispute, &stack.dialogue] {
+        println!("{:<9} {} (pid {})", s.process.name, s.url(), s.process.pid().unwrap_or(0));
+    }
+    println!();
+    for (service, name, wire) in &bodies {
+        let body = dir.join(format!("{name}.bin"));
+        std::fs::write(&body, &wire.body)?;
+        println!(
+            "h2load -c {} -m {} -t 1 -D 5 --warm-up-time=1 -H 'content-type: application/grpc' -H 'te: trailers' -d {} \
+             {}{}",
+            cli.connections,
+            cli.streams,
+            body.display(),
+            service.url(),
+            wire.path
+        );
+    }
+    tokio::select! {
+        () = tokio::time::sleep(hold) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn with_baseline(mut outcome: Outcome, baseline: &str) -> Outcome {
     outcome.baseline = Some(baseline.to_owned());
     outcome
@@ -904,6 +1017,10 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{}", std::process::id());
     let (mut outcomes, mut wire, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for &backend in &cli.backend {
+        if cli.serve.is_some() {
+            bench(&cli, backend, &run).await?;
+            return Ok(());
+        }
         let (o, w, n) = bench(&cli, backend, &run).await?;
         outcomes.extend(o);
         wire.extend(w);
