@@ -682,15 +682,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     if cli.no_h2load {
         return Ok((out, wire));
     }
-    let (streams, resolve_on) = (n * m, codes[codes.len() / 2].clone());
-    let resolve = tpb::ResolveDutyRequest {
-        importing_economy: "CAN".into(),
-        origin_economy: "CHN".into(),
-        hs_code: resolve_on,
-        imported_on: "2025-06-01".into(),
-        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
-        ..Default::default()
-    };
+    let (streams, resolve) = (n * m, repeated_resolve(&codes));
     TariffServiceClient::new(Endpoint::from_shared(tariff.clone())?.connect().await?)
         .resolve_duty(resolve.clone())
         .await
@@ -771,20 +763,25 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     Ok((out, wire))
 }
 
-/// Loads the schedule, makes a dispute and a session to get, writes one
-/// h2load request body per RPC and keeps the stack serving for `hold`, or
-/// until interrupted.
-async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> anyhow::Result<()> {
-    let (codes, measures) = schedule(cli.lines, cli.special);
-    let ids = load(&stack.tariff.url(), measures).await?;
-    let resolve = tpb::ResolveDutyRequest {
+/// The ResolveDuty that h2load repeats: a code from the middle of the schedule.
+fn repeated_resolve(codes: &[String]) -> tpb::ResolveDutyRequest {
+    tpb::ResolveDutyRequest {
         importing_economy: "CAN".into(),
         origin_economy: "CHN".into(),
         hs_code: codes[codes.len() / 2].clone(),
         imported_on: "2025-06-01".into(),
         customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
         ..Default::default()
-    };
+    }
+}
+
+/// Loads the schedule, makes a dispute and a session to get, writes one
+/// h2load request body per RPC and keeps the stack serving for `hold`, or
+/// until interrupted.
+async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> anyhow::Result<()> {
+    let (codes, measures) = schedule(cli.lines, cli.special);
+    let ids = load(&stack.tariff.url(), measures).await?;
+    let resolve = repeated_resolve(&codes);
     let dispute = DisputeServiceClient::new(Endpoint::from_shared(stack.dispute.url())?.connect().await?)
         .create_dispute(dpb::CreateDisputeRequest {
             dispute: Some(bench_dispute("WT/DS627".into())),
