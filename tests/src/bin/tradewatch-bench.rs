@@ -1011,6 +1011,10 @@ fn print(outcomes: &[Outcome], client: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    anyhow::ensure!(
+        cli.connections > 0 && cli.streams > 0 && cli.lines > 0,
+        "--connections, --streams and --lines must each be at least 1"
+    );
     let run = format!("{}", std::process::id());
     let (mut outcomes, mut wire, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for &backend in &cli.backend {
