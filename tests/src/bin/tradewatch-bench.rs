@@ -611,16 +611,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     ));
 
     let dispute = stack.dispute.url();
-    let mut disputes = DisputeServiceClient::new(Endpoint::from_shared(dispute.clone())?.connect().await?);
-    let d = disputes
-        .create_dispute(dpb::CreateDisputeRequest {
-            dispute: Some(bench_dispute("WT/DS627".into())),
-            request_id: String::new(),
-        })
-        .await?
-        .into_inner()
-        .dispute
-        .context("a dispute")?;
+    let d = create_dispute(&dispute).await?;
     let dispute_check = label("dispute Check");
     out.push(drive(&dispute, &dispute_check, n, m, warmup, seconds, check("")).await?);
     let dispute_id = d.id.clone();
@@ -636,12 +627,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
     ));
 
     let dialogue = stack.dialogue.url();
-    let session = DialogueServiceClient::new(Endpoint::from_shared(dialogue.clone())?.connect().await?)
-        .create_session(gpb::CreateSessionRequest { session: Some(bench_session()), request_id: String::new() })
-        .await?
-        .into_inner()
-        .session
-        .context("a session")?;
+    let session = create_session(&dialogue).await?;
     let session_id = session.id.clone();
     let dialogue_check = label("dialogue Check");
     out.push(drive(&dialogue, &dialogue_check, n, m, warmup, seconds, check("")).await?);
@@ -687,71 +673,9 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         .resolve_duty(resolve.clone())
         .await
         .context("the ResolveDuty h2load sends")?;
-    let check = |service: &str| {
-        Wire::new(
-            label(&format!("{service} Check")),
-            "/grpc.health.v1.Health/Check",
-            &HealthCheckRequest::default(),
-            streams,
-        )
-    };
-    let runs = [
-        (&tariff, check("tariff")),
-        (
-            &tariff,
-            Wire::new(
-                label("GetMeasure"),
-                "/tradewatch.tariff.v1.TariffService/GetMeasure",
-                &tpb::GetMeasureRequest { id: ids[0].clone() },
-                streams,
-            )
-            .against(&label("tariff Check")),
-        ),
-        (
-            &tariff,
-            Wire::new(
-                label("ResolveDuty (10k lines)"),
-                "/tradewatch.tariff.v1.TariffService/ResolveDuty",
-                &resolve,
-                streams,
-            )
-            .against(&label("tariff Check")),
-        ),
-        (
-            &tariff,
-            Wire::new(
-                label("ResolveDuty (10k lines)"),
-                "/tradewatch.tariff.v1.TariffService/ResolveDuty",
-                &resolve,
-                cli.connections * 8,
-            )
-            .against(&label("tariff Check")),
-        ),
-        (&dispute, check("dispute")),
-        (
-            &dispute,
-            Wire::new(
-                label("GetDispute"),
-                "/tradewatch.dispute.v1.DisputeService/GetDispute",
-                &dpb::GetDisputeRequest { id: dispute_id },
-                streams,
-            )
-            .against(&label("dispute Check")),
-        ),
-        (&dialogue, check("dialogue")),
-        (
-            &dialogue,
-            Wire::new(
-                label("GetSession"),
-                "/tradewatch.dialogue.v1.DialogueService/GetSession",
-                &gpb::GetSessionRequest { id: session_id },
-                streams,
-            )
-            .against(&label("dialogue Check")),
-        ),
-    ];
-    for (url, run) in runs {
-        match h2load(cli, url, &run) {
+    let runs = wire_calls(stack, &label, streams, cli.connections * 8, &ids[0], &resolve, &dispute_id, &session_id);
+    for (service, run) in runs {
+        match h2load(cli, &service.url(), &run) {
             Ok(outcome) => wire.push(outcome),
             Err(err) if wire.is_empty() => {
                 eprintln!("  h2load not run: {err:#}");
@@ -761,6 +685,92 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         }
     }
     Ok((out, wire))
+}
+
+async fn create_dispute(url: &str) -> anyhow::Result<dpb::Dispute> {
+    DisputeServiceClient::new(Endpoint::from_shared(url.to_owned())?.connect().await?)
+        .create_dispute(dpb::CreateDisputeRequest {
+            dispute: Some(bench_dispute("WT/DS627".into())),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner()
+        .dispute
+        .context("a dispute")
+}
+
+async fn create_session(url: &str) -> anyhow::Result<gpb::DialogueSession> {
+    DialogueServiceClient::new(Endpoint::from_shared(url.to_owned())?.connect().await?)
+        .create_session(gpb::CreateSessionRequest { session: Some(bench_session()), request_id: String::new() })
+        .await?
+        .into_inner()
+        .session
+        .context("a session")
+}
+
+/// The calls h2load makes, with the service each goes to: every server's
+/// Check, then the reads compared with it (ResolveDuty again at
+/// `p99_streams`, for its p99). `label` names each scenario.
+#[allow(clippy::too_many_arguments)]
+fn wire_calls<'a>(
+    stack: &'a Stack,
+    label: &dyn Fn(&str) -> String,
+    streams: usize,
+    p99_streams: usize,
+    measure_id: &str,
+    resolve: &tpb::ResolveDutyRequest,
+    dispute_id: &str,
+    session_id: &str,
+) -> [(&'a Service, Wire); 8] {
+    let check = |service: &str| {
+        Wire::new(
+            label(&format!("{service} Check")),
+            "/grpc.health.v1.Health/Check",
+            &HealthCheckRequest::default(),
+            streams,
+        )
+    };
+    let resolve_at = |streams| {
+        Wire::new(label("ResolveDuty (10k lines)"), "/tradewatch.tariff.v1.TariffService/ResolveDuty", resolve, streams)
+            .against(&label("tariff Check"))
+    };
+    [
+        (&stack.tariff, check("tariff")),
+        (
+            &stack.tariff,
+            Wire::new(
+                label("GetMeasure"),
+                "/tradewatch.tariff.v1.TariffService/GetMeasure",
+                &tpb::GetMeasureRequest { id: measure_id.to_owned() },
+                streams,
+            )
+            .against(&label("tariff Check")),
+        ),
+        (&stack.tariff, resolve_at(streams)),
+        (&stack.tariff, resolve_at(p99_streams)),
+        (&stack.dispute, check("dispute")),
+        (
+            &stack.dispute,
+            Wire::new(
+                label("GetDispute"),
+                "/tradewatch.dispute.v1.DisputeService/GetDispute",
+                &dpb::GetDisputeRequest { id: dispute_id.to_owned() },
+                streams,
+            )
+            .against(&label("dispute Check")),
+        ),
+        (&stack.dialogue, check("dialogue")),
+        (
+            &stack.dialogue,
+            Wire::new(
+                label("GetSession"),
+                "/tradewatch.dialogue.v1.DialogueService/GetSession",
+                &gpb::GetSessionRequest { id: session_id.to_owned() },
+                streams,
+            )
+            .against(&label("dialogue Check")),
+        ),
+    ]
 }
 
 /// The ResolveDuty that h2load repeats: a code from the middle of the schedule.
@@ -781,63 +791,10 @@ fn repeated_resolve(codes: &[String]) -> tpb::ResolveDutyRequest {
 async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> anyhow::Result<()> {
     let (codes, measures) = schedule(cli.lines, cli.special);
     let ids = load(&stack.tariff.url(), measures).await?;
-    let resolve = repeated_resolve(&codes);
-    let dispute = DisputeServiceClient::new(Endpoint::from_shared(stack.dispute.url())?.connect().await?)
-        .create_dispute(dpb::CreateDisputeRequest {
-            dispute: Some(bench_dispute("WT/DS627".into())),
-            request_id: String::new(),
-        })
-        .await?
-        .into_inner()
-        .dispute
-        .context("a dispute")?;
-    let session = DialogueServiceClient::new(Endpoint::from_shared(stack.dialogue.url())?.connect().await?)
-        .create_session(gpb::CreateSessionRequest { session: Some(bench_session()), request_id: String::new() })
-        .await?
-        .into_inner()
-        .session
-        .context("a session")?;
-    let check = || Wire::new(String::new(), "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), 0);
-    let bodies = [
-        (&stack.tariff, "tariff-check", check()),
-        (
-            &stack.tariff,
-            "get-measure",
-            Wire::new(
-                String::new(),
-                "/tradewatch.tariff.v1.TariffService/GetMeasure",
-                &tpb::GetMeasureRequest { id: ids[0].clone() },
-                0,
-            ),
-        ),
-        (
-            &stack.tariff,
-            "resolve-duty",
-            Wire::new(String::new(), "/tradewatch.tariff.v1.TariffService/ResolveDuty", &resolve, 0),
-        ),
-        (&stack.dispute, "dispute-check", check()),
-        (
-            &stack.dispute,
-            "get-dispute",
-            Wire::new(
-                String::new(),
-                "/tradewatch.dispute.v1.DisputeService/GetDispute",
-                &dpb::GetDisputeRequest { id: dispute.id },
-                0,
-            ),
-        ),
-        (&stack.dialogue, "dialogue-check", check()),
-        (
-            &stack.dialogue,
-            "get-session",
-            Wire::new(
-                String::new(),
-                "/tradewatch.dialogue.v1.DialogueService/GetSession",
-                &gpb::GetSessionRequest { id: session.id },
-                0,
-            ),
-        ),
-    ];
+    let dispute = create_dispute(&stack.dispute.url()).await?;
+    let session = create_session(&stack.dialogue.url()).await?;
+    let label = |s: &str| s.to_owned();
+    let calls = wire_calls(stack, &label, 0, 0, &ids[0], &repeated_resolve(&codes), &dispute.id, &session.id);
     let dir = cli.var.join(format!("h2load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!(
@@ -851,7 +808,13 @@ async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> an
         println!("{:<9} {} (pid {})", s.process.name, s.url(), s.process.pid().unwrap_or(0));
     }
     println!();
-    for (service, name, wire) in &bodies {
+    let mut written = std::collections::HashSet::new();
+    for (service, wire) in &calls {
+        // "tariff Check" → tariff-check.bin; one file per RPC.
+        let name: String = wire.scenario.split(" (").next().unwrap_or_default().replace(' ', "-").to_lowercase();
+        if !written.insert(name.clone()) {
+            continue;
+        }
         let body = dir.join(format!("{name}.bin"));
         std::fs::write(&body, &wire.body)?;
         println!(

@@ -375,20 +375,14 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
 
 /// Holds the lock a write of `measure_id` needs, from a connection of the
 /// test's own: the row on PostgreSQL, the database's write lock on SQLite.
-async fn hold_lock(app: &TestApp, measure_id: &str) -> sea_orm::DatabaseTransaction {
+async fn hold_lock(app: &TestApp, measure_id: &str) -> tradewatch_common::db::Write {
     let conn = Database::connect(&app.url).await.unwrap();
+    // On SQLite, BEGIN IMMEDIATE takes the write lock at once.
+    let txn = tradewatch_common::db::begin_write(&conn).await.unwrap();
     if app.url.starts_with("postgres") {
-        let txn = conn.begin().await.unwrap();
         txn.execute_unprepared(&format!("SELECT id FROM measures WHERE id = '{measure_id}' FOR UPDATE")).await.unwrap();
-        txn
-    } else {
-        conn.begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
     }
+    txn
 }
 
 fn retitle(id: &str, title: &str) -> pb::UpdateMeasureRequest {
