@@ -600,15 +600,13 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
             })
         })
     };
+    let resolve_label = label(&resolve_scenario(cli.lines));
     out.push(with_baseline(
-        drive(&tariff, &label("ResolveDuty (10k lines)"), n, m, warmup, seconds, resolve.clone()).await?,
+        drive(&tariff, &resolve_label, n, m, warmup, seconds, resolve.clone()).await?,
         &tariff_check,
     ));
     // DESIGN §13: p99 at 32 streams.
-    out.push(with_baseline(
-        drive(&tariff, &label("ResolveDuty (10k lines)"), 4, 8, warmup, seconds, resolve).await?,
-        &tariff_check,
-    ));
+    out.push(with_baseline(drive(&tariff, &resolve_label, 4, 8, warmup, seconds, resolve).await?, &tariff_check));
 
     let dispute = stack.dispute.url();
     let d = create_dispute(&dispute).await?;
@@ -673,7 +671,8 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         .resolve_duty(resolve.clone())
         .await
         .context("the ResolveDuty h2load sends")?;
-    let runs = wire_calls(stack, &label, streams, cli.connections * 8, &ids[0], &resolve, &dispute_id, &session_id);
+    let runs =
+        wire_calls(stack, &label, streams, cli.connections * 8, cli.lines, &ids[0], &resolve, &dispute_id, &session_id);
     for (service, run) in runs {
         match h2load(cli, &service.url(), &run) {
             Ok(outcome) => wire.push(outcome),
@@ -717,6 +716,7 @@ fn wire_calls<'a>(
     label: &dyn Fn(&str) -> String,
     streams: usize,
     p99_streams: usize,
+    lines: usize,
     measure_id: &str,
     resolve: &tpb::ResolveDutyRequest,
     dispute_id: &str,
@@ -731,7 +731,7 @@ fn wire_calls<'a>(
         )
     };
     let resolve_at = |streams| {
-        Wire::new(label("ResolveDuty (10k lines)"), "/tradewatch.tariff.v1.TariffService/ResolveDuty", resolve, streams)
+        Wire::new(label(&resolve_scenario(lines)), "/tradewatch.tariff.v1.TariffService/ResolveDuty", resolve, streams)
             .against(&label("tariff Check"))
     };
     [
@@ -773,6 +773,15 @@ fn wire_calls<'a>(
     ]
 }
 
+/// ResolveDuty's scenario, named by the schedule it resolves against.
+fn resolve_scenario(lines: usize) -> String {
+    if lines.is_multiple_of(1_000) {
+        format!("ResolveDuty ({}k lines)", lines / 1_000)
+    } else {
+        format!("ResolveDuty ({lines} lines)")
+    }
+}
+
 /// The ResolveDuty that h2load repeats: a code from the middle of the schedule.
 fn repeated_resolve(codes: &[String]) -> tpb::ResolveDutyRequest {
     tpb::ResolveDutyRequest {
@@ -794,7 +803,8 @@ async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> an
     let dispute = create_dispute(&stack.dispute.url()).await?;
     let session = create_session(&stack.dialogue.url()).await?;
     let label = |s: &str| s.to_owned();
-    let calls = wire_calls(stack, &label, 0, 0, &ids[0], &repeated_resolve(&codes), &dispute.id, &session.id);
+    let calls =
+        wire_calls(stack, &label, 0, 0, cli.lines, &ids[0], &repeated_resolve(&codes), &dispute.id, &session.id);
     let dir = cli.var.join(format!("h2load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!(
