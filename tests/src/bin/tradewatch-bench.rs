@@ -605,8 +605,8 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         drive(&tariff, &resolve_label, n, m, warmup, seconds, resolve.clone()).await?,
         &tariff_check,
     ));
-    // DESIGN §13: p99 at 32 streams.
-    out.push(with_baseline(drive(&tariff, &resolve_label, 4, 8, warmup, seconds, resolve).await?, &tariff_check));
+    // DESIGN §13: p99 at 32 streams, 8 a connection (as through h2load).
+    out.push(with_baseline(drive(&tariff, &resolve_label, n, 8, warmup, seconds, resolve).await?, &tariff_check));
 
     let dispute = stack.dispute.url();
     let d = create_dispute(&dispute).await?;
