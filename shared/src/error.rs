@@ -244,6 +244,14 @@ impl Error {
         Self::invalid_with_omitted(violations, omitted)
     }
 
+    /// The same error said of `subject` (`assume[0]`): its message prefixed
+    /// `subject: `, and `subject` in the ErrorInfo metadata `field`. For a
+    /// refusal the domain gives about one element of a request.
+    pub fn about(mut self, subject: &str) -> Self {
+        self.0.message = format!("{subject}: {}", self.0.message);
+        self.with_metadata("field", subject)
+    }
+
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.0.metadata.insert(key.into(), value.into());
         self

@@ -206,18 +206,36 @@ pub async fn append<M: Message>(
     change_time: DateTime<Utc>,
     change: &M,
 ) -> Result<()> {
+    append_all(conn, topic, change_time, [change]).await
+}
+
+/// Appends several changes of `topic`, in order, as [`append`] appends one:
+/// one lock, inserts of many rows each (a bulk write's changes cost a few
+/// statements, not one each), one notification.
+pub async fn append_all<'a, M: Message + 'a>(
+    conn: &impl ConnectionTrait,
+    topic: &str,
+    change_time: DateTime<Utc>,
+    changes: impl IntoIterator<Item = &'a M>,
+) -> Result<()> {
+    let rows: Vec<_> = changes
+        .into_iter()
+        .map(|change| entity::change::ActiveModel {
+            seq: NotSet,
+            topic: Set(topic.to_owned()),
+            change_time: Set(change_time),
+            payload: Set(change.encode_to_vec()),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     let postgres = conn.get_database_backend() == DbBackend::Postgres;
     if postgres {
         conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})")).await?;
     }
-    entity::change::Entity::insert(entity::change::ActiveModel {
-        seq: NotSet,
-        topic: Set(topic.to_owned()),
-        change_time: Set(change_time),
-        payload: Set(change.encode_to_vec()),
-    })
-    .exec_without_returning(conn)
-    .await?;
+    // Each statement numbers its rows in the order given.
+    db::insert_chunked(conn, rows).await?;
     if postgres {
         // Delivered at commit, and not at all on a rollback.
         conn.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await?;
@@ -786,18 +804,49 @@ pub async fn changes_between<M: Message + Default>(
     after: i64,
     through: i64,
 ) -> Result<Vec<(i64, M)>> {
-    let rows: Vec<(i64, Vec<u8>)> = entity::change::Entity::find()
+    changes_in(db, topic, after, through, None).await.map(Option::unwrap_or_default)
+}
+
+/// Like [`changes_between`], or None when the range holds more than `max`
+/// changes of `topic`: a cache that would rather load afresh than apply so
+/// many learns it without reading them all. Other topics' changes in the
+/// range do not count.
+pub async fn changes_between_at_most<M: Message + Default>(
+    db: &DatabaseConnection,
+    topic: &str,
+    after: i64,
+    through: i64,
+    max: u64,
+) -> Result<Option<Vec<(i64, M)>>> {
+    changes_in(db, topic, after, through, Some(max)).await
+}
+
+async fn changes_in<M: Message + Default>(
+    db: &DatabaseConnection,
+    topic: &str,
+    after: i64,
+    through: i64,
+    max: Option<u64>,
+) -> Result<Option<Vec<(i64, M)>>> {
+    let mut query = entity::change::Entity::find()
         .select_only()
         .column(entity::change::Column::Seq)
         .column(entity::change::Column::Payload)
         .filter(entity::change::Column::Seq.gt(after))
         .filter(entity::change::Column::Seq.lte(through))
         .filter(entity::change::Column::Topic.eq(topic))
-        .order_by_asc(entity::change::Column::Seq)
-        .into_tuple()
-        .all(db)
-        .await?;
-    rows.into_iter().map(|(seq, payload)| Ok((seq, M::decode(payload.as_slice()).map_err(Error::internal)?))).collect()
+        .order_by_asc(entity::change::Column::Seq);
+    if let Some(max) = max {
+        query = query.limit(max.saturating_add(1));
+    }
+    let rows: Vec<(i64, Vec<u8>)> = query.into_tuple().all(db).await?;
+    if max.is_some_and(|max| rows.len() as u64 > max) {
+        return Ok(None);
+    }
+    rows.into_iter()
+        .map(|(seq, payload)| Ok((seq, M::decode(payload.as_slice()).map_err(Error::internal)?)))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// The highest seq pruned: changes up to it are gone.

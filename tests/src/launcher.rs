@@ -439,6 +439,7 @@ async fn soak_running(
                                 imported_on: "2025-01-15".into(),
                                 customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000.00".into() }),
                                 quantity: String::new(),
+                                assume: vec![],
                             })
                             .await
                             .map(|_| ()),

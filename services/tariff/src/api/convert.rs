@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        DutyLine, Measure, MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, QuotaTerms, Resolution, Shipment,
-        SpecificDuty, StatusChange,
+        Assumption, DutyLine, FIRST_YEAR, FlowKey, FlowSpec, LAST_YEAR, MAX_ASSUMPTIONS, MAX_FLOWS_PER_IMPORT, Measure,
+        MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, Quantity, QuotaTerms, Resolution, Shipment,
+        SpecificDuty, StatusChange, TradeFlow,
     },
-    store::MeasureFilter,
+    store::{FlowFilter, MeasureFilter},
 };
 
 pub use tradewatch_common::types::timestamp;
@@ -213,8 +214,8 @@ pub fn record_quota_usage(req: &pb::RecordQuotaUsageRequest) -> Result<(Uuid, De
     Ok((id, quantity, request_id.flatten()))
 }
 
-/// `ResolveDuty`: the shipment asked about.
-pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<Shipment, Error> {
+/// `ResolveDuty`: the shipment asked about, and what is assumed.
+pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<(Shipment, Vec<Assumption>), Error> {
     let mut v = Violations::new();
     let importing = v.check("importing_economy", Economy::parse(&req.importing_economy));
     let origin = v.check("origin_economy", Economy::parse(&req.origin_economy));
@@ -232,7 +233,252 @@ pub fn resolve_duty(req: &pb::ResolveDutyRequest) -> Result<Shipment, Error> {
             quantity: quantity?,
         })
     })();
-    v.finish_with(shipment)
+    let assume = assumptions(&mut v, &req.assume);
+    Ok((v.finish_with(shipment)?, assume))
+}
+
+/// `assume`: at most [`MAX_ASSUMPTIONS`] status changes, one per measure,
+/// each a status SetMeasureStatus could record.
+pub fn assumptions(v: &mut Violations, raw: &[pb::AssumedStatusChange]) -> Vec<Assumption> {
+    if !v.count("assume", raw, MAX_ASSUMPTIONS) {
+        return Vec::new();
+    }
+    let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, a) in raw.iter().enumerate() {
+        let f = |name: &str| format!("assume[{i}].{name}");
+        let id = v.check(f("measure_id"), parse_id(&a.measure_id));
+        if let Some(id) = id
+            && let Some(first) = seen.insert(id, i)
+        {
+            v.add(f("measure_id"), format!("names the measure assume[{first}] already names"));
+        }
+        let status = required_enum(v, &f("status"), a.status, status);
+        if status == Some(MeasureStatus::Announced) {
+            v.add(f("status"), "ANNOUNCED follows from effective_from and cannot be assumed");
+        }
+        let effective_on = v.optional(f("effective_on"), &a.effective_on, parse_date);
+        if let (Some(measure_id), Some(status), Some(effective_on)) = (id, status, effective_on) {
+            out.push(Assumption { measure_id, status, effective_on });
+        }
+    }
+    out
+}
+
+/// A year field: 0 means none given (`Some(None)`), else 1948 to 2100.
+pub fn year(v: &mut Violations, field: &str, raw: i32) -> Option<Option<i32>> {
+    match raw {
+        0 => Some(None),
+        y if (FIRST_YEAR..=LAST_YEAR).contains(&y) => Some(Some(y)),
+        y => {
+            v.add(field, format!("{y} is not a year from {FIRST_YEAR} to {LAST_YEAR}"));
+            None
+        }
+    }
+}
+
+/// A count of items to list: 0 means `default`, larger than `max` is capped,
+/// negative is refused.
+fn list_limit(v: &mut Violations, field: &str, raw: i32, default: usize, max: usize) -> usize {
+    match usize::try_from(raw) {
+        Ok(0) => default,
+        Ok(n) => n.min(max),
+        Err(_) => {
+            v.add(field, format!("{raw} is negative"));
+            default
+        }
+    }
+}
+
+/// Every client-set field of a flow, validated; violations are named
+/// `{prefix}.{field}`.
+pub fn flow_spec(v: &mut Violations, prefix: &str, f: &pb::TradeFlow) -> Option<FlowSpec> {
+    let n = |name: &str| format!("{prefix}.{name}");
+    let exporting = v.check(n("exporting_economy"), Economy::parse(&f.exporting_economy));
+    let importing = v.check(n("importing_economy"), Economy::parse(&f.importing_economy));
+    let hs_code = v.check(n("hs_code"), HsCode::parse(&f.hs_code));
+    let year = match year(v, &n("year"), f.year) {
+        Some(None) => {
+            v.add(n("year"), "is required");
+            None
+        }
+        y => y.flatten(),
+    };
+    let value = money(v, &n("value"), f.value.as_ref());
+    let quantity = v.optional(n("quantity"), &f.quantity, |q| parse_bounded_positive(q, DecimalBounds::QUANTITY));
+    let unit = v.optional_text(&n("unit"), &f.unit, 50);
+    let quantity = match (quantity, unit) {
+        (Some(Some(amount)), Some(unit)) if !unit.is_empty() => Some(Some(Quantity { amount, unit })),
+        (Some(Some(_)), Some(_)) => {
+            v.add(n("unit"), "is required with a quantity");
+            None
+        }
+        (Some(None), Some(unit)) if !unit.is_empty() => {
+            v.add(n("unit"), "is only allowed with a quantity");
+            None
+        }
+        (Some(None), Some(_)) => Some(None),
+        _ => None,
+    };
+    let source_url = if f.source_url.is_empty() {
+        v.add(n("source_url"), "is required: where the figure is published");
+        None
+    } else {
+        v.url(&n("source_url"), &f.source_url)
+    };
+    let note = v.optional_text(&n("note"), &f.note, 10_000);
+    if let (Some(e), Some(i)) = (&exporting, &importing)
+        && e == i
+    {
+        v.add(n("importing_economy"), "is the exporting economy itself");
+    }
+    Some(FlowSpec {
+        key: FlowKey { importing: importing?, exporting: exporting?, year: year?, hs_code: hs_code? },
+        value: value?,
+        quantity: quantity?,
+        source_url: source_url?,
+        note: note?,
+    })
+}
+
+/// `ImportTradeFlows`: 1 to 1000 flows, no key twice, and the request id.
+pub fn import_trade_flows(req: &pb::ImportTradeFlowsRequest) -> Result<(Vec<FlowSpec>, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    if req.flows.is_empty() {
+        v.add("flows", format!("is required: 1 to {MAX_FLOWS_PER_IMPORT} flows"));
+    }
+    let mut specs = Vec::with_capacity(req.flows.len().min(MAX_FLOWS_PER_IMPORT));
+    if v.count("flows", &req.flows, MAX_FLOWS_PER_IMPORT) {
+        let mut seen: std::collections::HashMap<FlowKey, usize> = std::collections::HashMap::new();
+        for (i, f) in req.flows.iter().enumerate() {
+            let Some(spec) = flow_spec(&mut v, &format!("flows[{i}]"), f) else { continue };
+            if let Some(first) = seen.insert(spec.key.clone(), i) {
+                v.add(
+                    format!("flows[{i}]"),
+                    format!("has the key of flows[{first}] ({}): send each flow once", spec.key),
+                );
+            }
+            specs.push(spec);
+        }
+    }
+    v.finish()?;
+    Ok((specs, request_id.flatten()))
+}
+
+/// `ListTradeFlows`: the filters and the page.
+pub fn list_trade_flows(req: &pb::ListTradeFlowsRequest) -> Result<(FlowFilter, Page), Error> {
+    let mut v = Violations::new();
+    let filter = FlowFilter {
+        exporting_economy: v.filter("exporting_economy", &req.exporting_economy, Economy::parse),
+        importing_economy: v.filter("importing_economy", &req.importing_economy, Economy::parse),
+        hs_code: v.filter("hs_code", &req.hs_code, HsCode::parse),
+        year: year(&mut v, "year", req.year).flatten(),
+    };
+    let filters = pb::ListTradeFlowsRequest { page_size: 0, page_token: String::new(), ..req.clone() };
+    let page = Page::parse(&mut v, req.page_size, &req.page_token, &filters);
+    v.finish()?;
+    Ok((filter, page))
+}
+
+/// `GetMeasureExposure`, parsed.
+pub struct ExposureAsk {
+    pub id: Uuid,
+    /// None: the latest year in the record.
+    pub year: Option<i32>,
+    /// None: the year's last day.
+    pub on: Option<NaiveDate>,
+    pub assume: Vec<Assumption>,
+    pub max_flows: usize,
+}
+
+pub fn get_measure_exposure(req: &pb::GetMeasureExposureRequest) -> Result<ExposureAsk, Error> {
+    let mut v = Violations::new();
+    let id = v.check("id", parse_id(&req.id));
+    let year = year(&mut v, "year", req.year);
+    let on = v.optional("on", &req.on, parse_date);
+    let assume = assumptions(&mut v, &req.assume);
+    let max_flows = list_limit(&mut v, "max_flows", req.max_flows, 100, 1_000);
+    let ask = (|| Some(ExposureAsk { id: id?, year: year?, on: on?, assume, max_flows }))();
+    v.finish_with(ask)
+}
+
+/// `GetTradeCoverage`, parsed.
+pub struct CoverageAsk {
+    pub importer: Economy,
+    /// None: every origin.
+    pub exporter: Option<Economy>,
+    pub year: Option<i32>,
+    pub on: Option<NaiveDate>,
+    pub assume: Vec<Assumption>,
+    /// Empty: every kind.
+    pub kinds: Vec<MeasureKind>,
+    pub max_measures: usize,
+}
+
+pub fn get_trade_coverage(req: &pb::GetTradeCoverageRequest) -> Result<CoverageAsk, Error> {
+    let mut v = Violations::new();
+    let importer = v.check("importing_economy", Economy::parse(&req.importing_economy));
+    let exporter = v.optional("exporting_economy", &req.exporting_economy, Economy::parse);
+    if let (Some(i), Some(Some(e))) = (&importer, &exporter)
+        && i == e
+    {
+        v.add("exporting_economy", "is the importing economy itself");
+    }
+    let year = year(&mut v, "year", req.year);
+    let on = v.optional("on", &req.on, parse_date);
+    let assume = assumptions(&mut v, &req.assume);
+    let mut kinds = Vec::new();
+    if v.count("kinds", &req.kinds, MeasureKind::ALL.len()) {
+        for (i, raw) in req.kinds.iter().enumerate() {
+            let field = format!("kinds[{i}]");
+            match required_enum(&mut v, &field, *raw, kind) {
+                Some(k) if kinds.contains(&k) => v.add(field, format!("{} is listed twice", k.as_str())),
+                Some(k) => kinds.push(k),
+                None => {}
+            }
+        }
+    }
+    let max_measures = list_limit(&mut v, "max_measures", req.max_measures, 20, 500);
+    let ask = (|| {
+        Some(CoverageAsk {
+            importer: importer?,
+            exporter: exporter?,
+            year: year?,
+            on: on?,
+            assume,
+            kinds,
+            max_measures,
+        })
+    })();
+    v.finish_with(ask)
+}
+
+pub fn flow_to_proto(f: &TradeFlow) -> pb::TradeFlow {
+    let s = &f.spec;
+    pb::TradeFlow {
+        id: f.id.to_string(),
+        exporting_economy: s.key.exporting.to_string(),
+        importing_economy: s.key.importing.to_string(),
+        hs_code: s.key.hs_code.to_string(),
+        year: s.key.year,
+        value: Some(cpb::Money { currency_code: s.value.currency.clone(), amount: format_decimal(s.value.amount) }),
+        quantity: s.quantity.as_ref().map(|q| format_decimal(q.amount)).unwrap_or_default(),
+        unit: s.quantity.as_ref().map(|q| q.unit.clone()).unwrap_or_default(),
+        source_url: s.source_url.clone(),
+        note: s.note.clone(),
+        etag: tradewatch_common::etag::of(f.version),
+        create_time: Some(timestamp(f.create_time)),
+        update_time: Some(timestamp(f.update_time)),
+        create_actor: f.create_actor.clone(),
+        update_actor: f.update_actor.clone(),
+    }
+}
+
+/// Sums as the wire's Money: exact (the flows' values have at most 4
+/// decimal places, and so do their sums), with at least two.
+pub fn sums_to_proto(sums: &crate::domain::Sums) -> Vec<cpb::Money> {
+    sums.to_money().iter().map(Into::into).collect()
 }
 
 /// `UpdateMeasure`: the measure's id, its etag and the patch of the fields
@@ -326,5 +572,6 @@ pub fn resolution_to_proto(r: &Resolution) -> pb::ResolveDutyResponse {
         effective_rate_percent: format_decimal(r.effective_rate_percent),
         quota_full: r.quota_full,
         explanations: r.explanations.clone(),
+        hypothetical: false,
     }
 }

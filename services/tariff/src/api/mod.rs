@@ -2,6 +2,7 @@
 //! runs them against the store in one transaction per write, and answers.
 
 pub mod convert;
+mod trade;
 pub mod watch;
 
 use sea_orm::DatabaseConnection;
@@ -30,14 +31,19 @@ pub struct TariffApi {
     feed: Feed,
     /// The schedule in memory that GetMeasure and ResolveDuty read.
     schedule: std::sync::Arc<store::Schedule>,
+    /// The trade flows in memory that exposure and coverage read.
+    trade: std::sync::Arc<store::TradeIndex>,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
 
 impl TariffApi {
     pub fn new(db: DatabaseConnection, feed: Feed, max_message_bytes: usize) -> Self {
-        let schedule = std::sync::Arc::new(store::Schedule::new(db.clone()));
-        Self { db, feed, schedule, page_budget: paging::response_budget(max_message_bytes) }
+        // One head for both indexes: a call that reads both asks it once.
+        let head = feed::Head::new(db.clone());
+        let schedule = std::sync::Arc::new(store::Schedule::new(db.clone(), head.clone()));
+        let trade = std::sync::Arc::new(store::TradeIndex::new(db.clone(), head));
+        Self { db, feed, schedule, trade, page_budget: paging::response_budget(max_message_bytes) }
     }
 }
 
@@ -203,11 +209,41 @@ impl TariffService for TariffApi {
     }
 
     async fn resolve_duty(&self, request: Request<pb::ResolveDutyRequest>) -> Reply<pb::ResolveDutyResponse> {
-        let shipment = convert::resolve_duty(request.get_ref())?;
-        let candidates =
-            self.schedule.candidates(&shipment.importing_economy, &shipment.hs_code, shipment.imported_on).await?;
-        let resolution = domain::resolve(&shipment, &candidates)?;
-        Ok(Response::new(resolution_to_proto(&resolution)))
+        trade::resolve_duty(self, request).await
+    }
+
+    async fn import_trade_flows(
+        &self,
+        request: Request<pb::ImportTradeFlowsRequest>,
+    ) -> Reply<pb::ImportTradeFlowsResponse> {
+        trade::import_trade_flows(self, request).await
+    }
+
+    async fn list_trade_flows(&self, request: Request<pb::ListTradeFlowsRequest>) -> Reply<pb::ListTradeFlowsResponse> {
+        trade::list_trade_flows(self, request).await
+    }
+
+    async fn get_measure_exposure(
+        &self,
+        request: Request<pb::GetMeasureExposureRequest>,
+    ) -> Reply<pb::GetMeasureExposureResponse> {
+        trade::get_measure_exposure(self, request).await
+    }
+
+    async fn get_trade_coverage(
+        &self,
+        request: Request<pb::GetTradeCoverageRequest>,
+    ) -> Reply<pb::GetTradeCoverageResponse> {
+        trade::get_trade_coverage(self, request).await
+    }
+
+    type WatchTradeFlowsStream = feed::Stream<pb::WatchTradeFlowsResponse>;
+
+    async fn watch_trade_flows(
+        &self,
+        request: Request<pb::WatchTradeFlowsRequest>,
+    ) -> Reply<Self::WatchTradeFlowsStream> {
+        trade::watch_trade_flows(self, request).await
     }
 
     type WatchMeasuresStream = feed::Stream<pb::WatchMeasuresResponse>;

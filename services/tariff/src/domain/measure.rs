@@ -138,13 +138,44 @@ impl MeasureSpec {
         self.target_economies.is_empty() || self.target_economies.contains(origin)
     }
 
-    /// The longest of the measure's prefixes that covers `code`, unless an
-    /// excluded prefix covers it.
-    pub fn matched_prefix(&self, code: &HsCode) -> Option<&HsCode> {
-        if self.excluded_hs_codes.iter().any(|x| x.covers(code)) {
-            return None;
+    /// How much of `code` (a tariff line, or the heading a statistic is
+    /// published at) the measure covers: the one statement of the prefix
+    /// and exclusion rules, for duty resolution and for trade exposure alike.
+    /// - Nothing when an excluded prefix is a prefix of the code.
+    /// - Whole when one of `hs_codes` is a prefix of the code (the longest
+    ///   such), unless an exclusion lies inside the code: then in part.
+    /// - In part when the code is coarser than one of `hs_codes`: the code is
+    ///   a proper prefix of it (code `1205`, measure `120510`).
+    ///
+    /// Linear in the measure's codes.
+    pub fn coverage(&self, code: &str) -> Coverage<'_> {
+        if self.excluded_hs_codes.iter().any(|x| code.starts_with(x.as_str())) {
+            return Coverage::None;
         }
-        self.hs_codes.iter().filter(|c| c.covers(code)).max_by_key(|c| c.as_str().len())
+        if let Some(prefix) =
+            self.hs_codes.iter().filter(|c| code.starts_with(c.as_str())).max_by_key(|c| c.as_str().len())
+        {
+            // Not a prefix of the code (above), so longer than it.
+            return match self.excluded_hs_codes.iter().find(|x| x.as_str().starts_with(code)) {
+                Some(exclusion) => Coverage::Partial { prefix, why: Partly::CutBy(exclusion) },
+                None => Coverage::Whole(prefix),
+            };
+        }
+        match self.hs_codes.iter().find(|c| c.as_str().starts_with(code)) {
+            Some(prefix) => Coverage::Partial { prefix, why: Partly::Coarser },
+            None => Coverage::None,
+        }
+    }
+
+    /// The prefix by which the measure covers a shipment of `code` in
+    /// `ResolveDuty`: the longest of its prefixes that covers the line. A line
+    /// an exclusion cuts into (a 6-digit line, an 8-digit exclusion inside it)
+    /// is covered: the line as declared falls under the measure.
+    pub fn matched_prefix(&self, code: &HsCode) -> Option<&HsCode> {
+        match self.coverage(code.as_str()) {
+            Coverage::Whole(prefix) | Coverage::Partial { prefix, why: Partly::CutBy(_) } => Some(prefix),
+            Coverage::Partial { why: Partly::Coarser, .. } | Coverage::None => None,
+        }
     }
 
     /// The status the dates alone give: ANNOUNCED before `effective_from`,
@@ -158,6 +189,26 @@ impl MeasureSpec {
             MeasureStatus::InForce
         }
     }
+}
+
+/// How much of an HS code a measure covers ([`MeasureSpec::coverage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage<'a> {
+    /// All of it, by this prefix of the measure's.
+    Whole(&'a HsCode),
+    /// Some of it at most, reached by this prefix of the measure's.
+    Partial { prefix: &'a HsCode, why: Partly<'a> },
+    /// None of it.
+    None,
+}
+
+/// Why a measure covers a code only in part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partly<'a> {
+    /// The code is coarser than the measure's prefix.
+    Coarser,
+    /// This exclusion of the measure lies inside the code.
+    CutBy(&'a HsCode),
 }
 
 /// One entry of the status timeline.
@@ -608,5 +659,34 @@ pub(crate) mod tests {
         assert_eq!(s.matched_prefix(&hs("72085100")), None);
         assert_eq!(s.matched_prefix(&hs("73089000")).map(HsCode::as_str), Some("7308"));
         assert_eq!(s.matched_prefix(&hs("76011000")), None);
+    }
+
+    #[test]
+    fn coverage_tells_whole_from_part() {
+        let mut s = spec(MeasureKind::AntiDumping, &["120510", "72"], "10");
+        s.excluded_hs_codes = vec![hs("720810")];
+        let p = |c: &str| hs(c);
+        // Finer or the same: whole, by the longest prefix.
+        assert_eq!(s.coverage("12051090"), Coverage::Whole(&p("120510")));
+        assert_eq!(s.coverage("120510"), Coverage::Whole(&p("120510")));
+        assert_eq!(s.coverage("7210"), Coverage::Whole(&p("72")));
+        // Coarser than the measure: in part.
+        assert_eq!(s.coverage("1205"), Coverage::Partial { prefix: &p("120510"), why: Partly::Coarser });
+        assert_eq!(s.coverage("12"), Coverage::Partial { prefix: &p("120510"), why: Partly::Coarser });
+        // An exclusion inside the code cuts it; one the code lies inside takes it out.
+        assert_eq!(s.coverage("7208"), Coverage::Partial { prefix: &p("72"), why: Partly::CutBy(&p("720810")) });
+        assert_eq!(s.coverage("72"), Coverage::Partial { prefix: &p("72"), why: Partly::CutBy(&p("720810")) });
+        assert_eq!(s.coverage("720810"), Coverage::None);
+        assert_eq!(s.coverage("72081000"), Coverage::None);
+        // Elsewhere: nothing.
+        assert_eq!(s.coverage("1206"), Coverage::None);
+        assert_eq!(s.coverage("73"), Coverage::None);
+        // A shipment's line an exclusion cuts into is covered as declared.
+        let mut cars = spec(MeasureKind::Surtax, &["8703"], "100");
+        cars.excluded_hs_codes = vec![hs("87038010")];
+        assert_eq!(cars.matched_prefix(&hs("870380")).map(HsCode::as_str), Some("8703"));
+        assert_eq!(cars.matched_prefix(&hs("87038010")), None);
+        let fine = spec(MeasureKind::Surtax, &["87038010"], "100");
+        assert_eq!(fine.matched_prefix(&hs("870380")), None, "a line coarser than the measure is not covered");
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod measure;
 pub mod resolve;
+pub mod trade;
 
 pub use measure::*;
 pub use resolve::*;
+pub use trade::*;

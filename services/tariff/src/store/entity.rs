@@ -114,3 +114,36 @@ impl tradewatch_common::db::Versioned for measure::Entity {
     const VERSION: measure::Column = measure::Column::Version;
     const CREATE_TIME: measure::Column = measure::Column::CreateTime;
 }
+
+pub mod trade_flow {
+    use sea_orm::entity::prelude::*;
+
+    /// One published trade statistic; (importing, exporting, year, hs_code)
+    /// is unique.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "trade_flows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub importing_economy: String,
+        pub exporting_economy: String,
+        pub year: i32,
+        pub hs_code: String,
+        pub value_currency: String,
+        pub value_amount: String,
+        pub quantity: Option<String>,
+        pub unit: Option<String>,
+        pub source_url: String,
+        pub notes: String,
+        pub version: i64,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub create_actor: String,
+        pub update_actor: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

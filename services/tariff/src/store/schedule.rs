@@ -9,8 +9,8 @@
 //! use and takes about a kilobyte per measure.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, RwLock},
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, RwLock, RwLockReadGuard},
 };
 
 use chrono::NaiveDate;
@@ -26,8 +26,9 @@ use uuid::Uuid;
 use super::measures::{MAX_CANDIDATES, get_measures, load_all, too_many_measures};
 use crate::domain::Measure;
 
-/// Past this many changes to catch up on, everything is reloaded.
-const RELOAD_AFTER: i64 = 5_000;
+/// Past this many changes of measures to catch up on, everything is
+/// reloaded.
+const RELOAD_AFTER: u64 = 5_000;
 
 pub struct Schedule {
     db: DatabaseConnection,
@@ -38,12 +39,14 @@ pub struct Schedule {
 }
 
 #[derive(Default)]
-struct Index {
+pub struct Index {
     /// The feed position the index reflects; None before the first load.
     seq: Option<i64>,
     measures: HashMap<Uuid, Arc<Measure>>,
-    /// Importer → HS prefix a measure names → the measures naming it.
-    by_code: HashMap<String, HashMap<String, Vec<Uuid>>>,
+    /// Importer → HS prefix a measure names → the measures naming it, in
+    /// code order: a line's prefixes are looked up one by one, a range of
+    /// flows is walked beside them.
+    by_code: HashMap<String, BTreeMap<String, Vec<Uuid>>>,
 }
 
 impl Index {
@@ -68,13 +71,27 @@ impl Index {
     }
 }
 
+impl Index {
+    /// One measure, or None.
+    pub fn measure(&self, id: &Uuid) -> Option<&Arc<Measure>> {
+        self.measures.get(id)
+    }
+
+    /// The HS prefixes `importer`'s measures name, in code order, each with
+    /// the measures naming it.
+    pub fn prefixes(&self, importer: &Economy) -> Option<&BTreeMap<String, Vec<Uuid>>> {
+        self.by_code.get(importer.as_str())
+    }
+}
+
 impl Schedule {
-    pub fn new(db: DatabaseConnection) -> Self {
-        let head = Head::new(db.clone());
+    /// The schedule of `db`, fresh to the feed's `head`.
+    pub fn new(db: DatabaseConnection, head: Head) -> Self {
         Self { db, head, index: RwLock::new(Index::default()), catch_up: tokio::sync::Mutex::new(()) }
     }
 
-    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>> {
+    /// The index as the last catch-up left it: call [`Self::fresh`] first.
+    pub fn read(&self) -> Result<RwLockReadGuard<'_, Index>> {
         self.index.read().map_err(|_| Error::internal(anyhow::anyhow!("the schedule's lock is poisoned")))
     }
 
@@ -83,7 +100,7 @@ impl Schedule {
     }
 
     /// Brings the index up to the database as it stood when the call began.
-    async fn fresh(self: &Arc<Self>) -> Result<()> {
+    pub async fn fresh(self: &Arc<Self>) -> Result<()> {
         let head = self.head.read().await?;
         if self.read()?.seq.is_some_and(|seq| seq >= head) {
             return Ok(());
@@ -104,10 +121,12 @@ impl Schedule {
         if from >= head {
             return Ok(());
         }
-        if head - from > RELOAD_AFTER {
+        let Some(changes) =
+            feed::changes_between_at_most::<pb::MeasureChange>(&self.db, super::FEED_TOPIC, from, head, RELOAD_AFTER)
+                .await?
+        else {
             return self.reload(head).await;
-        }
-        let changes = feed::changes_between::<pb::MeasureChange>(&self.db, super::FEED_TOPIC, from, head).await?;
+        };
         // Read after the changes: a prune in between may have taken some.
         if feed::pruned_through(&self.db).await? > from {
             return self.reload(head).await;

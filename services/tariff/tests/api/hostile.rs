@@ -152,6 +152,7 @@ async fn huge_and_over_precise_decimals_are_invalid_never_rounded() {
         imported_on: "2026-06-01".into(),
         customs_value: money("CAD", value),
         quantity: quantity.into(),
+        assume: vec![],
     };
     assert_invalid(app.client.clone().resolve_duty(resolve(max, "")).await, &["customs_value.amount"]);
     assert_invalid(app.client.clone().resolve_duty(resolve("10", "0.00001")).await, &["quantity"]);
@@ -329,6 +330,7 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
             imported_on: "2026-06-01".into(),
             customs_value: money("CAD", "1000"),
             quantity: String::new(),
+            assume: vec![],
         })
         .await;
     let status = assert_code(resolve, Code::FailedPrecondition);
@@ -367,6 +369,7 @@ async fn twenty_thousand_measures_on_one_importer_cost_bounded_work() {
             imported_on: "2026-06-01".into(),
             customs_value: money("USD", "1000"),
             quantity: String::new(),
+            assume: vec![],
         })
         .await
         .unwrap();

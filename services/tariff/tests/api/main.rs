@@ -11,4 +11,5 @@ mod properties;
 mod quota;
 mod resolve;
 mod server;
+mod trade;
 mod watch;

@@ -151,6 +151,7 @@ fn resolve_duty_answers_only_documented_codes_whatever_it_is_asked() {
                     imported_on,
                     customs_value,
                     quantity,
+                    assume: vec![],
                 };
                 outcome(c.resolve_duty(req).await)
             }

@@ -11,6 +11,7 @@ fn shipment(code: &str, date: &str, value: &str) -> pb::ResolveDutyRequest {
         imported_on: date.into(),
         customs_value: money("CAD", value),
         quantity: String::new(),
+        assume: vec![],
     }
 }
 
@@ -119,6 +120,7 @@ async fn resolve_names_every_bad_field() {
         imported_on: "2025/01/15".into(),
         customs_value: money("cad", "-1"),
         quantity: "0".into(),
+        assume: vec![],
     };
     assert_invalid(
         client.resolve_duty(bad).await,

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_measures;
 mod m20261129_000002_actors;
+mod m20261202_000001_trade_flows;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_measures::Migration),
             Box::new(m20261129_000002_actors::Migration),
             Box::new(tradewatch_common::feed::migration::Migration),
+            Box::new(m20261202_000001_trade_flows::Migration),
         ]
     }
 }
