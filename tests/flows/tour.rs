@@ -81,7 +81,7 @@ async fn the_readme_tour_runs_against_a_running_stack() {
     let stack = Stack::start().await.unwrap();
     let at = stack.endpoints();
     let loaded = demo::load(&demo::Dataset::load().unwrap(), &at).await.unwrap();
-    assert_eq!((loaded.measures, loaded.disputes, loaded.sessions, loaded.commitments), (13, 3, 5, 8));
+    assert_eq!((loaded.measures, loaded.flows, loaded.disputes, loaded.sessions, loaded.commitments), (13, 6, 3, 5, 8));
 
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let steps = tour_steps(&readme, "tour");

@@ -25,8 +25,31 @@ pub const DATASET: &str = include_str!("../demo/canada-china.json");
 #[derive(Debug, Deserialize)]
 pub struct Dataset {
     pub measures: Vec<Measure>,
+    /// Published trade figures on the lines the measures hit.
+    #[serde(default)]
+    pub flows: Vec<Flow>,
     pub disputes: Vec<Dispute>,
     pub sessions: Vec<Session>,
+}
+
+/// One published trade figure: what the exporter sold the importer of a
+/// product in a year, as the source states it.
+#[derive(Debug, Deserialize)]
+pub struct Flow {
+    pub key: String,
+    pub exporting_economy: String,
+    pub importing_economy: String,
+    pub hs_code: String,
+    pub year: i32,
+    pub currency: String,
+    pub value: String,
+    #[serde(default)]
+    pub quantity: String,
+    #[serde(default)]
+    pub unit: String,
+    pub source_url: String,
+    #[serde(default)]
+    pub note: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +298,7 @@ impl Endpoints {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Loaded {
     pub measures: usize,
+    pub flows: usize,
     pub disputes: usize,
     pub events: usize,
     pub sessions: usize,
@@ -345,6 +369,35 @@ pub async fn load(data: &Dataset, at: &Endpoints) -> anyhow::Result<Loaded> {
         let created = tariff.create_measure(req).await?.into_inner().measure.unwrap_or_default();
         measure_ids.insert(m.key.clone(), created.id);
         loaded.measures += 1;
+    }
+
+    // The figures in one import: all or nothing, and once however often
+    // the loader runs.
+    if !data.flows.is_empty() {
+        let flows = data
+            .flows
+            .iter()
+            .map(|f| tpb::TradeFlow {
+                exporting_economy: f.exporting_economy.clone(),
+                importing_economy: f.importing_economy.clone(),
+                hs_code: f.hs_code.clone(),
+                year: f.year,
+                value: Some(tradewatch_common::proto::common::Money {
+                    currency_code: f.currency.clone(),
+                    amount: f.value.clone(),
+                }),
+                quantity: f.quantity.clone(),
+                unit: f.unit.clone(),
+                source_url: f.source_url.clone(),
+                note: f.note.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let keys: Vec<&str> = data.flows.iter().map(|f| f.key.as_str()).collect();
+        let req =
+            tpb::ImportTradeFlowsRequest { flows, request_id: request_id(&[&["flows"], keys.as_slice()].concat()) };
+        tariff.import_trade_flows(req).await?;
+        loaded.flows = data.flows.len();
     }
 
     let mut dispute_ids = HashMap::new();
@@ -531,6 +584,16 @@ mod tests {
             }
         }
         assert!(data.measures.iter().all(|m| !m.source_url.is_empty()), "every record keeps its source");
+        assert!(!data.flows.is_empty(), "the dataset carries trade figures");
+        for f in &data.flows {
+            assert!(f.source_url.starts_with("https://"), "{} keeps its source", f.key);
+            let hit = data.measures.iter().any(|m| {
+                m.imposing_economy == f.importing_economy
+                    && (m.target_economies.is_empty() || m.target_economies.contains(&f.exporting_economy))
+                    && m.hs_codes.iter().any(|c| f.hs_code.starts_with(c.as_str()) || c.starts_with(f.hs_code.as_str()))
+            });
+            assert!(hit, "{} is on a line a measure of the dataset hits", f.key);
+        }
         Ok(())
     }
 

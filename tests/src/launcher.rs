@@ -136,9 +136,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let t = Instant::now();
         let loaded = demo::load(&demo::Dataset::load()?, &at).await?;
         println!(
-            "Loaded the Canada–China demo data in {:.1?}: {} measures, {} disputes with {} events, {} sessions with {} commitments.",
+            "Loaded the Canada–China demo data in {:.1?}: {} measures, {} trade flows, {} disputes with {} events, {} sessions with {} commitments.",
             t.elapsed(),
             loaded.measures,
+            loaded.flows,
             loaded.disputes,
             loaded.events,
             loaded.sessions,

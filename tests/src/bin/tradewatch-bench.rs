@@ -67,6 +67,10 @@ struct Cli {
     /// Special measures (surtaxes, anti-dumping, quotas, …) over them
     #[arg(long, default_value_t = 500)]
     special: usize,
+    /// Trade flows to import for the exposure and coverage scenarios (10
+    /// economy pairs × 5 years); 0 skips them
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: usize,
     /// Where the SQLite databases go
     #[arg(long, value_name = "DIR", default_value = "var/bench")]
     var: PathBuf,
@@ -532,11 +536,15 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
             }
         }
     }
-    let (outcome, wire) = outcome?;
+    let (outcome, wire, more) = outcome?;
+    notes.extend(more);
     Ok((outcome, wire, notes))
 }
 
-async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<(Vec<Outcome>, Vec<Outcome>)> {
+/// What the scenarios measured: through tonic, through h2load, and notes.
+type Scenarios = (Vec<Outcome>, Vec<Outcome>, Vec<String>);
+
+async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<Scenarios> {
     let (n, m) = (cli.connections, cli.streams);
     let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
     let loaded = Instant::now();
@@ -611,6 +619,13 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         &tariff_check,
     ));
 
+    let (trade, trade_notes) = if cli.flows > 0 {
+        trade_scenarios(cli, backend, &tariff, &codes, &ids, &tariff_check).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    out.extend(trade);
+
     let dispute = stack.dispute.url();
     let d = create_dispute(&dispute).await?;
     let dispute_check = label("dispute Check");
@@ -667,7 +682,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
 
     let mut wire = Vec::new();
     if cli.no_h2load {
-        return Ok((out, wire));
+        return Ok((out, wire, trade_notes));
     }
     let (streams, resolve) = (n * m, repeated_resolve(&codes));
     TariffServiceClient::new(Endpoint::from_shared(tariff.clone())?.connect().await?)
@@ -685,6 +700,19 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
         &dispute_id,
         &session_id,
     );
+    let mut runs = Vec::from(runs);
+    if cli.flows > 0 {
+        runs.push((
+            &stack.tariff,
+            Wire::new(
+                label(&coverage_scenario(cli.flows)),
+                "/tradewatch.tariff.v1.TariffService/GetTradeCoverage",
+                &coverage_request(),
+                COVERAGE_STREAMS,
+            )
+            .against(&label("tariff Check")),
+        ));
+    }
     for (service, run) in runs {
         match h2load(cli, &service.url(), &run) {
             Ok(outcome) => wire.push(outcome),
@@ -695,7 +723,7 @@ async fn run_scenarios(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Re
             Err(err) => return Err(err),
         }
     }
-    Ok((out, wire))
+    Ok((out, wire, trade_notes))
 }
 
 async fn create_dispute(url: &str) -> anyhow::Result<dpb::Dispute> {
@@ -785,6 +813,187 @@ fn wire_calls<'a>(
     ]
 }
 
+/// GetTradeCoverage is measured at 8 streams in all (DESIGN §14).
+const COVERAGE_STREAMS: usize = 8;
+
+/// The exporters of the bench's flows, all into Canada: 10 economy pairs.
+const EXPORTERS: [&str; 10] = ["CHN", "USA", "MEX", "JPN", "KOR", "DEU", "VNM", "GBR", "ITA", "IND"];
+
+/// The years of the bench's flows.
+const YEARS: std::ops::RangeInclusive<i32> = 2020..=2024;
+
+fn coverage_scenario(flows: usize) -> String {
+    if flows >= 1_000_000 && flows.is_multiple_of(1_000_000) {
+        format!("GetTradeCoverage ({}M flows)", flows / 1_000_000)
+    } else {
+        format!("GetTradeCoverage ({flows} flows)")
+    }
+}
+
+/// Canada's coverage of its 2024 imports from China on 2025-06-01, by every
+/// measure of its schedule: each of the pair's flows is reached by its MFN
+/// line, some by a special measure too.
+fn coverage_request() -> tpb::GetTradeCoverageRequest {
+    tpb::GetTradeCoverageRequest {
+        importing_economy: "CAN".into(),
+        exporting_economy: "CHN".into(),
+        year: 2024,
+        on: "2025-06-01".into(),
+        ..Default::default()
+    }
+}
+
+/// `total` flows into Canada, spread evenly over [`EXPORTERS`] and
+/// [`YEARS`]: in each group the schedule's lines first (so that the MFN
+/// lines and the special measures reach them), then other codes of the same
+/// chapters at 6 and 8 digits, distinct within the group.
+fn trade_flows(codes: &[String], total: usize) -> Vec<tpb::TradeFlow> {
+    let groups = EXPORTERS.len() * YEARS.count();
+    let per_group = total.div_ceil(groups);
+    let mut group_codes: Vec<String> = codes.iter().take(per_group).cloned().collect();
+    let mut seen: std::collections::HashSet<String> = group_codes.iter().cloned().collect();
+    let mut k = 0usize;
+    while group_codes.len() < per_group {
+        let chapter = 1 + k % 97;
+        let rest = (k / 97).wrapping_mul(7_919) % 1_000_000;
+        let code = if k.is_multiple_of(3) {
+            format!("{chapter:02}{:04}", rest % 10_000)
+        } else {
+            format!("{chapter:02}{rest:06}")
+        };
+        if seen.insert(code.clone()) {
+            group_codes.push(code);
+        }
+        k += 1;
+    }
+    let mut flows = Vec::with_capacity(total);
+    'all: for year in YEARS {
+        for exporter in EXPORTERS {
+            for (i, code) in group_codes.iter().enumerate() {
+                if flows.len() == total {
+                    break 'all;
+                }
+                let amount = (i.wrapping_mul(7_919) + usize::try_from(year).unwrap_or(0)) % 1_000_000_000;
+                flows.push(tpb::TradeFlow {
+                    exporting_economy: exporter.into(),
+                    importing_economy: "CAN".into(),
+                    hs_code: code.clone(),
+                    year,
+                    value: Some(Money { currency_code: "CAD".into(), amount: format!("{amount}.25") }),
+                    source_url: "https://www150.statcan.gc.ca/".into(),
+                    note: "generated for the bench".into(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    flows
+}
+
+/// Imports `--flows` flows, 1,000 a call and 4 calls at a time, and reads
+/// them once (the first read loads the trade index); what it took.
+async fn import_flows(cli: &Cli, backend: Backend, tariff: &str, codes: &[String]) -> anyhow::Result<Vec<String>> {
+    let flows = trade_flows(codes, cli.flows);
+    let channel = Endpoint::from_shared(tariff.to_owned())?.connect().await?;
+    let started = Instant::now();
+    let batches: Vec<Vec<tpb::TradeFlow>> = flows.chunks(1_000).map(<[_]>::to_vec).collect();
+    let mut pending = batches.into_iter();
+    loop {
+        let round: Vec<_> = pending.by_ref().take(4).collect();
+        if round.is_empty() {
+            break;
+        }
+        let calls =
+            round.into_iter().map(|flows| {
+                let mut client = TariffServiceClient::new(channel.clone());
+                async move {
+                    client.import_trade_flows(tpb::ImportTradeFlowsRequest { flows, request_id: String::new() }).await
+                }
+            });
+        for imported in futures::future::join_all(calls).await {
+            imported.context("ImportTradeFlows")?;
+        }
+    }
+    let took = started.elapsed();
+    let mut notes = vec![format!(
+        "{:<11} tariff    ImportTradeFlows: {} flows, 1,000 a call, 4 calls at a time, in {:.1} s: {:.0} flows/s",
+        backend.name(),
+        flows.len(),
+        took.as_secs_f64(),
+        flows.len() as f64 / took.as_secs_f64()
+    )];
+    drop(flows);
+    // The first read loads the trade index: timed apart from the scenario.
+    let first = Instant::now();
+    let warm = TariffServiceClient::new(channel.clone()).get_trade_coverage(coverage_request()).await?.into_inner();
+    notes.push(format!(
+        "{:<11} tariff    first GetTradeCoverage (the index loaded): {:.0} ms; {} flows of the pair and year, {} measures reaching them",
+        backend.name(),
+        first.elapsed().as_secs_f64() * 1_000.0,
+        warm.flow_count,
+        warm.measure_count
+    ));
+    Ok(notes)
+}
+
+/// Imports the flows, then GetTradeCoverage and GetMeasureExposure on them.
+async fn trade_scenarios(
+    cli: &Cli,
+    backend: Backend,
+    tariff: &str,
+    codes: &[String],
+    ids: &[String],
+    tariff_check: &str,
+) -> anyhow::Result<(Vec<Outcome>, Vec<String>)> {
+    let notes = import_flows(cli, backend, tariff, codes).await?;
+    let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
+    let label = |s: &str| format!("{} {s}", backend.name());
+    let per_connection = COVERAGE_STREAMS.div_ceil(cli.connections).max(1);
+    let coverage: Call = Arc::new(|channel, _| {
+        Box::pin(
+            async move { TariffServiceClient::new(channel).get_trade_coverage(coverage_request()).await.map(|_| ()) },
+        )
+    });
+    let mut out = vec![with_baseline(
+        drive(
+            tariff,
+            &label(&coverage_scenario(cli.flows)),
+            cli.connections,
+            per_connection,
+            warmup,
+            seconds,
+            coverage,
+        )
+        .await?,
+        tariff_check,
+    )];
+    // A special measure's exposure across the ten origins of a year.
+    let special = ids.get(cli.lines).cloned().unwrap_or_else(|| ids[0].clone());
+    let exposure: Call = Arc::new(move |channel, _| {
+        let id = special.clone();
+        Box::pin(async move {
+            TariffServiceClient::new(channel)
+                .get_measure_exposure(tpb::GetMeasureExposureRequest { id, year: 2024, ..Default::default() })
+                .await
+                .map(|_| ())
+        })
+    });
+    out.push(with_baseline(
+        drive(
+            tariff,
+            &label("GetMeasureExposure (a special measure)"),
+            cli.connections,
+            cli.streams,
+            warmup,
+            seconds,
+            exposure,
+        )
+        .await?,
+        tariff_check,
+    ));
+    Ok((out, notes))
+}
+
 /// ResolveDuty's p99 is measured at 8 streams a connection, through tonic
 /// and h2load alike: 32 at the default 4 connections (DESIGN §13).
 const P99_STREAMS_PER_CONNECTION: usize = 8;
@@ -819,8 +1028,31 @@ async fn serve(cli: &Cli, backend: Backend, stack: &Stack, hold: Duration) -> an
     let dispute = create_dispute(&stack.dispute.url()).await?;
     let session = create_session(&stack.dialogue.url()).await?;
     let label = |s: &str| s.to_owned();
-    let calls =
-        wire_calls(stack, &label, 0, 0, cli.lines, &ids[0], &repeated_resolve(&codes), &dispute.id, &session.id);
+    let mut calls = Vec::from(wire_calls(
+        stack,
+        &label,
+        0,
+        0,
+        cli.lines,
+        &ids[0],
+        &repeated_resolve(&codes),
+        &dispute.id,
+        &session.id,
+    ));
+    if cli.flows > 0 {
+        for note in import_flows(cli, backend, &stack.tariff.url(), &codes).await? {
+            println!("{note}");
+        }
+        calls.push((
+            &stack.tariff,
+            Wire::new(
+                coverage_scenario(cli.flows),
+                "/tradewatch.tariff.v1.TariffService/GetTradeCoverage",
+                &coverage_request(),
+                0,
+            ),
+        ));
+    }
     let dir = cli.var.join(format!("h2load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!(

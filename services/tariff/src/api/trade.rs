@@ -219,11 +219,10 @@ pub(super) async fn get_trade_coverage(
             explanations.push(format!("covered value on the record as it is: {}", money_text(&real.covered)));
         }
     }
-    let reference = |id: uuid::Uuid| schedule.measure(&id).map(|m| m.spec.reference.clone()).unwrap_or_default();
-    let ranked = tally.ranked(reference);
+    let reference = |id: uuid::Uuid| schedule.measure(&id).map_or("", |m| m.spec.reference.as_str());
+    let ranked = tally.ranked(reference, ask.max_measures);
     let measures = ranked
         .iter()
-        .take(ask.max_measures)
         .filter_map(|(id, t)| {
             let m = schedule.measure(id)?;
             Some(pb::MeasureCoverage {

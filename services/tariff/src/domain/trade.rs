@@ -189,19 +189,6 @@ impl Sums {
     pub fn to_money(&self) -> Vec<Money> {
         self.0.iter().map(|(c, a)| Money::new(c.as_str(), *a)).collect()
     }
-
-    /// Compares two sums for ranking: currency by currency in code order,
-    /// a currency one lacks counting as zero.
-    fn rank_cmp(&self, other: &Sums) -> std::cmp::Ordering {
-        let mut currencies: Vec<Currency> = self.currencies().chain(other.currencies()).collect();
-        currencies.sort_unstable();
-        currencies.dedup();
-        currencies
-            .into_iter()
-            .map(|c| self.get(c).cmp(&other.get(c)))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }
 }
 
 fn too_large() -> Error {
@@ -589,25 +576,27 @@ impl CoverageTally {
         kinds
     }
 
-    /// The measures by covered value, then upper bound, then `reference`
-    /// (given by `reference_of`), largest first.
-    pub fn ranked(&self, reference_of: impl Fn(Uuid) -> String) -> Vec<(Uuid, &MeasureTally)> {
-        let mut ranked: Vec<(Uuid, &MeasureTally, String)> =
-            self.by_measure.iter().map(|(id, t)| (*id, t, reference_of(*id))).collect();
-        ranked.sort_by(|a, b| {
-            b.1.covered
-                .rank_cmp(&a.1.covered)
-                .then_with(|| b.1.upper_bound.rank_cmp(&a.1.upper_bound))
-                .then_with(|| a.2.cmp(&b.2))
-        });
-        ranked.into_iter().map(|(id, t, _)| (id, t)).collect()
+    /// The first `limit` measures by covered value, then upper bound
+    /// (compared currency by currency in code order, a currency one lacks
+    /// counting as zero), largest first, then by `reference_of` (their
+    /// reference). Only the first `limit` are sorted.
+    pub fn ranked<'r>(&self, reference_of: impl Fn(Uuid) -> &'r str, limit: usize) -> Vec<(Uuid, &MeasureTally)> {
+        // Every currency a measure covers is one of the total's.
+        let currencies: Vec<Currency> = self.total.currencies().collect();
+        let amounts = |sums: &Sums| currencies.iter().map(|c| sums.get(*c)).collect::<Vec<_>>();
+        let mut ranked: Vec<(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally)> =
+            self.by_measure.iter().map(|(id, t)| (amounts(&t.covered), amounts(&t.upper_bound), *id, t)).collect();
+        let order = |a: &(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally),
+                     b: &(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally)| {
+            (&b.0, &b.1).cmp(&(&a.0, &a.1)).then_with(|| reference_of(a.2).cmp(reference_of(b.2))).then(a.2.cmp(&b.2))
+        };
+        if limit < ranked.len() {
+            ranked.select_nth_unstable_by(limit, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(order);
+        ranked.into_iter().map(|(_, _, id, t)| (id, t)).collect()
     }
-}
-
-/// The year asked, or the latest one the record holds flows of; None when
-/// it holds none.
-pub fn year_or_latest(asked: Option<i32>, latest: Option<i32>) -> Option<i32> {
-    asked.or(latest)
 }
 
 /// NOT_FOUND for an assumed measure that does not exist, naming its field.
@@ -730,8 +719,9 @@ mod tests {
                 (MeasureKind::Surtax, vec![("CAD".to_owned(), "100".to_owned())], 2)
             ]
         );
-        let ranked = t.ranked(|id| id.to_string());
+        let ranked = t.ranked(|_| "", 10);
         assert_eq!(ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b, a], "b covers as much and more in part");
+        assert_eq!(t.ranked(|_| "", 1).iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b], "the first only");
         Ok(())
     }
 

@@ -223,3 +223,208 @@ fn count_group(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::{NaiveDate, Utc};
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+    use tradewatch_common::types::HsCode;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        domain::{MeasureSpec, MeasureStatus, StatusChange},
+        store::flows::FlowRow,
+    };
+
+    const CODES: &[&str] = &["12", "23", "72"];
+
+    /// Codes that share prefixes often: a chapter, then 0 to 4 pairs of
+    /// digits from two.
+    fn arb_code() -> impl Strategy<Value = String> {
+        (0..CODES.len(), proptest::collection::vec(prop_oneof![Just("00"), Just("10")], 0..=4))
+            .prop_map(|(c, rest)| format!("{}{}", CODES[c], rest.concat()))
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        tradewatch_common::types::parse_date(s).unwrap_or_default()
+    }
+
+    fn eco(s: &str) -> Economy {
+        Economy::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[derive(Debug, Clone)]
+    struct M {
+        kind: MeasureKind,
+        codes: Vec<String>,
+        /// Each an extension of one of codes.
+        exclusions: Vec<(usize, String)>,
+        targets: Vec<&'static str>,
+        suspended: bool,
+    }
+
+    fn arb_measure() -> impl Strategy<Value = M> {
+        (
+            proptest::sample::select(MeasureKind::ALL.to_vec()),
+            proptest::collection::btree_set(arb_code(), 1..=3),
+            proptest::collection::vec((0usize..3, prop_oneof![Just("00"), Just("10"), Just("1000")]), 0..=2),
+            proptest::sample::subsequence(vec!["CAN", "USA"], 0..=2),
+            any::<bool>(),
+        )
+            .prop_map(|(kind, codes, exclusions, targets, suspended)| {
+                let codes: Vec<String> = codes.into_iter().collect();
+                let exclusions = exclusions
+                    .into_iter()
+                    .filter_map(|(i, more)| {
+                        let base = &codes[i % codes.len()];
+                        let x = format!("{base}{more}");
+                        (x.len() <= 10).then_some((i % codes.len(), x))
+                    })
+                    .collect();
+                M { kind, codes, exclusions, targets, suspended }
+            })
+    }
+
+    fn build(m: &M, n: usize) -> Measure {
+        let mut excluded: Vec<HsCode> = Vec::new();
+        for (_, x) in &m.exclusions {
+            let x = HsCode::parse(x).unwrap_or_else(|e| panic!("{e}"));
+            if !excluded.contains(&x) {
+                excluded.push(x);
+            }
+        }
+        let spec = MeasureSpec {
+            reference: format!("M{n}"),
+            title: "t".into(),
+            imposing_economy: eco("CHN"),
+            target_economies: m.targets.iter().map(|t| eco(t)).collect(),
+            kind: m.kind,
+            hs_codes: m.codes.iter().map(|c| HsCode::parse(c).unwrap_or_else(|e| panic!("{e}"))).collect(),
+            excluded_hs_codes: excluded,
+            ad_valorem_percent: Decimal::TEN,
+            specific_duty: None,
+            announced_on: None,
+            effective_from: day("2024-01-01"),
+            effective_to: None,
+            quota: None,
+            source_url: String::new(),
+            note: String::new(),
+        };
+        let mut measure = Measure::new(spec, day("2024-06-01"), Utc::now(), "test");
+        if m.suspended {
+            measure.push_change(StatusChange {
+                id: Uuid::now_v7(),
+                measure_id: measure.id,
+                status: MeasureStatus::Suspended,
+                effective_on: day("2024-03-01"),
+                note: String::new(),
+                change_time: Utc::now(),
+                actor: String::new(),
+            });
+        }
+        measure
+    }
+
+    fn value(v: &crate::domain::FlowValue) -> (String, Decimal) {
+        (v.currency.as_str().to_owned(), v.amount)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// The walk beside the schedule finds what asking every measure of
+        /// every flow finds, and exposure what asking every flow finds.
+        #[test]
+        fn the_indexes_answer_as_every_measure_asked_of_every_flow(
+            measures in proptest::collection::vec(arb_measure(), 0..8),
+            flows in proptest::collection::btree_set((arb_code(), proptest::sample::select(vec!["CAN", "USA"]), 1u32..1000), 0..25),
+            kinds in proptest::sample::subsequence(MeasureKind::ALL.to_vec(), 0..=3),
+            exporter in proptest::option::of(proptest::sample::select(vec!["CAN", "USA"])),
+        ) {
+            let measures: Vec<Measure> = measures.iter().enumerate().map(|(n, m)| build(m, n)).collect();
+            let mut schedule = Index::default();
+            for m in &measures {
+                schedule.insert(m.clone());
+            }
+            // One flow per code and exporter: the natural key.
+            let mut keys = BTreeSet::new();
+            let rows: Vec<FlowRow> = flows
+                .iter()
+                .filter(|(code, e, _)| keys.insert((code.clone(), *e)))
+                .map(|(code, e, amount)| FlowRow {
+                    id: Uuid::now_v7(),
+                    importing: "CHN".into(),
+                    exporting: (*e).into(),
+                    year: 2024,
+                    hs_code: code.clone(),
+                    currency: if amount % 3 == 0 { "USD".into() } else { "CAD".into() },
+                    amount: amount.to_string(),
+                })
+                .collect();
+            let mut index = Flows::default();
+            index.apply(rows.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let hypothesis = Hypothesis::default();
+            let exporter = exporter.map(eco);
+            let on = day("2024-06-01");
+            let query = CoverageQuery { importer: &eco("CHN"), exporter: exporter.as_ref(), year: 2024, day: on, kinds: &kinds, hypothesis: &hypothesis };
+            let walked = trade_coverage(&schedule, &index, &query).map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+            let mut asked = CoverageTally::default();
+            // In the index's order: by exporter, then code.
+            let mut ordered: Vec<&FlowRow> = rows.iter().filter(|r| exporter.as_ref().is_none_or(|e| e.as_str() == r.exporting)).collect();
+            ordered.sort_by(|a, b| (&a.exporting, &a.hs_code).cmp(&(&b.exporting, &b.hs_code)));
+            for r in ordered {
+                let origin = eco(&r.exporting);
+                let hits: Vec<_> = measures
+                    .iter()
+                    .filter(|m| counts(m, &origin, on, &kinds))
+                    .filter_map(|m| match m.spec.coverage(&r.hs_code) {
+                        Coverage::Whole(_) => Some((m.id, m.spec.kind, true)),
+                        Coverage::Partial { .. } => Some((m.id, m.spec.kind, false)),
+                        Coverage::None => None,
+                    })
+                    .collect();
+                let v = crate::domain::FlowValue {
+                    currency: crate::domain::Currency::of(&r.currency).unwrap_or_else(|| unreachable!()),
+                    amount: r.amount.parse().unwrap_or_default(),
+                };
+                asked.count(v, &hits).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            prop_assert_eq!(&walked.total, &asked.total);
+            prop_assert_eq!(&walked.covered, &asked.covered);
+            prop_assert_eq!(&walked.upper_bound, &asked.upper_bound);
+            prop_assert_eq!(walked.approximate, asked.approximate);
+            prop_assert_eq!((walked.flows, walked.covered_flows), (asked.flows, asked.covered_flows));
+            prop_assert_eq!(walked.kinds(), asked.kinds());
+            prop_assert_eq!(&walked.by_measure, &asked.by_measure);
+
+            for m in &measures {
+                let exposed = measure_exposure(&index, m, 2024).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut expected = crate::domain::Exposure::default();
+                for r in &rows {
+                    let origin = eco(&r.exporting);
+                    if !m.spec.covers_origin(&origin) {
+                        continue;
+                    }
+                    let v = crate::domain::FlowValue {
+                        currency: crate::domain::Currency::of(&r.currency).unwrap_or_else(|| unreachable!()),
+                        amount: r.amount.parse().unwrap_or_default(),
+                    };
+                    expected.count(m.spec.coverage(&r.hs_code), r.id, &r.hs_code, &origin, v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+                prop_assert_eq!(&exposed.covered, &expected.covered);
+                prop_assert_eq!(&exposed.upper_bound, &expected.upper_bound);
+                prop_assert_eq!(exposed.approximate, expected.approximate);
+                let ids = |e: &crate::domain::Exposure| {
+                    e.flows.iter().map(|f| (f.id, f.whole, value(&f.value))).collect::<BTreeSet<_>>()
+                };
+                prop_assert_eq!(ids(&exposed).len(), exposed.flows.len(), "each flow once");
+                prop_assert_eq!(ids(&exposed), ids(&expected));
+            }
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub struct Index {
 }
 
 impl Index {
-    fn insert(&mut self, m: Measure) {
+    pub(super) fn insert(&mut self, m: Measure) {
         self.remove(m.id);
         let codes = self.by_code.entry(m.spec.imposing_economy.to_string()).or_default();
         for code in &m.spec.hs_codes {

@@ -104,7 +104,7 @@ impl Flows {
     /// Applies the rows of flows created or revised since. A flow's key
     /// never changes, so a revision is found by its code in its group and
     /// takes its place; new flows join their group, sorted in once per group.
-    fn apply(&mut self, rows: Vec<FlowRow>) -> Result<()> {
+    pub(super) fn apply(&mut self, rows: Vec<FlowRow>) -> Result<()> {
         let mut added: HashMap<(Economy, i32, Economy), Vec<Entry>> = HashMap::new();
         for row in rows {
             let (place, entry) = entry_of(&row)?;
