@@ -47,7 +47,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let limit = self.settings.server.max_message_bytes;
         let feed = self.server.feed(&self.db);
-        let api = TariffServiceServer::new(TariffApi::new(self.db.clone(), feed, limit))
+        let tariff = TariffApi::new(self.db.clone(), feed, limit);
+        // The trade index loads in the background, so that the first
+        // exposure or coverage does not wait for a million flows.
+        tokio::spawn(tariff.clone().warm());
+        let api = TariffServiceServer::new(tariff)
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);
         self.server.serve(SERVICE_NAME, Routes::new(api), self.db, db::schema_of::<Migrator>(), shutdown).await

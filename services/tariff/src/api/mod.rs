@@ -33,6 +33,8 @@ pub struct TariffApi {
     schedule: std::sync::Arc<store::Schedule>,
     /// The trade flows in memory that exposure and coverage read.
     trade: std::sync::Arc<store::TradeIndex>,
+    /// Which measures reach which flows, kept between coverages.
+    matches: std::sync::Arc<store::MatchCache>,
     /// What the items of one list page may take: under the message limit.
     page_budget: usize,
 }
@@ -43,7 +45,18 @@ impl TariffApi {
         let head = feed::Head::new(db.clone());
         let schedule = std::sync::Arc::new(store::Schedule::new(db.clone(), head.clone()));
         let trade = std::sync::Arc::new(store::TradeIndex::new(db.clone(), head));
-        Self { db, feed, schedule, trade, page_budget: paging::response_budget(max_message_bytes) }
+        let matches = std::sync::Arc::default();
+        Self { db, feed, schedule, trade, matches, page_budget: paging::response_budget(max_message_bytes) }
+    }
+}
+
+impl TariffApi {
+    /// Loads the trade index, as the first call that needs it would: a
+    /// million flows take seconds. A failure is left for that call to meet.
+    pub async fn warm(self) {
+        if let Err(err) = self.trade.fresh().await {
+            tracing::debug!(error = %err, "the trade index did not load ahead of the first call");
+        }
     }
 }
 

@@ -180,31 +180,34 @@ pub(super) async fn get_trade_coverage(
 ) -> Reply<pb::GetTradeCoverageResponse> {
     let mut ask = convert::get_trade_coverage(request.get_ref())?;
     tokio::try_join!(api.schedule.fresh(), api.trade.fresh())?;
-    let schedule = api.schedule.read()?;
+    let table = api.schedule.coverage_table(&ask.importer)?;
     let flows = api.trade.read()?;
     let year = ask.year.or_else(|| flows.latest_year(&ask.importer, |e| ask.exporter.as_ref().is_none_or(|x| x == e)));
     let day = ask.on.or(year.map(last_day)).unwrap_or_else(today);
-    let hypothesis = hypothesis(&schedule, std::mem::take(&mut ask.assume), day)?;
-    fn query<'a>(
-        ask: &'a convert::CoverageAsk,
-        year: i32,
-        day: chrono::NaiveDate,
-        hypothesis: &'a Hypothesis,
-    ) -> store::CoverageQuery<'a> {
-        store::CoverageQuery {
-            importer: &ask.importer,
+    let hypothesis = hypothesis(&*api.schedule.read()?, std::mem::take(&mut ask.assume), day)?;
+    let is_hypothetical = hypothesis.is_hypothetical();
+    let coverage = |hypothesis: &Hypothesis| -> Result<store::TradeCoverage, Error> {
+        let Some(year) = year else {
+            let none = store::TradeCoverage {
+                tally: CoverageTally::default(),
+                measures: vec![],
+                measure_count: 0,
+                reaching: vec![],
+            };
+            return Ok(none);
+        };
+        let query = store::CoverageQuery {
             exporter: ask.exporter.as_ref(),
             year,
             day,
             kinds: &ask.kinds,
             hypothesis,
-        }
-    }
-    let y = year.unwrap_or_default();
-    let tally = match year {
-        Some(_) => store::trade_coverage(&schedule, &flows, &query(&ask, y, day, &hypothesis))?,
-        None => CoverageTally::default(),
+            max_measures: ask.max_measures,
+            list_reaching: is_hypothetical,
+        };
+        store::trade_coverage(&table, &flows, &api.matches, &ask.importer, &query)
     };
+    let answer = coverage(&hypothesis)?;
     let mut explanations = Vec::new();
     if year.is_none() {
         explanations.push(format!("the record holds no trade flow into {}", ask.importer));
@@ -212,21 +215,21 @@ pub(super) async fn get_trade_coverage(
     if hypothesis.is_hypothetical() {
         // What the record gives: an assumption bears on the answer when its
         // measure reaches a flow either way.
-        let real = store::trade_coverage(&schedule, &flows, &query(&ask, y, day, &Hypothesis::default()))?;
-        let bears = |id| tally.by_measure.contains_key(&id) || real.by_measure.contains_key(&id);
-        explanations.extend(hypothesis.explain(day, bears));
-        if real.covered != tally.covered {
-            explanations.push(format!("covered value on the record as it is: {}", money_text(&real.covered)));
+        let real = coverage(&Hypothesis::default())?;
+        let reaching: std::collections::HashSet<uuid::Uuid> =
+            answer.reaching.iter().chain(&real.reaching).map(|slot| table.measures[*slot].measure.id).collect();
+        explanations.extend(hypothesis.explain(day, |id| reaching.contains(&id)));
+        if real.tally.covered != answer.tally.covered {
+            explanations.push(format!("covered value on the record as it is: {}", money_text(&real.tally.covered)));
         }
     }
-    let reference = |id: uuid::Uuid| schedule.measure(&id).map_or("", |m| m.spec.reference.as_str());
-    let ranked = tally.ranked(reference, ask.max_measures);
-    let measures = ranked
+    let measures = answer
+        .measures
         .iter()
-        .filter_map(|(id, t)| {
-            let m = schedule.measure(id)?;
-            Some(pb::MeasureCoverage {
-                measure_id: id.to_string(),
+        .map(|(slot, t)| {
+            let m = &table.measures[*slot].measure;
+            pb::MeasureCoverage {
+                measure_id: m.id.to_string(),
                 reference: m.spec.reference.clone(),
                 title: m.spec.title.clone(),
                 kind: kind_to_proto(m.spec.kind),
@@ -234,9 +237,10 @@ pub(super) async fn get_trade_coverage(
                 upper_bound_value: sums_to_proto(&t.upper_bound),
                 flow_count: i32::try_from(t.flows).unwrap_or(i32::MAX),
                 ad_valorem_percent: tradewatch_common::types::format_decimal(m.spec.ad_valorem_percent),
-            })
+            }
         })
         .collect();
+    let tally = &answer.tally;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(Response::new(pb::GetTradeCoverageResponse {
         importing_economy: ask.importer.to_string(),
@@ -259,7 +263,7 @@ pub(super) async fn get_trade_coverage(
             })
             .collect(),
         measures,
-        measure_count: count(tally.by_measure.len()),
+        measure_count: count(answer.measure_count),
         flow_count: count(tally.flows),
         covered_flow_count: count(tally.covered_flows),
         hypothetical: hypothesis.is_hypothetical(),

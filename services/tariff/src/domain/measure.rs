@@ -368,6 +368,31 @@ impl Measure {
         self.status_on(day) == MeasureStatus::InForce
     }
 
+    /// The days the measure applies, as inclusive periods in order: what
+    /// [`Self::applies_on`] answers for every day, read off [`Self::status_on`]
+    /// at the days where it can change (its dates and its changes' days), for
+    /// indexes that ask about many measures at once.
+    pub fn in_force_periods(&self) -> Vec<(NaiveDate, NaiveDate)> {
+        let mut bounds: Vec<NaiveDate> = std::iter::once(self.spec.effective_from)
+            .chain(self.spec.effective_to.and_then(|to| to.succ_opt()))
+            .chain(self.changes.iter().map(|c| c.effective_on))
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+        for (i, from) in bounds.iter().enumerate() {
+            if !self.applies_on(*from) {
+                continue;
+            }
+            let to = bounds.get(i + 1).and_then(|next| next.pred_opt()).unwrap_or(NaiveDate::MAX);
+            match periods.last_mut() {
+                Some(last) if last.1.succ_opt() == Some(*from) => last.1 = to,
+                _ => periods.push((*from, to)),
+            }
+        }
+        periods
+    }
+
     /// Room left in the quota, if the measure has one (never negative).
     pub fn quota_room(&self) -> Option<Decimal> {
         self.spec.quota.as_ref().map(|q| q.quantity.checked_sub(self.quota_used).unwrap_or_default().max(Decimal::ZERO))
@@ -659,6 +684,29 @@ pub(crate) mod tests {
         assert_eq!(s.matched_prefix(&hs("72085100")), None);
         assert_eq!(s.matched_prefix(&hs("73089000")).map(HsCode::as_str), Some("7308"));
         assert_eq!(s.matched_prefix(&hs("76011000")), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn in_force_periods_say_what_applies_on_says(
+            from in 0i64..40, to in proptest::option::of(0i64..60),
+            changes in proptest::collection::vec((0i64..70, 0usize..4), 0..5),
+            probe in -5i64..80,
+        ) {
+            let day = |n: i64| date("2025-01-01") + chrono::Duration::days(n);
+            let mut s = spec(MeasureKind::Surtax, &["72"], "25");
+            s.effective_from = day(from);
+            s.effective_to = to.map(|t| day(from + t));
+            let mut m = measure(s);
+            let statuses = [MeasureStatus::Suspended, MeasureStatus::InForce, MeasureStatus::Revoked, MeasureStatus::Expired];
+            for (on, status) in changes {
+                let c = change(&m, statuses[status], "2025-01-01");
+                m.push_change(StatusChange { effective_on: day(on), ..c });
+            }
+            let periods = m.in_force_periods();
+            let inside = periods.iter().any(|(a, b)| *a <= day(probe) && day(probe) <= *b);
+            proptest::prop_assert_eq!(inside, m.applies_on(day(probe)), "{:?}", periods);
+        }
     }
 
     #[test]

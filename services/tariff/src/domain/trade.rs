@@ -111,7 +111,7 @@ pub struct ImportPlan {
 }
 
 /// How `specs` (keys distinct) land on the record whose flows of the same
-/// keys are `stored`.
+/// keys are `stored`: each list in natural-key order.
 pub fn plan_import(
     specs: Vec<FlowSpec>,
     stored: &HashMap<FlowKey, TradeFlow>,
@@ -126,6 +126,9 @@ pub fn plan_import(
             Some(old) => plan.replaced.push(old.revised(spec, now, actor)),
         }
     }
+    // In key order: rows join the natural key's index in its order.
+    plan.created.sort_by(|a, b| a.spec.key.cmp(&b.spec.key));
+    plan.replaced.sort_by(|a, b| a.spec.key.cmp(&b.spec.key));
     plan
 }
 
@@ -144,50 +147,98 @@ impl Currency {
     }
 }
 
+/// An amount of money in ten-thousandths, exactly: every amount a caller
+/// sends has at most 4 decimal places, so the sums of a coverage are
+/// integer additions (a million flows of 10^15 each stay far inside).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Units(i128);
+
+impl Units {
+    const SCALE: u32 = 4;
+
+    /// `amount` in ten-thousandths; None past 4 decimal places or too large.
+    pub fn of(amount: Decimal) -> Option<Self> {
+        let mut d = amount.normalize();
+        if d.scale() > Self::SCALE {
+            return None;
+        }
+        d.rescale(Self::SCALE);
+        (d.scale() == Self::SCALE).then(|| Self(d.mantissa()))
+    }
+
+    pub fn to_decimal(self) -> Decimal {
+        Decimal::try_from_i128_with_scale(self.0, Self::SCALE).unwrap_or(Decimal::MAX).normalize()
+    }
+
+    fn checked_add(self, other: Self) -> Option<Self> {
+        self.0.checked_add(other.0).map(Self)
+    }
+}
+
 /// Amounts kept one per currency, never converted, in currency-code order.
+/// One currency, the usual case, is kept without an allocation: a coverage
+/// keeps sums for every measure it meets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sums(Vec<(Currency, Decimal)>);
+pub struct Sums {
+    /// The only currency, while there is one.
+    one: Option<(Currency, Units)>,
+    /// Two currencies or more, in code order (`one` is then None).
+    many: Vec<(Currency, Units)>,
+}
 
 impl Sums {
     /// Adds `amount` in `currency`; a sum past what a decimal holds is
     /// OUT_OF_RANGE.
-    pub fn add(&mut self, currency: Currency, amount: Decimal) -> Result<()> {
-        let at = match self.0.binary_search_by(|(c, _)| c.cmp(&currency)) {
-            Ok(at) => at,
-            Err(at) => {
-                self.0.insert(at, (currency, Decimal::ZERO));
-                at
+    #[inline]
+    pub fn add(&mut self, currency: Currency, amount: Units) -> Result<()> {
+        let sum = match (&mut self.one, self.many.is_empty()) {
+            (None, true) => {
+                self.one = Some((currency, amount));
+                return Ok(());
+            }
+            (Some((c, sum)), _) if *c == currency => sum,
+            (Some(first), _) => {
+                let first = *first;
+                self.one = None;
+                self.many = vec![first];
+                return self.add(currency, amount);
+            }
+            (None, false) => {
+                let at = match self.many.binary_search_by(|(c, _)| c.cmp(&currency)) {
+                    Ok(at) => at,
+                    Err(at) => {
+                        self.many.insert(at, (currency, Units::default()));
+                        at
+                    }
+                };
+                &mut self.many[at].1
             }
         };
-        let sum = &mut self.0[at].1;
         *sum = sum.checked_add(amount).ok_or_else(too_large)?;
         Ok(())
     }
 
-    /// Every amount of `other` added.
-    pub fn add_all(&mut self, other: &Sums) -> Result<()> {
-        for (c, a) in &other.0 {
-            self.add(*c, *a)?;
-        }
-        Ok(())
+    /// Each currency and its sum, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = (Currency, Units)> + '_ {
+        self.one.iter().chain(self.many.iter()).copied()
     }
 
     /// The sum in `currency`, zero when there is none.
-    pub fn get(&self, currency: Currency) -> Decimal {
-        self.0.iter().find(|(c, _)| *c == currency).map_or(Decimal::ZERO, |(_, a)| *a)
+    pub fn get(&self, currency: Currency) -> Units {
+        self.iter().find(|(c, _)| *c == currency).map_or(Units::default(), |(_, a)| a)
     }
 
     pub fn currencies(&self) -> impl Iterator<Item = Currency> + '_ {
-        self.0.iter().map(|(c, _)| *c)
+        self.iter().map(|(c, _)| c)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.one.is_none() && self.many.is_empty()
     }
 
     /// The sums as money, in currency-code order.
     pub fn to_money(&self) -> Vec<Money> {
-        self.0.iter().map(|(c, a)| Money::new(c.as_str(), *a)).collect()
+        self.iter().map(|(c, a)| Money::new(c.as_str(), a.to_decimal())).collect()
     }
 }
 
@@ -196,7 +247,8 @@ fn too_large() -> Error {
 }
 
 /// `part` of `whole` in percent, to 4 places (half to even), "0" of nothing.
-pub fn percent(part: Decimal, whole: Decimal) -> Decimal {
+pub fn percent(part: Units, whole: Units) -> Decimal {
+    let (part, whole) = (part.to_decimal(), whole.to_decimal());
     if whole.is_zero() {
         return Decimal::ZERO;
     }
@@ -328,7 +380,7 @@ pub fn counts(m: &Measure, origin: &Economy, day: NaiveDate, kinds: &[MeasureKin
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowValue {
     pub currency: Currency,
-    pub amount: Decimal,
+    pub amount: Units,
 }
 
 /// A flow a measure reaches: whole, or in part.
@@ -478,11 +530,13 @@ impl Exposure {
             ));
         }
         self.covered
-            .0
             .iter()
             .map(|(c, a)| {
-                let duty =
-                    a.checked_mul(rate).and_then(|d| d.checked_div(Decimal::ONE_HUNDRED)).ok_or_else(too_large)?;
+                let duty = a
+                    .to_decimal()
+                    .checked_mul(rate)
+                    .and_then(|d| d.checked_div(Decimal::ONE_HUNDRED))
+                    .ok_or_else(too_large)?;
                 Ok(Money::new(c.as_str(), duty).rounded())
             })
             .collect()
@@ -497,6 +551,29 @@ pub struct MeasureTally {
     pub flows: usize,
 }
 
+impl MeasureTally {
+    /// Counts one flow the measure reaches, whole or in part.
+    pub fn count(&mut self, value: FlowValue, whole: bool) -> Result<()> {
+        self.flows += 1;
+        if whole {
+            self.covered.add(value.currency, value.amount)?;
+        }
+        self.upper_bound.add(value.currency, value.amount)
+    }
+
+    /// Adds the flows `other` counts.
+    pub fn add(&mut self, other: &MeasureTally) -> Result<()> {
+        self.flows += other.flows;
+        for (c, a) in other.covered.iter() {
+            self.covered.add(c, a)?;
+        }
+        for (c, a) in other.upper_bound.iter() {
+            self.upper_bound.add(c, a)?;
+        }
+        Ok(())
+    }
+}
+
 /// What the measures of one kind cover, each flow once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindTally {
@@ -506,7 +583,8 @@ pub struct KindTally {
 }
 
 /// An importer's trade coverage from the flows of one origin (or every
-/// origin) and year: GTA's trade-coverage share, counted exactly.
+/// origin) and year: GTA's trade-coverage share, counted exactly. Measures
+/// are known by an index the caller gives them (0, 1, …).
 #[derive(Debug, Clone, Default)]
 pub struct CoverageTally {
     pub total: Sums,
@@ -515,53 +593,58 @@ pub struct CoverageTally {
     pub approximate: bool,
     pub flows: usize,
     pub covered_flows: usize,
-    pub by_kind: Vec<(MeasureKind, KindTally)>,
-    pub by_measure: HashMap<Uuid, MeasureTally>,
+    /// By kind, in MeasureKind order.
+    by_kind: [KindTally; 8],
+    /// By the measures' index; None for one that reaches no flow.
+    by_measure: Vec<Option<MeasureTally>>,
 }
 
 impl CoverageTally {
     /// Counts one flow, given every counted measure that reaches it and how
-    /// (`hits`: the measure's kind and whether it covers the flow whole). The
-    /// flow counts once in each sum however many measures hit it.
-    pub fn count(&mut self, value: FlowValue, hits: &[(Uuid, MeasureKind, bool)]) -> Result<()> {
+    /// (`hits`: the measure's index, its kind, and whether it covers the flow
+    /// whole; each measure once). The flow counts once in each sum however
+    /// many measures hit it.
+    pub fn count(&mut self, value: FlowValue, hits: &[(usize, MeasureKind, bool)]) -> Result<()> {
+        let (mut reach, mut cover) = (0u16, 0u16);
+        for (_, kind, whole) in hits {
+            let bit = 1 << kind_index(*kind);
+            reach |= bit;
+            if *whole {
+                cover |= bit;
+            }
+        }
+        self.count_flow(value, reach, cover)?;
+        for (index, _, whole) in hits {
+            let mut one = MeasureTally::default();
+            one.count(value, *whole)?;
+            self.add_measure(*index, &one)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one flow in the totals and by kind, once: `reach` and `cover`
+    /// are the kinds (bit [`kind_index`]) of the counted measures that reach
+    /// it, and of those that cover it whole. (The measures' own tallies are
+    /// [`Self::add_measure`]'s.)
+    pub fn count_flow(&mut self, value: FlowValue, reach: u16, cover: u16) -> Result<()> {
         self.flows += 1;
         self.total.add(value.currency, value.amount)?;
-        if hits.is_empty() {
+        if reach == 0 {
             return Ok(());
         }
         self.covered_flows += 1;
-        let whole = hits.iter().any(|(_, _, whole)| *whole);
-        if whole {
+        if cover != 0 {
             self.covered.add(value.currency, value.amount)?;
         } else {
             self.approximate = true;
         }
         self.upper_bound.add(value.currency, value.amount)?;
-        for kind in MeasureKind::ALL {
-            let mut of_kind = hits.iter().filter(|(_, k, _)| k == kind).peekable();
-            if of_kind.peek().is_none() {
+        for (at, tally) in self.by_kind.iter_mut().enumerate() {
+            if reach & (1 << at) == 0 {
                 continue;
             }
-            let whole = of_kind.any(|(_, _, whole)| *whole);
-            let at = match self.by_kind.iter().position(|(k, _)| k == kind) {
-                Some(at) => at,
-                None => {
-                    self.by_kind.push((*kind, KindTally::default()));
-                    self.by_kind.len() - 1
-                }
-            };
-            let tally = &mut self.by_kind[at].1;
             tally.flows += 1;
-            if whole {
-                tally.covered.add(value.currency, value.amount)?;
-            }
-            tally.upper_bound.add(value.currency, value.amount)?;
-        }
-        for (id, _, whole) in hits {
-            let tally = self.by_measure.entry(*id).or_default();
-            // A measure may reach a flow by several prefixes: once per flow.
-            tally.flows += 1;
-            if *whole {
+            if cover & (1 << at) != 0 {
                 tally.covered.add(value.currency, value.amount)?;
             }
             tally.upper_bound.add(value.currency, value.amount)?;
@@ -569,34 +652,68 @@ impl CoverageTally {
         Ok(())
     }
 
-    /// The kinds in MeasureKind order.
-    pub fn kinds(&self) -> Vec<&(MeasureKind, KindTally)> {
-        let mut kinds: Vec<_> = self.by_kind.iter().collect();
-        kinds.sort_by_key(|(k, _)| MeasureKind::ALL.iter().position(|x| x == k));
-        kinds
+    /// Adds to measure `index`'s tally what it covers of more flows.
+    pub fn add_measure(&mut self, index: usize, more: &MeasureTally) -> Result<()> {
+        if self.by_measure.len() <= index {
+            self.by_measure.resize(index + 1, None);
+        }
+        match &mut self.by_measure[index] {
+            Some(tally) => tally.add(more),
+            empty => {
+                *empty = Some(more.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// The kinds that reach a flow, in MeasureKind order.
+    pub fn kinds(&self) -> Vec<(MeasureKind, &KindTally)> {
+        MeasureKind::ALL.iter().zip(&self.by_kind).filter(|(_, t)| t.flows > 0).map(|(k, t)| (*k, t)).collect()
+    }
+
+    /// The measures that reach a flow, by index.
+    pub fn measures(&self) -> impl Iterator<Item = (usize, &MeasureTally)> {
+        self.by_measure.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+    }
+
+    /// How many measures reach a flow.
+    pub fn measure_count(&self) -> usize {
+        self.by_measure.iter().flatten().count()
     }
 
     /// The first `limit` measures by covered value, then upper bound
-    /// (compared currency by currency in code order, a currency one lacks
-    /// counting as zero), largest first, then by `reference_of` (their
-    /// reference). Only the first `limit` are sorted.
-    pub fn ranked<'r>(&self, reference_of: impl Fn(Uuid) -> &'r str, limit: usize) -> Vec<(Uuid, &MeasureTally)> {
-        // Every currency a measure covers is one of the total's.
-        let currencies: Vec<Currency> = self.total.currencies().collect();
-        let amounts = |sums: &Sums| currencies.iter().map(|c| sums.get(*c)).collect::<Vec<_>>();
-        let mut ranked: Vec<(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally)> =
-            self.by_measure.iter().map(|(id, t)| (amounts(&t.covered), amounts(&t.upper_bound), *id, t)).collect();
-        let order = |a: &(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally),
-                     b: &(Vec<Decimal>, Vec<Decimal>, Uuid, &MeasureTally)| {
-            (&b.0, &b.1).cmp(&(&a.0, &a.1)).then_with(|| reference_of(a.2).cmp(reference_of(b.2))).then(a.2.cmp(&b.2))
-        };
-        if limit < ranked.len() {
-            ranked.select_nth_unstable_by(limit, order);
-            ranked.truncate(limit);
-        }
-        ranked.sort_by(order);
-        ranked.into_iter().map(|(_, _, id, t)| (id, t)).collect()
+    /// ([`rank_sums`]), then by `reference_of` (their reference).
+    pub fn ranked<'r>(&self, reference_of: impl Fn(usize) -> &'r str, limit: usize) -> Vec<(usize, &MeasureTally)> {
+        let mut ranked: Vec<(usize, &MeasureTally)> = self.measures().collect();
+        ranked.sort_by(|a, b| {
+            rank_sums(&a.1.covered, &b.1.covered)
+                .then_with(|| rank_sums(&a.1.upper_bound, &b.1.upper_bound))
+                .then_with(|| reference_of(a.0).cmp(reference_of(b.0)))
+                .then(a.0.cmp(&b.0))
+        });
+        ranked.truncate(limit);
+        ranked
     }
+}
+
+/// The order measures are ranked in by one of their sums: larger first,
+/// compared currency by currency in code order (a currency one lacks
+/// counts as zero).
+pub fn rank_sums(a: &Sums, b: &Sums) -> std::cmp::Ordering {
+    if let (Some((ca, x)), Some((cb, y))) = (a.one, b.one)
+        && ca == cb
+    {
+        return y.cmp(&x);
+    }
+    let mut currencies: Vec<Currency> = a.currencies().chain(b.currencies()).collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    currencies.into_iter().map(|c| b.get(c).cmp(&a.get(c))).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// A kind's place in MeasureKind order.
+pub fn kind_index(kind: MeasureKind) -> usize {
+    MeasureKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 /// NOT_FOUND for an assumed measure that does not exist, naming its field.
@@ -624,7 +741,11 @@ mod tests {
     }
 
     fn cad(amount: &str) -> FlowValue {
-        FlowValue { currency: Currency::of("CAD").unwrap_or(Currency(*b"XXX")), amount: dec(amount) }
+        FlowValue { currency: Currency::of("CAD").unwrap_or(Currency(*b"XXX")), amount: units(amount) }
+    }
+
+    fn units(amount: &str) -> Units {
+        Units::of(dec(amount)).unwrap_or_default()
     }
 
     fn money(sums: &Sums) -> Vec<(String, String)> {
@@ -657,14 +778,16 @@ mod tests {
     fn sums_keep_currencies_apart_and_in_code_order() {
         let mut s = Sums::default();
         let usd = Currency::of("USD").unwrap_or(Currency(*b"XXX"));
-        s.add(usd, dec("3.5")).unwrap_or_default();
-        s.add(cad("1").currency, dec("2")).unwrap_or_default();
-        s.add(usd, dec("1.5")).unwrap_or_default();
+        s.add(usd, units("3.5")).unwrap_or_default();
+        s.add(cad("1").currency, units("2")).unwrap_or_default();
+        s.add(usd, units("1.5")).unwrap_or_default();
         assert_eq!(money(&s), [("CAD".to_owned(), "2".to_owned()), ("USD".to_owned(), "5".to_owned())]);
         assert!(Currency::of("cad").is_none() && Currency::of("CADX").is_none());
         let mut huge = Sums::default();
-        huge.add(usd, Decimal::MAX).unwrap_or_default();
-        assert_eq!(huge.add(usd, Decimal::ONE).err().map(|e| e.code()), Some(tonic::Code::OutOfRange));
+        huge.add(usd, Units(i128::MAX)).unwrap_or_default();
+        assert_eq!(huge.add(usd, units("1")).err().map(|e| e.code()), Some(tonic::Code::OutOfRange));
+        assert_eq!(Units::of(dec("0.00001")), None, "more places than an amount keeps");
+        assert_eq!(units("1250000.5").to_decimal(), dec("1250000.5"));
     }
 
     #[test]
@@ -701,7 +824,7 @@ mod tests {
 
     #[test]
     fn coverage_counts_each_flow_once_however_many_measures_hit_it() -> Result<()> {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (0, 1);
         let mut t = CoverageTally::default();
         t.count(cad("100"), &[(a, MeasureKind::Mfn, true), (b, MeasureKind::Surtax, true)])?;
         t.count(cad("10"), &[(b, MeasureKind::Surtax, false)])?;
@@ -712,6 +835,7 @@ mod tests {
         assert_eq!(money(&t.upper_bound), [("CAD".to_owned(), "110".to_owned())]);
         assert!(t.approximate);
         let kinds: Vec<_> = t.kinds().iter().map(|(k, t)| (*k, money(&t.covered), t.flows)).collect();
+        assert_eq!(t.measure_count(), 2);
         assert_eq!(
             kinds,
             [
@@ -722,6 +846,15 @@ mod tests {
         let ranked = t.ranked(|_| "", 10);
         assert_eq!(ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b, a], "b covers as much and more in part");
         assert_eq!(t.ranked(|_| "", 1).iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b], "the first only");
+
+        // Ties are ranked by reference, also at the cut.
+        let mut tied = CoverageTally::default();
+        for i in 0..4 {
+            tied.count(cad("5"), &[(i, MeasureKind::Surtax, true)])?;
+        }
+        let references = ["D", "B", "A", "C"];
+        let top: Vec<&str> = tied.ranked(|i| references[i], 2).iter().map(|(i, _)| references[*i]).collect();
+        assert_eq!(top, ["A", "B"]);
         Ok(())
     }
 
@@ -761,9 +894,9 @@ mod tests {
 
     #[test]
     fn shares_are_percentages_to_four_places() {
-        assert_eq!(format_decimal(percent(dec("1"), dec("3"))), "33.3333");
-        assert_eq!(format_decimal(percent(dec("5"), dec("5"))), "100");
-        assert_eq!(format_decimal(percent(dec("5"), Decimal::ZERO)), "0");
+        assert_eq!(format_decimal(percent(units("1"), units("3"))), "33.3333");
+        assert_eq!(format_decimal(percent(units("5"), units("5"))), "100");
+        assert_eq!(format_decimal(percent(units("5"), Units::default())), "0");
         assert_eq!(last_day(2024), date("2024-12-31"));
     }
 }

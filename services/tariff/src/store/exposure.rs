@@ -4,14 +4,21 @@
 //! and how it reaches each is [`crate::domain::MeasureSpec::coverage`]'s
 //! call, and the sums are the domain's tallies.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use chrono::NaiveDate;
-use tradewatch_common::{Result, types::Economy};
+use tradewatch_common::{Error, Result, types::Economy};
 
 use super::{
-    schedule::Index,
-    trade_index::{Code, Entry, Flows, under},
+    schedule::CoverageTable,
+    trade_index::{Code, Entry, Flows, Group, under},
 };
-use crate::domain::{Coverage, CoverageTally, Exposure, Hypothesis, Measure, MeasureKind, counts};
+use crate::domain::{
+    Coverage, CoverageTally, Exposure, Hypothesis, Measure, MeasureKind, MeasureTally, counts, kind_index,
+};
 
 /// The trade `m` (as the answer reads it) reaches in `year`: the flows into
 /// its imposing economy from the origins it covers, under its prefixes or
@@ -34,6 +41,7 @@ pub fn measure_exposure(flows: &Flows, m: &Measure, year: i32) -> Result<Exposur
         if !m.spec.covers_origin(exporter) {
             continue;
         }
+        let group = &group.flows;
         let mut reached: Vec<usize> = Vec::new();
         for p in &outer {
             reached.extend(under(group, p));
@@ -61,167 +69,294 @@ pub fn measure_exposure(flows: &Flows, m: &Measure, year: i32) -> Result<Exposur
 /// What one coverage counts: the importer's measures of `kinds` that apply
 /// on `day` (as `hypothesis` reads them).
 pub struct CoverageQuery<'a> {
-    pub importer: &'a Economy,
     /// None: every origin.
     pub exporter: Option<&'a Economy>,
     pub year: i32,
     pub day: NaiveDate,
     pub kinds: &'a [MeasureKind],
     pub hypothesis: &'a Hypothesis,
+    /// The most measures to rank and list.
+    pub max_measures: usize,
+    /// Whether to list the slots of every measure that counts and reaches a
+    /// flow (for explanations).
+    pub list_reaching: bool,
 }
 
-/// An importer's trade coverage: each group of flows (one origin) walked
-/// once beside the importer's prefixes in code order, so that every prefix
-/// that is a prefix of a flow's code, and every one a flow's code is a prefix
-/// of, is met on the way. Linear in the group's flows and the importer's
-/// prefixes, plus the measures that reach each flow.
-pub fn trade_coverage(schedule: &Index, flows: &Flows, q: &CoverageQuery<'_>) -> Result<CoverageTally> {
-    let mut tally = CoverageTally::default();
-    let Some(groups) = flows.year(q.importer, q.year) else { return Ok(tally) };
-    let empty = std::collections::BTreeMap::new();
-    let prefixes = schedule.prefixes(q.importer).unwrap_or(&empty);
-    for (exporter, group) in groups {
-        if q.exporter.is_some_and(|e| e != exporter) {
-            continue;
+/// Which of the importer's measures reach each flow of one group, and how:
+/// what the walk beside the coverage table finds, kept while neither the
+/// group's flows nor the importer's measures change, so that a coverage
+/// only asks which of them count that day. In the flows' order: the hits
+/// of flow `i` are `hits[offsets[i]..offsets[i + 1]]`, each a measure's
+/// slot in the table and whether it covers the flow whole.
+pub struct GroupMatches {
+    table: u64,
+    group: u64,
+    offsets: Vec<u32>,
+    /// (slot, the measure's kind as [`kind_index`], whole).
+    hits: Vec<(u32, u8, bool)>,
+    /// What each measure that reaches a flow covers of the group (a
+    /// measure's tally does not depend on which others count), ranked as a
+    /// coverage ranks measures: a coverage of this one group takes the first
+    /// of them that count.
+    by_slot: Vec<(u32, MeasureTally)>,
+}
+
+/// The matches of the groups asked about lately, by importer, year and
+/// exporter; at most [`MATCHES_KEPT`] groups (then it starts again empty).
+#[derive(Default)]
+pub struct MatchCache(Mutex<HashMap<(Economy, i32, Economy), Arc<GroupMatches>>>);
+
+/// Groups whose matches are kept: about 8 bytes per flow and measure reaching it.
+const MATCHES_KEPT: usize = 256;
+
+impl MatchCache {
+    /// The matches of `group`, built now unless kept from an earlier call
+    /// at the same versions of the group and the table.
+    fn get(&self, key: (&Economy, i32, &Economy), group: &Group, table: &CoverageTable) -> Result<Arc<GroupMatches>> {
+        let poisoned = || Error::internal(anyhow::anyhow!("the trade matches' lock is poisoned"));
+        let mut kept = self.0.lock().map_err(|_| poisoned())?;
+        let key = (key.0.clone(), key.1, key.2.clone());
+        if let Some(m) = kept.get(&key)
+            && m.table == table.generation()
+            && m.group == group.version
+        {
+            return Ok(m.clone());
         }
-        count_group(schedule, prefixes, exporter, group, q, &mut tally)?;
+        let built = Arc::new(matches(table, &group.flows, group.version)?);
+        if kept.len() >= MATCHES_KEPT {
+            kept.clear();
+        }
+        kept.insert(key, built.clone());
+        Ok(built)
     }
-    Ok(tally)
 }
 
-/// On the walk: a prefix met, with the measures naming it that count
-/// (`measures[from..to]`), or a flow met.
+/// On the walk: a measure's prefix, or a flow.
 enum Met {
-    Prefix { code: Code, from: usize, to: usize },
+    Prefix { code: Code, slot: usize },
     Flow(usize),
 }
 
-impl Met {
-    fn code(&self, group: &[Entry]) -> Code {
-        match self {
-            Met::Prefix { code, .. } => *code,
-            Met::Flow(at) => group[*at].code,
-        }
-    }
-}
-
-fn count_group(
-    schedule: &Index,
-    prefixes: &std::collections::BTreeMap<String, Vec<uuid::Uuid>>,
-    exporter: &Economy,
-    group: &[Entry],
-    q: &CoverageQuery<'_>,
-    tally: &mut CoverageTally,
-) -> Result<()> {
-    // The measures that count, as prefixes are met; and per flow the
-    // measures that may reach it: met before it (its prefixes), or after it
-    // (prefixes it is coarser than, kept apart and sorted in at the end).
-    let mut measures: Vec<&Measure> = Vec::new();
+/// Walks `flows` (sorted by code) once beside the table's prefixes in code
+/// order, so that every prefix that is a prefix of a flow's code, and every
+/// one a flow's code is a prefix of, is met on the way: linear in the flows
+/// and the prefixes, plus the measures that reach each flow.
+fn matches(table: &CoverageTable, flows: &[Entry], version: u64) -> Result<GroupMatches> {
+    // Per flow, the measures that may reach it: met before it (its
+    // prefixes), or after it (prefixes it is coarser than, kept apart and
+    // sorted in at the end).
     let mut direct: Vec<(usize, usize)> = Vec::new();
     let mut coarser: Vec<(usize, usize)> = Vec::new();
     let mut stack: Vec<Met> = Vec::new();
-    let walk = |from: &str| {
-        prefixes
-            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
-            .filter_map(|(c, ids)| Code::of(c).map(|code| (code, ids)))
-            .peekable()
+    let code_of = |m: &Met| match m {
+        Met::Prefix { code, .. } => *code,
+        Met::Flow(at) => flows[*at].code,
     };
-    let mut codes = walk("");
-    let mut at = 0;
+    let prefixes = &table.prefixes;
+    let (mut p, mut at) = (0, 0);
     loop {
-        // With no flow met that a later prefix could lie inside, the
-        // prefixes before the next flow's chapter matter to no flow: skip
-        // them (a sparse group costs its flows, not the whole schedule).
-        if let Some(e) = group.get(at)
-            && !stack.iter().any(|m| matches!(m, Met::Flow(_)))
-        {
-            let chapter = &e.code.as_str()[..2.min(e.code.as_str().len())];
-            if codes.peek().is_some_and(|(c, _)| c.as_str() < chapter) {
-                codes = walk(chapter);
+        if !stack.iter().any(|m| matches!(m, Met::Flow(_))) {
+            let Some(e) = flows.get(at) else { break };
+            // With no flow met that a later prefix could lie inside, the
+            // prefixes before the next flow's chapter matter to no flow:
+            // skip them (a sparse group costs its flows, not the schedule).
+            let chapter = e.code.chapter();
+            if prefixes.get(p).is_some_and(|(c, _)| *c < chapter) {
+                p += prefixes[p..].partition_point(|(c, _)| *c < chapter);
                 stack.clear();
             }
-        } else if at == group.len() && !stack.iter().any(|m| matches!(m, Met::Flow(_))) {
-            break;
         }
         // The next in code order; a prefix before a flow of the same code.
-        let next_prefix = codes.peek().map(|(c, _)| *c);
-        let met = match (next_prefix, group.get(at)) {
+        let prefix_first = match (prefixes.get(p), flows.get(at)) {
             (None, None) => break,
-            (Some(p), Some(e)) if e.code < p => None,
-            (Some(_), _) => codes.next(),
-            (None, Some(_)) => None,
+            (Some((c, _)), Some(e)) => *c <= e.code,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
         };
-        let (code, is_flow) = match &met {
-            Some((code, _)) => (*code, false),
-            None => (group[at].code, true),
-        };
-        while stack.last().is_some_and(|top| !top.code(group).is_prefix_of(&code)) {
+        let code = if prefix_first { prefixes[p].0 } else { flows[at].code };
+        while stack.last().is_some_and(|top| !code_of(top).is_prefix_of(&code)) {
             stack.pop();
         }
-        if is_flow {
+        if prefix_first {
+            let slot = prefixes[p].1 as usize;
+            p += 1;
             for m in &stack {
-                if let Met::Prefix { from, to, .. } = m {
-                    direct.extend((*from..*to).map(|i| (at, i)));
+                if let Met::Flow(flow) = m {
+                    coarser.push((*flow, slot));
+                }
+            }
+            stack.push(Met::Prefix { code, slot });
+        } else {
+            for m in &stack {
+                if let Met::Prefix { slot, .. } = m {
+                    direct.push((at, *slot));
                 }
             }
             stack.push(Met::Flow(at));
             at += 1;
-        } else if let Some((code, ids)) = met {
-            let from = measures.len();
-            for id in ids {
-                let Some(m) = schedule.measure(id) else { continue };
-                let m = q.hypothesis.read(m);
-                if counts(m, exporter, q.day, q.kinds) {
-                    measures.push(m);
-                }
-            }
-            let to = measures.len();
-            if from < to {
-                for m in &stack {
-                    if let Met::Flow(flow) = m {
-                        coarser.extend((from..to).map(|i| (*flow, i)));
-                    }
-                }
-            }
-            stack.push(Met::Prefix { code, from, to });
         }
     }
     coarser.sort_unstable();
-    let mut hits: Vec<(uuid::Uuid, MeasureKind, bool)> = Vec::new();
+    let mut offsets = Vec::with_capacity(flows.len() + 1);
+    let mut hits: Vec<(u32, u8, bool)> = Vec::with_capacity(direct.len() + coarser.len());
     let (mut d, mut c) = (direct.iter().peekable(), coarser.iter().peekable());
-    for (i, e) in group.iter().enumerate() {
-        hits.clear();
-        let code = e.code.as_str();
-        let reaching = std::iter::from_fn(|| {
-            if let Some(&&(f, m)) = d.peek()
-                && f == i
-            {
-                d.next();
-                return Some(m);
+    for (i, e) in flows.iter().enumerate() {
+        let from = hits.len();
+        offsets.push(u32::try_from(from).unwrap_or(u32::MAX));
+        while let Some(&&(f, slot)) = d.peek()
+            && f == i
+        {
+            d.next();
+            reach(table, slot, &e.code, true, &mut hits, from);
+        }
+        while let Some(&&(f, slot)) = c.peek()
+            && f == i
+        {
+            c.next();
+            reach(table, slot, &e.code, false, &mut hits, from);
+        }
+    }
+    offsets.push(u32::try_from(hits.len()).unwrap_or(u32::MAX));
+    let mut by_slot: HashMap<u32, MeasureTally> = HashMap::new();
+    for (i, e) in flows.iter().enumerate() {
+        for &(slot, _, whole) in &hits[offsets[i] as usize..offsets[i + 1] as usize] {
+            by_slot.entry(slot).or_default().count(e.value, whole)?;
+        }
+    }
+    let mut by_slot: Vec<(u32, MeasureTally)> = by_slot.into_iter().collect();
+    by_slot.sort_unstable_by(|a, b| {
+        rank(&a.1, &b.1).then_with(|| reference(table, a.0).cmp(reference(table, b.0))).then(a.0.cmp(&b.0))
+    });
+    Ok(GroupMatches { table: table.generation(), group: version, offsets, hits, by_slot })
+}
+
+/// Records that the measure in `slot` reaches the flow of `code`, met under
+/// a prefix of the code (`under`) or under one the code is coarser than. For
+/// a measure without exclusions that decides it: whole, or in part (as its
+/// [`crate::domain::MeasureSpec::coverage`] would say); one with exclusions
+/// asks its own coverage. A measure met under several prefixes counts once
+/// (among the flow's hits from `from` on), whole if any says so.
+fn reach(table: &CoverageTable, slot: usize, code: &Code, under: bool, hits: &mut Vec<(u32, u8, bool)>, from: usize) {
+    let t = &table.measures[slot];
+    let whole = if t.exclusions {
+        match t.measure.spec.coverage(code.as_str()) {
+            Coverage::Whole(_) => true,
+            Coverage::Partial { .. } => false,
+            Coverage::None => return,
+        }
+    } else {
+        under
+    };
+    let kind = u8::try_from(kind_index(t.kind)).unwrap_or(0);
+    let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+    match hits[from..].iter_mut().find(|(s, _, _)| *s == slot) {
+        Some(hit) => hit.2 |= whole,
+        None => hits.push((slot, kind, whole)),
+    }
+}
+
+fn reference(table: &CoverageTable, slot: u32) -> &str {
+    table.measures[slot as usize].measure.spec.reference.as_str()
+}
+
+/// The order of [`CoverageTally::ranked`]: larger covered value first, then
+/// larger upper bound.
+fn rank(a: &MeasureTally, b: &MeasureTally) -> std::cmp::Ordering {
+    crate::domain::rank_sums(&a.covered, &b.covered)
+        .then_with(|| crate::domain::rank_sums(&a.upper_bound, &b.upper_bound))
+}
+
+/// What a trade coverage counted.
+pub struct TradeCoverage {
+    /// The flows: totals, covered, by kind.
+    pub tally: CoverageTally,
+    /// The measures that count and reach a flow, ranked, the first
+    /// `max_measures` of them, by slot.
+    pub measures: Vec<(usize, MeasureTally)>,
+    /// How many count and reach a flow, listed or not.
+    pub measure_count: usize,
+    /// Their slots, all of them, when the query asks for them.
+    pub reaching: Vec<usize>,
+}
+
+/// An importer's trade coverage (`table` is its coverage table): for each
+/// group of flows (one origin), the matches of its flows, of which the
+/// measures that count that day (as the query reads them) are counted.
+/// Linear in the group's flows and the measures reaching them, plus the
+/// importer's measures once per origin; the measures of one origin come
+/// ranked already.
+pub fn trade_coverage(
+    table: &CoverageTable,
+    flows: &Flows,
+    cache: &MatchCache,
+    importer: &Economy,
+    q: &CoverageQuery<'_>,
+) -> Result<TradeCoverage> {
+    let mut out =
+        TradeCoverage { tally: CoverageTally::default(), measures: vec![], measure_count: 0, reaching: vec![] };
+    let Some(groups) = flows.year(importer, q.year) else { return Ok(out) };
+    let groups: Vec<(&Economy, &Group)> = groups.iter().filter(|(e, _)| q.exporter.is_none_or(|x| x == *e)).collect();
+    let mut merged: Vec<Option<MeasureTally>> = Vec::new();
+    for (exporter, group) in &groups {
+        let matches = cache.get((importer, q.year, exporter), group, table)?;
+        // Which measures count for this origin that day, once each.
+        let counting: Vec<bool> = table
+            .measures
+            .iter()
+            .map(|t| match q.hypothesis.changes(t.measure.id) {
+                true => counts(q.hypothesis.read(&t.measure), exporter, q.day, q.kinds),
+                false => t.counts(exporter, q.day, q.kinds),
+            })
+            .collect();
+        for (i, e) in group.flows.iter().enumerate() {
+            let (from, to) = (matches.offsets[i] as usize, matches.offsets[i + 1] as usize);
+            let (mut reach, mut cover) = (0u16, 0u16);
+            for &(slot, kind, whole) in &matches.hits[from..to] {
+                if counting[slot as usize] {
+                    reach |= 1 << kind;
+                    if whole {
+                        cover |= 1 << kind;
+                    }
+                }
             }
-            if let Some(&&(f, m)) = c.peek()
-                && f == i
-            {
-                c.next();
-                return Some(m);
+            out.tally.count_flow(e.value, reach, cover)?;
+        }
+        let counted = matches.by_slot.iter().filter(|(slot, _)| counting[*slot as usize]);
+        if groups.len() == 1 {
+            out.measure_count = counted.clone().count();
+            out.measures = counted.clone().take(q.max_measures).map(|(slot, t)| (*slot as usize, t.clone())).collect();
+            if q.list_reaching {
+                out.reaching = counted.map(|(slot, _)| *slot as usize).collect();
             }
-            None
-        });
-        for m in reaching {
-            let m = measures[m];
-            // A measure met under two of its prefixes reaches the flow once.
-            if hits.iter().any(|(id, _, _)| *id == m.id) {
-                continue;
-            }
-            match m.spec.coverage(code) {
-                Coverage::Whole(_) => hits.push((m.id, m.spec.kind, true)),
-                Coverage::Partial { .. } => hits.push((m.id, m.spec.kind, false)),
-                Coverage::None => {}
+            return Ok(out);
+        }
+        // Several origins: a measure's tallies over each add up.
+        merged.resize(table.measures.len(), None);
+        for (slot, t) in counted {
+            match &mut merged[*slot as usize] {
+                Some(sum) => sum.add(t)?,
+                empty => *empty = Some(t.clone()),
             }
         }
-        tally.count(e.value, &hits)?;
     }
-    Ok(())
+    let mut all: Vec<(usize, MeasureTally)> =
+        merged.into_iter().enumerate().filter_map(|(slot, t)| t.map(|t| (slot, t))).collect();
+    out.measure_count = all.len();
+    if q.list_reaching {
+        out.reaching = all.iter().map(|(slot, _)| *slot).collect();
+    }
+    let order = |a: &(usize, MeasureTally), b: &(usize, MeasureTally)| {
+        rank(&a.1, &b.1)
+            .then_with(|| reference(table, a.0 as u32).cmp(reference(table, b.0 as u32)))
+            .then(a.0.cmp(&b.0))
+    };
+    if q.max_measures < all.len() {
+        all.select_nth_unstable_by(q.max_measures, order);
+        all.truncate(q.max_measures);
+    }
+    all.sort_by(order);
+    out.measures = all;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -236,8 +371,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{MeasureSpec, MeasureStatus, StatusChange},
-        store::flows::FlowRow,
+        domain::{MeasureSpec, MeasureStatus, MeasureTally, StatusChange},
+        store::{flows::FlowRow, schedule::Index},
     };
 
     const CODES: &[&str] = &["12", "23", "72"];
@@ -329,7 +464,7 @@ mod tests {
         measure
     }
 
-    fn value(v: &crate::domain::FlowValue) -> (String, Decimal) {
+    fn value(v: &crate::domain::FlowValue) -> (String, crate::domain::Units) {
         (v.currency.as_str().to_owned(), v.amount)
     }
 
@@ -344,6 +479,7 @@ mod tests {
             flows in proptest::collection::btree_set((arb_code(), proptest::sample::select(vec!["CAN", "USA"]), 1u32..1000), 0..25),
             kinds in proptest::sample::subsequence(MeasureKind::ALL.to_vec(), 0..=3),
             exporter in proptest::option::of(proptest::sample::select(vec!["CAN", "USA"])),
+            limit in 0usize..10,
         ) {
             let measures: Vec<Measure> = measures.iter().enumerate().map(|(n, m)| build(m, n)).collect();
             let mut schedule = Index::default();
@@ -370,8 +506,10 @@ mod tests {
             let hypothesis = Hypothesis::default();
             let exporter = exporter.map(eco);
             let on = day("2024-06-01");
-            let query = CoverageQuery { importer: &eco("CHN"), exporter: exporter.as_ref(), year: 2024, day: on, kinds: &kinds, hypothesis: &hypothesis };
-            let walked = trade_coverage(&schedule, &index, &query).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let table = CoverageTable::build(&schedule, &eco("CHN"));
+            let query = CoverageQuery { exporter: exporter.as_ref(), year: 2024, day: on, kinds: &kinds, hypothesis: &hypothesis, max_measures: limit, list_reaching: false };
+            let answer = trade_coverage(&table, &index, &MatchCache::default(), &eco("CHN"), &query).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let walked = &answer.tally;
 
             let mut asked = CoverageTally::default();
             // In the index's order: by exporter, then code.
@@ -381,16 +519,17 @@ mod tests {
                 let origin = eco(&r.exporting);
                 let hits: Vec<_> = measures
                     .iter()
-                    .filter(|m| counts(m, &origin, on, &kinds))
-                    .filter_map(|m| match m.spec.coverage(&r.hs_code) {
-                        Coverage::Whole(_) => Some((m.id, m.spec.kind, true)),
-                        Coverage::Partial { .. } => Some((m.id, m.spec.kind, false)),
+                    .enumerate()
+                    .filter(|(_, m)| counts(m, &origin, on, &kinds))
+                    .filter_map(|(i, m)| match m.spec.coverage(&r.hs_code) {
+                        Coverage::Whole(_) => Some((i, m.spec.kind, true)),
+                        Coverage::Partial { .. } => Some((i, m.spec.kind, false)),
                         Coverage::None => None,
                     })
                     .collect();
                 let v = crate::domain::FlowValue {
                     currency: crate::domain::Currency::of(&r.currency).unwrap_or_else(|| unreachable!()),
-                    amount: r.amount.parse().unwrap_or_default(),
+                    amount: crate::domain::Units::of(r.amount.parse().unwrap_or_default()).unwrap_or_default(),
                 };
                 asked.count(v, &hits).map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
@@ -400,7 +539,16 @@ mod tests {
             prop_assert_eq!(walked.approximate, asked.approximate);
             prop_assert_eq!((walked.flows, walked.covered_flows), (asked.flows, asked.covered_flows));
             prop_assert_eq!(walked.kinds(), asked.kinds());
-            prop_assert_eq!(&walked.by_measure, &asked.by_measure);
+            // The same measures, ranked the same way, cut at the same place.
+            let walked_ranked: Vec<(Uuid, MeasureTally)> =
+                answer.measures.iter().map(|(slot, t)| (table.measures[*slot].measure.id, t.clone())).collect();
+            let asked_ranked: Vec<(Uuid, MeasureTally)> = asked
+                .ranked(|i| measures[i].spec.reference.as_str(), limit)
+                .into_iter()
+                .map(|(i, t)| (measures[i].id, t.clone()))
+                .collect();
+            prop_assert_eq!(walked_ranked, asked_ranked);
+            prop_assert_eq!(answer.measure_count, asked.measure_count());
 
             for m in &measures {
                 let exposed = measure_exposure(&index, m, 2024).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -412,7 +560,7 @@ mod tests {
                     }
                     let v = crate::domain::FlowValue {
                         currency: crate::domain::Currency::of(&r.currency).unwrap_or_else(|| unreachable!()),
-                        amount: r.amount.parse().unwrap_or_default(),
+                        amount: crate::domain::Units::of(r.amount.parse().unwrap_or_default()).unwrap_or_default(),
                     };
                     expected.count(m.spec.coverage(&r.hs_code), r.id, &r.hs_code, &origin, v).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 }

@@ -194,9 +194,15 @@ fn row_of((id, importing, exporting, year, hs_code, currency, amount): FlowTuple
     FlowRow { id, importing, exporting, year, hs_code, currency, amount }
 }
 
-/// Every flow, lightly: the trade index's load.
-pub async fn load_flow_rows(conn: &impl ConnectionTrait) -> Result<Vec<FlowRow>> {
-    Ok(light(trade_flow::Entity::find()).all(conn).await?.into_iter().map(row_of).collect())
+/// Up to `limit` flows after the id `after` (from the first when None), in
+/// id order, lightly: a page of the trade index's load, so that loading a
+/// million flows never holds them all as rows at once.
+pub async fn flow_rows_after(conn: &impl ConnectionTrait, after: Option<Uuid>, limit: u64) -> Result<Vec<FlowRow>> {
+    let mut q = trade_flow::Entity::find().order_by_asc(trade_flow::Column::Id).limit(limit);
+    if let Some(after) = after {
+        q = q.filter(trade_flow::Column::Id.gt(after));
+    }
+    Ok(light(q).all(conn).await?.into_iter().map(row_of).collect())
 }
 
 /// The flows with these ids, lightly: the trade index's catch-up.

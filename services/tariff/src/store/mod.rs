@@ -19,7 +19,7 @@ mod trade_index;
 pub const FEED_TOPIC: &str = "measure";
 
 pub use self::{
-    exposure::{CoverageQuery, measure_exposure, trade_coverage},
+    exposure::{CoverageQuery, MatchCache, TradeCoverage, measure_exposure, trade_coverage},
     flows::*,
     measures::*,
     migration::Migrator,

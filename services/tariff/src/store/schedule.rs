@@ -9,8 +9,11 @@
 //! use and takes about a kilobyte per measure.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, RwLock, RwLockReadGuard},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex, RwLock, RwLockReadGuard,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use chrono::NaiveDate;
@@ -23,8 +26,11 @@ use tradewatch_common::{
 };
 use uuid::Uuid;
 
-use super::measures::{MAX_CANDIDATES, get_measures, load_all, too_many_measures};
-use crate::domain::Measure;
+use super::{
+    measures::{MAX_CANDIDATES, get_measures, load_all, too_many_measures},
+    trade_index::Code,
+};
+use crate::domain::{Measure, MeasureKind};
 
 /// Past this many changes of measures to catch up on, everything is
 /// reloaded.
@@ -34,6 +40,8 @@ pub struct Schedule {
     db: DatabaseConnection,
     head: Head,
     index: RwLock<Index>,
+    /// The coverage tables built, by importer, each at its generation.
+    tables: Mutex<HashMap<String, Arc<CoverageTable>>>,
     /// One catch-up at a time; the others wait for it.
     catch_up: tokio::sync::Mutex<()>,
 }
@@ -43,15 +51,21 @@ pub struct Index {
     /// The feed position the index reflects; None before the first load.
     seq: Option<i64>,
     measures: HashMap<Uuid, Arc<Measure>>,
-    /// Importer → HS prefix a measure names → the measures naming it, in
-    /// code order: a line's prefixes are looked up one by one, a range of
-    /// flows is walked beside them.
-    by_code: HashMap<String, BTreeMap<String, Vec<Uuid>>>,
+    /// Importer → HS prefix a measure names → the measures naming it.
+    by_code: HashMap<String, HashMap<String, Vec<Uuid>>>,
+    /// Importer → a number that changes whenever one of its measures does:
+    /// what a coverage table was built at.
+    generations: HashMap<String, u64>,
 }
+
+/// Generations are drawn from one counter, so that no two states of any
+/// importer's measures share one, across reloads too.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Index {
     pub(super) fn insert(&mut self, m: Measure) {
         self.remove(m.id);
+        self.generations.insert(m.spec.imposing_economy.to_string(), GENERATIONS.fetch_add(1, Ordering::Relaxed));
         let codes = self.by_code.entry(m.spec.imposing_economy.to_string()).or_default();
         for code in &m.spec.hs_codes {
             codes.entry(code.to_string()).or_default().push(m.id);
@@ -61,6 +75,7 @@ impl Index {
 
     fn remove(&mut self, id: Uuid) {
         let Some(old) = self.measures.remove(&id) else { return };
+        self.generations.insert(old.spec.imposing_economy.to_string(), GENERATIONS.fetch_add(1, Ordering::Relaxed));
         if let Some(codes) = self.by_code.get_mut(old.spec.imposing_economy.as_str()) {
             for code in &old.spec.hs_codes {
                 if let Some(ids) = codes.get_mut(code.as_str()) {
@@ -76,18 +91,89 @@ impl Index {
     pub fn measure(&self, id: &Uuid) -> Option<&Arc<Measure>> {
         self.measures.get(id)
     }
+}
 
-    /// The HS prefixes `importer`'s measures name, in code order, each with
-    /// the measures naming it.
-    pub fn prefixes(&self, importer: &Economy) -> Option<&BTreeMap<String, Vec<Uuid>>> {
-        self.by_code.get(importer.as_str())
+/// One importer's measures laid out to be walked beside flows sorted by
+/// code: every prefix they name with the measure naming it, in code order,
+/// and per measure what deciding whether it counts needs, side by side in
+/// memory (a coverage asks it of every measure of the importer).
+pub struct CoverageTable {
+    generation: u64,
+    /// (prefix, the measure's slot in `measures`), in code order.
+    pub prefixes: Vec<(Code, u32)>,
+    pub measures: Vec<TableMeasure>,
+}
+
+/// A measure in a coverage table.
+pub struct TableMeasure {
+    pub measure: Arc<Measure>,
+    pub kind: MeasureKind,
+    /// Empty: every origin.
+    pub targets: Box<[Economy]>,
+    /// The days it applies ([`Measure::in_force_periods`]): the first
+    /// period kept inline (most measures have one), the others after it.
+    pub period: Option<(NaiveDate, NaiveDate)>,
+    pub more_periods: Box<[(NaiveDate, NaiveDate)]>,
+    /// Whether it has exclusions: then which flows it covers whole is its
+    /// own [`crate::domain::MeasureSpec::coverage`]'s to say, flow by flow.
+    pub exclusions: bool,
+}
+
+impl TableMeasure {
+    /// [`crate::domain::counts`], on the table's copy of what it reads.
+    pub fn counts(&self, origin: &Economy, day: NaiveDate, kinds: &[MeasureKind]) -> bool {
+        (kinds.is_empty() || kinds.contains(&self.kind))
+            && (self.targets.is_empty() || self.targets.contains(origin))
+            && self.period.iter().chain(self.more_periods.iter()).any(|(from, to)| *from <= day && day <= *to)
+    }
+}
+
+impl CoverageTable {
+    /// What it was built at: changes whenever the importer's measures do.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The table of `importer`'s measures in `index`.
+    pub fn build(index: &Index, importer: &Economy) -> Self {
+        let generation = index.generations.get(importer.as_str()).copied().unwrap_or(0);
+        let mut slots: HashMap<Uuid, u32> = HashMap::new();
+        let mut measures = Vec::new();
+        let mut prefixes = Vec::new();
+        for (code, ids) in index.by_code.get(importer.as_str()).into_iter().flatten() {
+            let Some(code) = Code::of(code) else { continue };
+            for id in ids {
+                let Some(m) = index.measures.get(id) else { continue };
+                let slot = *slots.entry(*id).or_insert_with(|| {
+                    let mut periods = m.in_force_periods().into_iter();
+                    measures.push(TableMeasure {
+                        measure: m.clone(),
+                        kind: m.spec.kind,
+                        targets: m.spec.target_economies.clone().into_boxed_slice(),
+                        period: periods.next(),
+                        more_periods: periods.collect(),
+                        exclusions: !m.spec.excluded_hs_codes.is_empty(),
+                    });
+                    u32::try_from(measures.len() - 1).unwrap_or(u32::MAX)
+                });
+                prefixes.push((code, slot));
+            }
+        }
+        prefixes.sort_unstable();
+        Self { generation, prefixes, measures }
     }
 }
 
 impl Schedule {
     /// The schedule of `db`, fresh to the feed's `head`.
     pub fn new(db: DatabaseConnection, head: Head) -> Self {
-        Self { db, head, index: RwLock::new(Index::default()), catch_up: tokio::sync::Mutex::new(()) }
+        Self {
+            db,
+            head,
+            index: RwLock::new(Index::default()),
+            tables: Mutex::new(HashMap::new()),
+            catch_up: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The index as the last catch-up left it: call [`Self::fresh`] first.
@@ -158,6 +244,26 @@ impl Schedule {
         // Freed after the lock is released.
         drop(old);
         Ok(())
+    }
+
+    /// `importer`'s coverage table as the index stands (call
+    /// [`Self::fresh`] first): the one built before while none of its
+    /// measures changed since, else a new one (one build at a time).
+    pub fn coverage_table(&self, importer: &Economy) -> Result<Arc<CoverageTable>> {
+        let index = self.read()?;
+        let generation = index.generations.get(importer.as_str()).copied().unwrap_or(0);
+        let mut tables = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal(anyhow::anyhow!("the coverage tables' lock is poisoned")))?;
+        if let Some(table) = tables.get(importer.as_str())
+            && table.generation == generation
+        {
+            return Ok(table.clone());
+        }
+        let table = Arc::new(CoverageTable::build(&index, importer));
+        tables.insert(importer.to_string(), table.clone());
+        Ok(table)
     }
 
     /// One measure, or None.

@@ -22,14 +22,17 @@ use tradewatch_common::{
 };
 use uuid::Uuid;
 
-use super::flows::{FlowRow, flow_rows, load_flow_rows};
-use crate::domain::{Currency, FlowValue};
+use super::flows::{FlowRow, flow_rows, flow_rows_after};
+use crate::domain::{Currency, FlowValue, Units};
 
 /// The feed topic of the trade flows' changes.
 pub const FLOW_TOPIC: &str = "trade_flow";
 
 /// Past this many flow changes to catch up on, everything is reloaded.
 const RELOAD_AFTER: u64 = 20_000;
+
+/// Flows read in one query of a load.
+const LOAD_PAGE: u64 = 20_000;
 
 /// An HS code of 2 to 10 digits in ten bytes, zero-padded: ordered as the
 /// code's string is.
@@ -49,6 +52,13 @@ impl Code {
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0[..self.len()]).unwrap_or_default()
+    }
+
+    /// Its first two digits: the chapter.
+    pub fn chapter(&self) -> Self {
+        let mut out = [0; 10];
+        out[..2].copy_from_slice(&self.0[..2]);
+        Self(out)
     }
 
     fn len(&self) -> usize {
@@ -77,8 +87,24 @@ pub struct Entry {
     pub id: Uuid,
 }
 
-/// The flows of one importer and year: by exporter, each sorted by code.
-pub type YearFlows = BTreeMap<Economy, Vec<Entry>>;
+/// The flows of one importer, exporter and year, sorted by code.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub flows: Vec<Entry>,
+    /// Changes whenever the group's flows do (a flow joins, a value is
+    /// revised): what anything built from them was built at.
+    pub version: u64,
+}
+
+/// Versions are drawn from one counter: no two states of any group share one.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The flows of one importer and year: by exporter.
+pub type YearFlows = BTreeMap<Economy, Group>;
 
 #[derive(Default)]
 pub struct Flows {
@@ -98,42 +124,104 @@ impl Flows {
     /// accepts.
     pub fn latest_year(&self, importer: &Economy, from: impl Fn(&Economy) -> bool) -> Option<i32> {
         let years = self.by_importer.get(importer)?;
-        years.iter().rev().find(|(_, by)| by.iter().any(|(e, flows)| from(e) && !flows.is_empty())).map(|(y, _)| *y)
+        years.iter().rev().find(|(_, by)| by.iter().any(|(e, g)| from(e) && !g.flows.is_empty())).map(|(y, _)| *y)
+    }
+
+    fn group_mut(&mut self, importer: Economy, year: i32, exporter: Economy) -> &mut Group {
+        self.by_importer.entry(importer).or_default().entry(year).or_default().entry(exporter).or_default()
+    }
+
+    /// Adds the rows of flows not in the index, leaving the groups unsorted
+    /// until [`Self::sort`]: a load's pages.
+    fn add_unsorted(&mut self, rows: Vec<FlowRow>) -> Result<()> {
+        // Rows of one group come in runs (they are read in id order, which
+        // is the order they were imported in): one lookup a run.
+        let mut names = Economies::default();
+        let mut run: Option<((usize, i32, usize), Vec<Entry>)> = None;
+        for row in rows {
+            let (place, entry) = entry_of(&row, &mut names)?;
+            match &mut run {
+                Some((at, entries)) if *at == place => entries.push(entry),
+                _ => {
+                    if let Some(((i, year, e), entries)) = run.replace((place, vec![entry])) {
+                        self.group_mut(names.get(i), year, names.get(e)).flows.extend(entries);
+                    }
+                }
+            }
+        }
+        if let Some(((i, year, e), entries)) = run {
+            self.group_mut(names.get(i), year, names.get(e)).flows.extend(entries);
+        }
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        for group in self.by_importer.values_mut().flat_map(|y| y.values_mut()).flat_map(|g| g.values_mut()) {
+            group.flows.sort_unstable_by_key(|e| e.code);
+            group.flows.shrink_to_fit();
+            group.version = next_version();
+        }
     }
 
     /// Applies the rows of flows created or revised since. A flow's key
     /// never changes, so a revision is found by its code in its group and
     /// takes its place; new flows join their group, sorted in once per group.
     pub(super) fn apply(&mut self, rows: Vec<FlowRow>) -> Result<()> {
+        let mut names = Economies::default();
         let mut added: HashMap<(Economy, i32, Economy), Vec<Entry>> = HashMap::new();
         for row in rows {
-            let (place, entry) = entry_of(&row)?;
+            let ((i, year, e), entry) = entry_of(&row, &mut names)?;
+            let place = (names.get(i), year, names.get(e));
             let (importer, year, exporter) = &place;
             let group =
                 self.by_importer.get_mut(importer).and_then(|y| y.get_mut(year)).and_then(|g| g.get_mut(exporter));
-            let at = group.as_ref().and_then(|g| g.binary_search_by_key(&entry.code, |e| e.code).ok());
+            let at = group.as_ref().and_then(|g| g.flows.binary_search_by_key(&entry.code, |e| e.code).ok());
             match (group, at) {
-                (Some(group), Some(at)) => group[at] = entry,
+                (Some(group), Some(at)) => {
+                    group.flows[at] = entry;
+                    group.version = next_version();
+                }
                 _ => added.entry(place).or_default().push(entry),
             }
         }
         for ((importer, year, exporter), new) in added {
-            let group =
-                self.by_importer.entry(importer).or_default().entry(year).or_default().entry(exporter).or_default();
-            group.extend(new);
-            group.sort_unstable_by_key(|e| e.code);
+            let group = self.group_mut(importer, year, exporter);
+            group.flows.extend(new);
+            group.flows.sort_unstable_by_key(|e| e.code);
+            group.version = next_version();
         }
         Ok(())
     }
 }
 
-fn entry_of(row: &FlowRow) -> Result<((Economy, i32, Economy), Entry)> {
+/// The economies met while reading rows, each parsed once: a load reads a
+/// million rows naming a few dozen.
+#[derive(Default)]
+struct Economies(Vec<Economy>);
+
+impl Economies {
+    fn index(&mut self, code: &str) -> Result<usize, String> {
+        if let Some(at) = self.0.iter().position(|e| e.as_str() == code) {
+            return Ok(at);
+        }
+        self.0.push(Economy::parse(code)?);
+        Ok(self.0.len() - 1)
+    }
+
+    fn get(&self, at: usize) -> Economy {
+        self.0[at].clone()
+    }
+}
+
+/// A row's place (importer, year, exporter, the economies by their index
+/// in `names`) and entry.
+fn entry_of(row: &FlowRow, names: &mut Economies) -> Result<((usize, i32, usize), Entry)> {
     let bad = |what: &str, why: String| tradewatch_common::db::corrupt("trade flow", row.id, what, why);
-    let importer = Economy::parse(&row.importing).map_err(|e| bad("importer", e))?;
-    let exporter = Economy::parse(&row.exporting).map_err(|e| bad("exporter", e))?;
+    let importer = names.index(&row.importing).map_err(|e| bad("importer", e))?;
+    let exporter = names.index(&row.exporting).map_err(|e| bad("exporter", e))?;
     let code = Code::of(&row.hs_code).ok_or_else(|| bad("hs code", row.hs_code.clone()))?;
     let currency = Currency::of(&row.currency).ok_or_else(|| bad("currency", row.currency.clone()))?;
-    let amount = parse_decimal(&row.amount).map_err(|e| bad("value", e))?;
+    let amount = parse_decimal(&row.amount).ok().and_then(Units::of).ok_or_else(|| bad("value", row.amount.clone()))?;
     Ok(((importer, row.year, exporter), Entry { code, value: FlowValue { currency, amount }, id: row.id }))
 }
 
@@ -203,10 +291,22 @@ impl TradeIndex {
         Ok(())
     }
 
-    /// Loads every flow: what the database holds at `head` or later.
+    /// Loads every flow: what the database holds at `head` or later. Page
+    /// by page: the rows of one page at most are held beside the index.
     async fn reload(&self, head: i64) -> Result<()> {
         let mut fresh = Flows::default();
-        fresh.apply(load_flow_rows(&self.db).await?)?;
+        let mut after = None;
+        loop {
+            let rows = flow_rows_after(&self.db, after, LOAD_PAGE).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            let full = rows.len() as u64 == LOAD_PAGE;
+            fresh.add_unsorted(rows)?;
+            if !full {
+                break;
+            }
+        }
+        fresh.sort();
         fresh.seq = Some(head);
         let old = std::mem::replace(
             &mut *self
@@ -253,7 +353,7 @@ mod tests {
         flows.apply(codes.iter().map(|c| row(Uuid::now_v7(), "CAN", c, "1")).collect())?;
         let chn = Economy::parse("CHN").map_err(anyhow::Error::msg).map_err(Error::internal)?;
         let can = Economy::parse("CAN").map_err(anyhow::Error::msg).map_err(Error::internal)?;
-        let group = flows.year(&chn, 2024).and_then(|y| y.get(&can)).cloned().unwrap_or_default();
+        let group = flows.year(&chn, 2024).and_then(|y| y.get(&can)).map(|g| g.flows.clone()).unwrap_or_default();
         let under_of = |p: &str| -> Vec<&str> {
             Code::of(p).map(|p| group[under(&group, &p)].iter().map(|e| e.code.as_str()).collect()).unwrap_or_default()
         };
@@ -269,12 +369,19 @@ mod tests {
     fn revisions_take_their_flows_place_and_new_flows_are_sorted_in() -> Result<()> {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let mut flows = Flows::default();
-        flows.apply(vec![row(a, "CAN", "230641", "5"), row(b, "CAN", "1205", "7")])?;
-        flows.apply(vec![row(a, "CAN", "230641", "6"), row(c, "CAN", "071310", "1")])?;
         let chn = Economy::parse("CHN").map_err(anyhow::Error::msg).map_err(Error::internal)?;
         let can = Economy::parse("CAN").map_err(anyhow::Error::msg).map_err(Error::internal)?;
-        let group = &flows.year(&chn, 2024).and_then(|y| y.get(&can)).cloned().unwrap_or_default();
-        let seen: Vec<(&str, String)> = group.iter().map(|e| (e.code.as_str(), e.value.amount.to_string())).collect();
+        let version = |flows: &Flows| flows.year(&chn, 2024).and_then(|y| y.get(&can)).map(|g| g.version);
+        flows.apply(vec![row(a, "CAN", "230641", "5"), row(b, "CAN", "1205", "7")])?;
+        let first = version(&flows);
+        flows.apply(vec![row(a, "CAN", "230641", "6")])?;
+        let revised = version(&flows);
+        assert_ne!(revised, first, "a revision is a new version");
+        flows.apply(vec![row(c, "CAN", "071310", "1")])?;
+        assert_ne!(version(&flows), revised, "and so is a new flow");
+        let group = &flows.year(&chn, 2024).and_then(|y| y.get(&can)).map(|g| g.flows.clone()).unwrap_or_default();
+        let seen: Vec<(&str, String)> =
+            group.iter().map(|e| (e.code.as_str(), e.value.amount.to_decimal().to_string())).collect();
         assert_eq!(seen, [("071310", "1".to_owned()), ("1205", "7".to_owned()), ("230641", "6".to_owned())]);
         assert_eq!(flows.latest_year(&chn, |_| true), Some(2024));
         assert_eq!(flows.latest_year(&chn, |e| e.as_str() == "USA"), None);
