@@ -65,17 +65,32 @@ static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 impl Index {
     pub(super) fn insert(&mut self, m: Measure) {
         self.remove(m.id);
-        self.generations.insert(m.spec.imposing_economy.to_string(), GENERATIONS.fetch_add(1, Ordering::Relaxed));
-        let codes = self.by_code.entry(m.spec.imposing_economy.to_string()).or_default();
+        let importer = m.spec.imposing_economy.as_str();
+        self.bump(importer);
+        if !self.by_code.contains_key(importer) {
+            self.by_code.insert(importer.to_owned(), HashMap::new());
+        }
+        let Some(codes) = self.by_code.get_mut(importer) else { return };
         for code in &m.spec.hs_codes {
             codes.entry(code.to_string()).or_default().push(m.id);
         }
         self.measures.insert(m.id, Arc::new(m));
     }
 
+    /// A new generation for `importer`'s measures.
+    fn bump(&mut self, importer: &str) {
+        let next = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        match self.generations.get_mut(importer) {
+            Some(generation) => *generation = next,
+            None => {
+                self.generations.insert(importer.to_owned(), next);
+            }
+        }
+    }
+
     fn remove(&mut self, id: Uuid) {
         let Some(old) = self.measures.remove(&id) else { return };
-        self.generations.insert(old.spec.imposing_economy.to_string(), GENERATIONS.fetch_add(1, Ordering::Relaxed));
+        self.bump(old.spec.imposing_economy.as_str());
         if let Some(codes) = self.by_code.get_mut(old.spec.imposing_economy.as_str()) {
             for code in &old.spec.hs_codes {
                 if let Some(ids) = codes.get_mut(code.as_str()) {
@@ -235,10 +250,17 @@ impl Schedule {
 
     /// Loads every measure: what the database holds at `head` or later.
     async fn reload(&self, head: i64) -> Result<()> {
-        let mut index = Index::default();
-        for m in load_all(&self.db).await? {
-            index.insert(m);
-        }
+        let measures = load_all(&self.db).await?;
+        // Off the async threads: a large schedule takes a while to index.
+        let mut index = tokio::task::spawn_blocking(move || {
+            let mut index = Index::default();
+            for m in measures {
+                index.insert(m);
+            }
+            index
+        })
+        .await
+        .map_err(|err| Error::internal(anyhow::anyhow!("indexing the schedule failed: {err}")))?;
         index.seq = Some(head);
         let old = std::mem::replace(&mut *self.write()?, index);
         // Freed after the lock is released.

@@ -306,7 +306,13 @@ impl TradeIndex {
                 break;
             }
         }
-        fresh.sort();
+        // Off the async threads: sorting a million entries takes a while.
+        let mut fresh = tokio::task::spawn_blocking(move || {
+            fresh.sort();
+            fresh
+        })
+        .await
+        .map_err(|err| Error::internal(anyhow::anyhow!("sorting the trade index failed: {err}")))?;
         fresh.seq = Some(head);
         let old = std::mem::replace(
             &mut *self
