@@ -29,6 +29,13 @@ pub struct FlowFilter {
 /// One query per importer, exporter and year among the keys, by chunks of
 /// codes, on the natural key's index.
 pub async fn stored_flows(conn: &impl ConnectionTrait, keys: &[&FlowKey]) -> Result<HashMap<FlowKey, TradeFlow>> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // A prepared statement's generic plan, made while the table was
+        // small, walks the whole (importer, exporter, year) range and
+        // filters the codes: planned with the codes, it looks each one up.
+        // For the rest of this transaction only.
+        conn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan").await?;
+    }
     let mut groups: BTreeMap<(&str, &str, i32), Vec<&str>> = BTreeMap::new();
     for k in keys {
         groups.entry((k.importing.as_str(), k.exporting.as_str(), k.year)).or_default().push(k.hs_code.as_str());
