@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "tradewatch/tariff/v1/tariff.proto",
     "tradewatch/dispute/v1/dispute.proto",
     "tradewatch/dialogue/v1/dialogue.proto",
+    "tradewatch/relations/v1/relations.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -61,6 +61,17 @@ impl Deadline {
     fn remaining(&self) -> Option<Duration> {
         self.0.map(|at| at.saturating_duration_since(Instant::now()))
     }
+
+    /// The deadline `percent` of the way from now to this one (none stays
+    /// none): what a call that composes its peers' answers gives them,
+    /// keeping the rest to answer with what came back in time.
+    #[must_use]
+    pub fn share(self, percent: u32) -> Self {
+        match self.remaining() {
+            Some(left) => Self::after(left.mul_f64(f64::from(percent.min(100)) / 100.0)),
+            None => self,
+        }
+    }
 }
 
 /// The service's own token, read from a file and read again whenever the
@@ -193,6 +204,27 @@ impl Peer {
             request.metadata_mut().insert("authorization", bearer);
         }
         request
+    }
+
+    /// A request for a stream that lasts as long as it is read (a Watch):
+    /// no timeout, the trace context and the token as [`Self::request`].
+    pub fn stream_request<M>(&self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
+        telemetry::inject_context(request.metadata_mut());
+        if let Some(bearer) = self.token.as_ref().and_then(TokenFile::bearer) {
+            request.metadata_mut().insert("authorization", bearer);
+        }
+        request
+    }
+
+    /// The peer's channel, for a stream of [`Self::stream_request`].
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Who the peer is in errors ("tariff service").
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Runs `call`, retrying an idempotent one while the peer is UNAVAILABLE

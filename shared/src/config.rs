@@ -207,6 +207,8 @@ pub fn redact_url(url: &str) -> String {
 pub struct PeerSettings {
     pub tariff_url: String,
     pub dispute_url: String,
+    /// The dialogue service (read by the relations service).
+    pub dialogue_url: String,
     /// Deadline of one call to a peer, unless the caller's own is shorter.
     pub timeout_ms: u64,
     /// The CA that signs `https://` peers' certificates (PEM); unset means the
@@ -370,9 +372,11 @@ impl Settings {
         if self.database.max_connections == Some(0) {
             return bad("database.max_connections", "must be at least 1".into());
         }
-        for (key, value) in
-            [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)]
-        {
+        for (key, value) in [
+            ("peers.tariff_url", &self.peers.tariff_url),
+            ("peers.dispute_url", &self.peers.dispute_url),
+            ("peers.dialogue_url", &self.peers.dialogue_url),
+        ] {
             if !(value.starts_with("http://") || value.starts_with("https://"))
                 || value.parse::<tonic::transport::Uri>().is_err()
             {
@@ -434,9 +438,11 @@ impl Settings {
             _ => {}
         }
         if self.peers.token_file.is_some() {
-            for (key, url) in
-                [("peers.tariff_url", &self.peers.tariff_url), ("peers.dispute_url", &self.peers.dispute_url)]
-            {
+            for (key, url) in [
+                ("peers.tariff_url", &self.peers.tariff_url),
+                ("peers.dispute_url", &self.peers.dispute_url),
+                ("peers.dialogue_url", &self.peers.dialogue_url),
+            ] {
                 if url.starts_with("http://") && !is_loopback_url(url) {
                     return bad(
                         key,
@@ -521,6 +527,7 @@ fn defaults(service: ServiceInfo) -> Vec<(&'static str, config::Value)> {
         ("database.lock_timeout_ms", 3_000_i64.into()),
         ("peers.tariff_url", "http://127.0.0.1:50052".into()),
         ("peers.dispute_url", "http://127.0.0.1:50051".into()),
+        ("peers.dialogue_url", "http://127.0.0.1:50053".into()),
         ("peers.timeout_ms", 5_000_i64.into()),
         ("log.format", "pretty".into()),
         ("idempotency.retention_days", 30_i64.into()),

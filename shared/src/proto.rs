@@ -23,9 +23,17 @@ pub mod tradewatch {
             tonic::include_proto!("tradewatch.dialogue.v1");
         }
     }
+    pub mod relations {
+        pub mod v1 {
+            tonic::include_proto!("tradewatch.relations.v1");
+        }
+    }
 }
 
-pub use tradewatch::{common::v1 as common, dialogue::v1 as dialogue, dispute::v1 as dispute, tariff::v1 as tariff};
+pub use tradewatch::{
+    common::v1 as common, dialogue::v1 as dialogue, dispute::v1 as dispute, relations::v1 as relations,
+    tariff::v1 as tariff,
+};
 
 /// Every Tradewatch proto file, encoded as a `FileDescriptorSet`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tradewatch_descriptor.bin"));

@@ -6,7 +6,8 @@
 //!
 //! Health: `""` is SERVING while the process serves; the service's own name is
 //! SERVING only while its database answers and holds every migration of this
-//! version (checked every few seconds), so a readiness probe on the service
+//! version (checked every few seconds; a service without a database is
+//! SERVING while it serves), so a readiness probe on the service
 //! name keeps a new version out of rotation until its migrations ran, and
 //! takes a replica out when its database is gone, while the liveness probe
 //! on `""` leaves it running.
@@ -103,8 +104,18 @@ impl GrpcServer {
     /// and the metrics port of `service` (`tariff`); port 0 takes a free port
     /// (tests).
     pub async fn bind(settings: &Settings, service: &str) -> anyhow::Result<Self> {
+        Self::bind_with(settings, service, true).await
+    }
+
+    /// [`Self::bind`] for a service that keeps no database (the relations
+    /// service): `database.*` is not read.
+    pub async fn bind_stateless(settings: &Settings, service: &str) -> anyhow::Result<Self> {
+        Self::bind_with(settings, service, false).await
+    }
+
+    async fn bind_with(settings: &Settings, service: &str, database: bool) -> anyhow::Result<Self> {
         settings.check_exposure()?;
-        let sqlite = crate::db::hold_sqlite(&settings.database.url)?;
+        let sqlite = if database { crate::db::hold_sqlite(&settings.database.url)? } else { None };
         let tls = tls::server_config(&settings.server.tls)?;
         let auth = Authenticator::from_settings(&settings.auth).await?;
         let server = &settings.server;
@@ -182,13 +193,36 @@ impl GrpcServer {
     }
 
     /// Serves `routes` (the service's API, registered under `service_name`)
-    /// until `shutdown` resolves, then drains.
+    /// until `shutdown` resolves, then drains. The service's health follows
+    /// `db` and its `schema`.
     pub async fn serve(
         self,
         service_name: &'static str,
         routes: Routes,
         db: DatabaseConnection,
         schema: Vec<String>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_with(service_name, routes, Some((db, schema)), shutdown).await
+    }
+
+    /// [`Self::serve`] for a service that keeps no database: its health is
+    /// SERVING while it serves (its peers being down takes the sections it
+    /// reads from them, not the service, out).
+    pub async fn serve_stateless(
+        self,
+        service_name: &'static str,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_with(service_name, routes, None, shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        service_name: &'static str,
+        routes: Routes,
+        database: Option<(DatabaseConnection, Vec<String>)>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -208,18 +242,22 @@ impl GrpcServer {
                 .with_service_name("grpc.reflection.v1.ServerReflection")
                 .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         };
-        let pool = db.clone();
-        self.metrics.on_scrape({
-            let metrics = self.metrics.clone();
-            move || {
-                let (metrics, pool) = (metrics.clone(), pool.clone());
-                async move {
-                    let (used, idle) = db::pool_usage(&pool);
-                    metrics.set_pool(used, idle);
+        if let Some((pool, _)) = &database {
+            let pool = pool.clone();
+            self.metrics.on_scrape({
+                let metrics = self.metrics.clone();
+                move || {
+                    let (metrics, pool) = (metrics.clone(), pool.clone());
+                    async move {
+                        let (used, idle) = db::pool_usage(&pool);
+                        metrics.set_pool(used, idle);
+                    }
                 }
-            }
+            });
+        }
+        let sweeper = database.as_ref().map(|(db, _)| {
+            tokio::spawn(crate::idempotency::sweep(db.clone(), self.retention, IDEMPOTENCY_SWEEP_EVERY))
         });
-        let sweeper = tokio::spawn(crate::idempotency::sweep(db.clone(), self.retention, IDEMPOTENCY_SWEEP_EVERY));
         let feed_work = self.feed.clone().map(|feed| tokio::spawn(feed.run()));
         let metrics_server = self.metrics_listener.map(|listener| {
             tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
@@ -286,11 +324,20 @@ impl GrpcServer {
         tokio::pin!(serve);
 
         // The first answer before the first call is served; then every few seconds.
-        let schema = Arc::new(schema);
-        let mut serving = None;
-        check_database(&reporter, service_name, &db, &schema, &mut serving).await;
-        reporter.set_service_status("", ServingStatus::Serving).await;
-        let watcher = tokio::spawn(watch_database(reporter, service_name, db, schema, serving));
+        let watcher = match database {
+            Some((db, schema)) => {
+                let schema = Arc::new(schema);
+                let mut serving = None;
+                check_database(&reporter, service_name, &db, &schema, &mut serving).await;
+                reporter.set_service_status("", ServingStatus::Serving).await;
+                Some(tokio::spawn(watch_database(reporter, service_name, db, schema, serving)))
+            }
+            None => {
+                reporter.set_service_status(service_name, ServingStatus::Serving).await;
+                reporter.set_service_status("", ServingStatus::Serving).await;
+                None
+            }
+        };
 
         let result = tokio::select! {
             result = &mut serve => result,
@@ -304,14 +351,18 @@ impl GrpcServer {
                 }
             }
         };
-        watcher.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Some(health_only) = health_only {
             health_only.abort();
         }
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
-        sweeper.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         if let Some(feed_work) = feed_work {
             feed_work.abort();
         }

@@ -84,6 +84,7 @@ impl TestDatabase {
             peers: PeerSettings {
                 tariff_url: "http://127.0.0.1:1".into(),
                 dispute_url: "http://127.0.0.1:1".into(),
+                dialogue_url: "http://127.0.0.1:1".into(),
                 timeout_ms: 2_000,
                 ca_file: None,
                 cert_file: None,
