@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# One build, three small images: `make images` builds each target below.
+# One build, four small images: `make images` builds each target below.
 # The runtime images are distroless (glibc, CA certificates, no shell, no
 # package manager) and run as the non-root user 65532.
 
@@ -8,9 +8,10 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p tariff-service -p dispute-service -p dialogue-service \
+    cargo build --release --locked -p tariff-service -p dispute-service -p dialogue-service -p relations-service \
  && mkdir -p /out \
- && cp target/release/tariff-service target/release/dispute-service target/release/dialogue-service /out/
+ && cp target/release/tariff-service target/release/dispute-service target/release/dialogue-service \
+       target/release/relations-service /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 # OCI annotations (https://specs.opencontainers.org/image-spec/annotations/):
@@ -56,4 +57,12 @@ LABEL org.opencontainers.image.title="dialogue-service" \
 COPY --from=build /out/dialogue-service /usr/local/bin/dialogue-service
 EXPOSE 50053
 ENTRYPOINT ["/usr/local/bin/dialogue-service"]
+CMD ["serve"]
+
+FROM runtime AS relations
+LABEL org.opencontainers.image.title="relations-service" \
+      org.opencontainers.image.description="Tradewatch relations service: bilateral briefs and dispute dossiers, no database (gRPC :50054)"
+COPY --from=build /out/relations-service /usr/local/bin/relations-service
+EXPOSE 50054
+ENTRYPOINT ["/usr/local/bin/relations-service"]
 CMD ["serve"]

@@ -10,7 +10,7 @@ TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null 
 
 .PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench bench-rules k8s-check images ci clean
 
-## run: build, start all three services on SQLite under ./var, load the demo data once (Ctrl-C stops them)
+## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
 	"$(TARGET_DIR)/debug/tradewatch-demo" run
 
@@ -108,7 +108,7 @@ clippy:
 BENCH_ARGS ?=
 bench:
 	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client) || echo "h2load not installed: the bench runs without it"
-	$(CARGO) build --release -p tariff-service -p dispute-service -p dialogue-service -p tradewatch-e2e --bin tariff-service --bin dispute-service --bin dialogue-service --bin tradewatch-bench
+	$(CARGO) build --release -p tariff-service -p dispute-service -p dialogue-service -p relations-service -p tradewatch-e2e --bin tariff-service --bin dispute-service --bin dialogue-service --bin relations-service --bin tradewatch-bench
 	"$(TARGET_DIR)/release/tradewatch-bench" --bin-dir "$(TARGET_DIR)/release" --var var/bench $(BENCH_ARGS)
 
 ## bench-rules: ResolveDuty's store and rules alone, on SQLite (criterion)
@@ -119,11 +119,11 @@ bench-rules:
 k8s-check: $(PROMTOOL)
 	PROMTOOL="$(abspath $(PROMTOOL))" bash k8s/check.sh
 
-## images: the three container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
+## images: the four container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
 IMAGE_PREFIX ?= tradewatch
 TAG ?= dev
 images:
-	for s in tariff dispute dialogue; do \
+	for s in tariff dispute dialogue relations; do \
 		docker build --target $$s -t $(IMAGE_PREFIX)/$$s-service:$(TAG) . || exit 1; \
 	done
 

@@ -6,8 +6,15 @@
 ROLE is what the file was rendered from: platform (the namespace), database,
 migrations or services. --prod adds the production rules (images by digest,
 verified TLS to the database, the connection budget, the database's network
-policies). Each violation is one line `POLICY <rule>: <object>: <reason>`;
-the exit status is 1 if there is any.
+policies, the service graph's network policies and grants). Each violation
+is one line `POLICY <rule>: <object>: <reason>`; the exit status is 1 if
+there is any.
+
+SERVICES below is the service graph: each service's gRPC port, whether it
+keeps a database, and the scopes its calls need from each peer. A service
+that keeps a database must have one (URL, migration Job); one that keeps
+none (relations) must have nothing of one (no database settings or
+Secrets, no migration Job, no role, no egress to the database's port).
 """
 import re
 import sys
@@ -21,6 +28,20 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 # Connections PostgreSQL keeps for itself and the operator beside the roles:
 # superuser_reserved_connections (3) and CloudNativePG's instance manager.
 RESERVED_CONNECTIONS = 3 + 10
+# The services (Deployments and pods by app.kubernetes.io/name): gRPC port
+# (metrics on port + 1000), whether it keeps a database, and the scopes its
+# calls need from each peer it calls, which the peer's TRADEWATCH__AUTH__GRANTS
+# must give its service account (and no more) and the network policies must
+# let through. Nothing in the namespace calls relations.
+SERVICES = {
+    "tariff": {"port": 50052, "database": True, "calls": {}},
+    "dispute": {"port": 50051, "database": True, "calls": {"tariff": ["tariff:read"]}},
+    "dialogue": {"port": 50053, "database": True,
+                 "calls": {"tariff": ["tariff:read", "tariff:write"], "dispute": ["dispute:read", "dispute:write"]}},
+    "relations": {"port": 50054, "database": False,
+                  "calls": {"tariff": ["tariff:read"], "dispute": ["dispute:read"], "dialogue": ["dialogue:read"]}},
+}
+DATABASE_PORT = 5432
 
 problems = []
 
@@ -152,14 +173,15 @@ def check_common(objs, roles):
         if len(seen) != 1 or None in seen:
             problems.append(f"POLICY pull-policy: image {repo}: imagePullPolicy differs or is unset: {sorted(map(str, seen))}")
 
-    # The services: settings by hashed ConfigMap (changes roll the pods),
-    # connections that age out (rebalancing), readiness that outlasts a
-    # database switchover.
+    # The services (all four, with or without a database): settings by hashed
+    # ConfigMap (changes roll the pods), connections that age out
+    # (rebalancing), readiness that outlasts a passing failure (a database
+    # switchover).
     configmaps = by_kind.get("ConfigMap", {})
     for dep in by_kind.get("Deployment", {}).values():
         for c in containers(dep):
             env = resolved_env(c, configmaps)
-            if "TRADEWATCH__DATABASE__URL" not in env:
+            if service_of(dep) is None and "TRADEWATCH__DATABASE__URL" not in env:
                 continue
             for src in c.get("envFrom", []):
                 name = (src.get("configMapRef") or {}).get("name", "")
@@ -169,8 +191,69 @@ def check_common(objs, roles):
                 fail("balancing", dep, "TRADEWATCH__SERVER__MAX_CONNECTION_AGE_SECS must be set: peers would stay on old replicas")
             rp = c.get("readinessProbe") or {}
             if rp.get("periodSeconds", 10) * rp.get("failureThreshold", 3) < 30:
-                fail("readiness", dep, "readiness gives up in under 30 s: a database switchover would empty the Service")
+                fail("readiness", dep, "readiness gives up in under 30 s: a passing failure (a database switchover) would empty the Service")
+    check_databases(objs, roles, by_kind)
     return by_kind
+
+
+def service_of(obj):
+    """The service (a key of SERVICES) a Deployment runs, or None."""
+    if obj.get("kind") != "Deployment":
+        return None
+    name = (obj["spec"]["template"].get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/name")
+    return name if name in SERVICES else None
+
+
+def image_repo(image):
+    return re.split(r"[@:]", image.rsplit("/", 1)[-1])[0]
+
+
+def check_databases(objs, roles, by_kind):
+    """A service that keeps a database has one; one that keeps none has
+    nothing of one."""
+    configmaps = by_kind.get("ConfigMap", {})
+    services = {service_of(d): d for d in by_kind.get("Deployment", {}).values() if service_of(d)}
+    jobs = list(by_kind.get("Job", {}).values())
+    migrates = {}
+    for job in jobs:
+        for c in containers(job):
+            if "migrate" in (c.get("args") or []) + (c.get("command") or []):
+                migrates.setdefault(image_repo(c["image"]), []).append(job)
+    with_migrations = "migrations" in roles or bool(jobs)
+    for name, dep in sorted(services.items()):
+        keeps = SERVICES[name]["database"]
+        repo = f"{name}-service"
+        for c in containers(dep):
+            env = resolved_env(c, configmaps)
+            if keeps:
+                if "TRADEWATCH__DATABASE__URL" not in env:
+                    fail("database", dep, f"container {c['name']}: {name} keeps a database but has no TRADEWATCH__DATABASE__URL")
+                continue
+            given = sorted(k for k in env if k.startswith("TRADEWATCH__DATABASE__") or k.startswith("DATABASE_"))
+            if given:
+                fail("no-database", dep, f"container {c['name']}: {name} keeps no database but is given {', '.join(given)}")
+        if keeps:
+            if with_migrations and repo not in migrates:
+                fail("database", dep, f"{name} keeps a database but no migration Job runs `{repo} migrate`")
+            continue
+        spec = pod_spec(dep)
+        secrets = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") for c in containers(dep) for e in c.get("env", [])}
+        secrets |= {(src.get("secretRef") or {}).get("name") for c in containers(dep) for src in c.get("envFrom", [])}
+        secrets |= {(v.get("secret") or {}).get("secretName") for v in spec.get("volumes", [])}
+        for secret in sorted(s for s in secrets if s and re.fullmatch(r"tradewatch-(.+-)?db(-.*)?", s)):
+            fail("no-database", dep, f"{name} keeps no database but reads the database's Secret {secret}")
+    for name, props in sorted(SERVICES.items()):
+        if props["database"]:
+            continue
+        for job in migrates.get(f"{name}-service", []):
+            fail("no-database", job, f"runs `{name}-service migrate`: {name} keeps no database, there is nothing to migrate")
+        for cluster in by_kind.get("Cluster", {}).values():
+            for role in (cluster["spec"].get("managed") or {}).get("roles") or []:
+                if role.get("name") == name:
+                    fail("no-database", cluster, f"a login role for {name}, which keeps no database")
+        for db in by_kind.get("Database", {}).values():
+            if name in (db["spec"].get("name"), db["spec"].get("owner")):
+                fail("no-database", db, f"a database for {name}, which keeps no database")
 
 
 def resolved_env(container, configmaps):
@@ -198,6 +281,8 @@ def check_prod(objs, by_kind):
                     fail("database-tls", obj, f'container {c["name"]}: the database URL must use sslmode=verify-full with sslrootcert')
                 if re.search(r"://[^:/@]+:[^@$]+@", url):
                     fail("database-secret", obj, f'container {c["name"]}: a password written into the database URL')
+    check_service_network(by_kind)
+    check_grants(by_kind)
     clusters = by_kind.get("Cluster", {})
     for cluster in clusters.values():
         if "@sha256:" not in cluster["spec"].get("imageName", ""):
@@ -283,6 +368,22 @@ def check_database_policies(cluster, objs, by_kind):
                     fail("database-network", policy, f"admits {peer} to the {name} instances: only its services, the operator, the instances and monitoring may reach them")
                 elif not ports <= allowed_ports[kind]:
                     fail("database-network", policy, f"admits {kind} peers on ports {sorted(ports)} to the {name} instances")
+    # Every workload that keeps this database reaches it: let out to the
+    # instances on 5432 by its own policies, and let in by theirs.
+    for kind in ("Deployment", "Job"):
+        for obj in sorted(by_kind.get(kind, {}).values(), key=ref):
+            if obj["metadata"].get("namespace") != ns or not any(
+                    "TRADEWATCH__DATABASE__URL" in resolved_env(c, by_kind.get("ConfigMap", {})) for c in containers(obj)):
+                continue
+            labels = obj["spec"]["template"]["metadata"].get("labels") or {}
+            out = [r for p in by_kind.get("NetworkPolicy", {}).values()
+                   if p["metadata"].get("namespace") == ns and "Egress" in policy_types(p) and selector_matches(p["spec"]["podSelector"], labels)
+                   for r in p["spec"].get("egress") or [None]]
+            if out and not any(r and port_allowed(r, DATABASE_PORT) and any(peer_matches(t, ns, pod) for t in r.get("to") or [{}]) for r in out):
+                fail("database-network", obj, f"keeps a database but no NetworkPolicy lets it out to the {name} instances on {DATABASE_PORT}")
+            into = [r for p in selecting if "Ingress" in policy_types(p) for r in p["spec"].get("ingress") or [None]]
+            if into and not any(r and port_allowed(r, DATABASE_PORT) and any(peer_matches(f, ns, labels) for f in r.get("from") or [{}]) for r in into):
+                fail("database-network", obj, f"keeps a database but the {name} instances' NetworkPolicies do not admit it on {DATABASE_PORT}")
     if any("Egress" in p["spec"].get("policyTypes", []) for p in selecting):
         egress = [r for p in selecting for r in p["spec"].get("egress") or []]
         def allows(port, proto="TCP", to_instances=False):
@@ -296,6 +397,151 @@ def check_database_policies(cluster, objs, by_kind):
                          ("the API server (443 or 6443)", allows(443) or allows(6443))):
             if not ok:
                 fail("database-network", cluster, f"its instances' egress is restricted and misses {what}")
+
+
+def policy_types(policy):
+    types = policy["spec"].get("policyTypes")
+    if types:
+        return set(types)
+    return {"Ingress"} | ({"Egress"} if "egress" in policy["spec"] else set())
+
+
+def policies_selecting(by_kind, ns, labels, direction):
+    return [p for p in by_kind.get("NetworkPolicy", {}).values()
+            if p["metadata"].get("namespace") == ns and direction in policy_types(p)
+            and selector_matches(p["spec"]["podSelector"], labels)]
+
+
+def port_allowed(rule, port, names=()):
+    """Whether a NetworkPolicy rule lets TCP `port` through (or a port by one
+    of `names`)."""
+    ports = rule.get("ports") or []
+    for p in ports:
+        if p.get("protocol", "TCP") != "TCP":
+            continue
+        value, end = p.get("port"), p.get("endPort")
+        if value is None or value == port or value in names or (isinstance(value, int) and end and value <= port <= end):
+            return True
+    return not ports
+
+
+def peer_matches(peer, ns, labels):
+    """Whether a NetworkPolicy peer surely takes in the pods `labels` of the
+    namespace `ns` (an absent peer list, {}, takes in everything)."""
+    if not peer:
+        return True
+    if "ipBlock" in peer:
+        return False
+    nss = peer.get("namespaceSelector")
+    if nss is not None and nss != {} and named_values(nss, "kubernetes.io/metadata.name") != {ns}:
+        return False
+    pods = peer.get("podSelector")
+    if pods is None:
+        return nss is not None
+    return selector_matches(pods, labels)
+
+
+def template_labels(dep):
+    return dep["spec"]["template"].get("metadata", {}).get("labels") or {}
+
+
+def check_service_network(by_kind):
+    """The service graph, and nothing else: each service reaches the peers it
+    calls and is reached by them; into a service come only its callers,
+    client namespaces (tradewatch.io/client=true) on its gRPC port and
+    Prometheus on the metrics ports; a service that keeps no database has no
+    way out to the database's port."""
+    services = {service_of(d): d for d in by_kind.get("Deployment", {}).values() if service_of(d)}
+    metrics_ports = {props["port"] + 1000 for props in SERVICES.values()}
+    for name, dep in sorted(services.items()):
+        ns, labels, port = dep["metadata"].get("namespace"), template_labels(dep), SERVICES[name]["port"]
+        callers = {s for s, props in SERVICES.items() if name in props["calls"]}
+        ingress = policies_selecting(by_kind, ns, labels, "Ingress")
+        if not ingress:
+            fail("service-network", dep, f"no NetworkPolicy restricts ingress to {name}")
+        for policy in ingress:
+            for rule in policy["spec"].get("ingress") or []:
+                ports = {p.get("port") for p in rule.get("ports") or []}
+                peers = rule.get("from") or []
+                if not peers:
+                    fail("service-network", policy, f"admits every source to {name}")
+                    continue
+                for peer in peers:
+                    nss, pods = peer.get("namespaceSelector"), peer.get("podSelector")
+                    if "ipBlock" in peer:
+                        fail("service-network", policy, f"admits {peer} to {name}: only its callers, clients and monitoring may reach it")
+                    elif nss is None:
+                        names = named_values(pods, "app.kubernetes.io/name")
+                        if not names:
+                            fail("service-network", policy, f"admits {peer} (pods it does not name) to {name}")
+                        elif names - callers:
+                            fail("service-network", policy, f"admits {', '.join(sorted(names - callers))} pods to {name}, which "
+                                 + ("nothing in the namespace calls" if not callers else f"only {', '.join(sorted(callers))} call"))
+                        elif not ports or not ports <= {port, "grpc"}:
+                            fail("service-network", policy, f"admits its callers to {name} on ports {sorted(map(str, ports)) or 'all'}, not only {port}")
+                    elif (nss.get("matchLabels") or {}).get("tradewatch.io/client") == "true" and pods is None:
+                        if not ports or not ports <= {port, "grpc"}:
+                            fail("service-network", policy, f"admits client namespaces to {name} on ports {sorted(map(str, ports)) or 'all'}, not only {port}")
+                    elif named_values(nss, "kubernetes.io/metadata.name") == {"monitoring"}:
+                        if not ports or not ports <= metrics_ports | {"metrics"}:
+                            fail("service-network", policy, f"admits monitoring to {name} on ports {sorted(map(str, ports)) or 'all'}, not only the metrics ports")
+                    else:
+                        fail("service-network", policy, f"admits {peer} to {name}: only its callers, clients and monitoring may reach it")
+        egress = policies_selecting(by_kind, ns, labels, "Egress")
+        for callee in sorted(SERVICES[name]["calls"]):
+            if callee not in services:
+                continue
+            target, cport = services[callee], SERVICES[callee]["port"]
+            tns, tlabels = target["metadata"].get("namespace"), template_labels(target)
+            if egress and not any(port_allowed(r, cport, ("grpc",)) and (not r.get("to") or any(peer_matches(t, tns, tlabels) for t in r["to"]))
+                                  for p in egress for r in p["spec"].get("egress") or []):
+                fail("service-network", dep, f"{name} calls {callee} but no NetworkPolicy lets it out to {callee} on {cport}")
+            admitted = policies_selecting(by_kind, tns, tlabels, "Ingress")
+            if admitted and not any(port_allowed(r, cport, ("grpc",)) and any(peer_matches(f, ns, labels) for f in r.get("from") or [{}])
+                                    for p in admitted for r in p["spec"].get("ingress") or []):
+                fail("service-network", target, f"{name} calls {callee} but no NetworkPolicy admits {name} to {callee} on {cport}")
+        if SERVICES[name]["database"]:
+            continue
+        if not egress:
+            fail("no-database", dep, f"{name} keeps no database but no NetworkPolicy restricts its egress: it may reach the database on {DATABASE_PORT}")
+        for policy in egress:
+            for rule in policy["spec"].get("egress") or []:
+                if not port_allowed(rule, DATABASE_PORT, ("postgresql", "postgres")):
+                    continue
+                others = [t for t in rule.get("to") or [{}]
+                          if not (t.get("namespaceSelector") is None and "ipBlock" not in t
+                                  and (named_values(t.get("podSelector"), "app.kubernetes.io/name") or {"?"}) <= set(SERVICES) - {name})]
+                if others:
+                    fail("no-database", policy, f"lets {name}, which keeps no database, out on {DATABASE_PORT} (the database's port) to {others}")
+
+
+def check_grants(by_kind):
+    """Where a service checks tokens (TRADEWATCH__AUTH__MODE=jwt), its grants
+    give each service that calls it exactly the scopes its calls need."""
+    configmaps = by_kind.get("ConfigMap", {})
+    services = {service_of(d): d for d in by_kind.get("Deployment", {}).values() if service_of(d)}
+    needs = {s: {scope for scopes in props["calls"].values() for scope in scopes} for s, props in SERVICES.items()}
+    for name, dep in sorted(services.items()):
+        ns = dep["metadata"].get("namespace") or "default"
+        for c in containers(dep):
+            env = resolved_env(c, configmaps)
+            if env.get("TRADEWATCH__AUTH__MODE") != "jwt":
+                continue
+            grants = {}
+            for entry in env.get("TRADEWATCH__AUTH__GRANTS", "").split(";"):
+                subject, _, scopes = entry.partition("=")
+                if subject.strip():
+                    grants.setdefault(subject.strip(), set()).update(scopes.split())
+            for caller, props in sorted(SERVICES.items()):
+                sa = pod_spec(services[caller]).get("serviceAccountName", caller) if caller in services else caller
+                subject = f"system:serviceaccount:{ns}:{sa}"
+                have = grants.get(subject, set())
+                missing = set(props["calls"].get(name, [])) - have
+                if missing:
+                    fail("grants", dep, f"{name} does not grant {subject} {' '.join(sorted(missing))}: the calls of {caller} to it would be PERMISSION_DENIED")
+                extra = have - needs[caller]
+                if extra:
+                    fail("grants", dep, f"{name} grants {subject} {' '.join(sorted(extra))}, more than the calls of {caller} need")
 
 
 def classify(peer, cluster, clients):

@@ -1,4 +1,4 @@
-//! `make run`'s launcher, as a person uses it: it starts the three service
+//! `make run`'s launcher, as a person uses it: it starts the four service
 //! binaries, loads the demo data once, stops everything cleanly on Ctrl-C,
 //! keeps the data for the next run, and names a taken port.
 
@@ -18,11 +18,22 @@ const LAUNCHER: &str = env!("CARGO_BIN_EXE_tradewatch-demo");
 /// runs alone.
 fn ensure_service_binaries() {
     let dir = Path::new(LAUNCHER).parent().unwrap();
-    if ["tariff", "dispute", "dialogue"].iter().all(|s| dir.join(format!("{s}-service")).exists()) {
+    if ["tariff", "dispute", "dialogue", "relations"].iter().all(|s| dir.join(format!("{s}-service")).exists()) {
         return;
     }
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--bins", "-p", "tariff-service", "-p", "dispute-service", "-p", "dialogue-service"])
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "tariff-service",
+            "-p",
+            "dispute-service",
+            "-p",
+            "dialogue-service",
+            "-p",
+            "relations-service",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -109,8 +120,8 @@ impl Drop for Launch {
 }
 
 fn ports() -> (u16, String) {
-    let (t, d, l) = (restartable_port(), restartable_port(), restartable_port());
-    (d, format!("{t},{d},{l}"))
+    let (t, d, l, r) = (restartable_port(), restartable_port(), restartable_port(), restartable_port());
+    (d, format!("{t},{d},{l},{r}"))
 }
 
 #[test]
@@ -120,19 +131,19 @@ fn the_launcher_loads_once_stops_cleanly_and_names_a_taken_port() {
     let (dispute_port, ports) = ports();
 
     let mut first = launch(var.path(), &ports);
-    first.wait_for("Ctrl-C stops all three");
+    first.wait_for("Ctrl-C stops all four");
     assert!(first.seen.iter().any(|l| l.starts_with("Loaded the Canada–China demo data")), "{:#?}", first.seen);
     let pids = first.pids();
-    assert_eq!(pids.len(), 3, "{:#?}", first.seen);
+    assert_eq!(pids.len(), 4, "{:#?}", first.seen);
     let (ok, out) = first.interrupt();
     assert!(ok, "exit 0 on Ctrl-C:\n{}", out.join("\n"));
-    assert!(out.iter().any(|l| l == "All three services stopped cleanly."), "{}", out.join("\n"));
+    assert!(out.iter().any(|l| l == "All four services stopped cleanly."), "{}", out.join("\n"));
     for pid in pids {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "service process {pid} outlived the launcher");
     }
 
     let mut second = launch(var.path(), &ports);
-    second.wait_for("Ctrl-C stops all three");
+    second.wait_for("Ctrl-C stops all four");
     assert!(second.seen.iter().any(|l| l.contains("already there")), "{:#?}", second.seen);
     let (ok, out) = second.interrupt();
     assert!(ok, "exit 0 on Ctrl-C:\n{}", out.join("\n"));

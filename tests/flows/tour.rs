@@ -86,7 +86,8 @@ async fn the_readme_tour_runs_against_a_running_stack() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let steps = tour_steps(&readme, "tour");
     assert!(steps.len() >= 8, "the tour has its steps: {}", steps.len());
-    let (tariff, dispute, dialogue) = (host_port(&at.tariff), host_port(&at.dispute), host_port(&at.dialogue));
+    let (tariff, dispute, dialogue, relations) =
+        (host_port(&at.tariff), host_port(&at.dispute), host_port(&at.dialogue), host_port(&at.relations));
     run_steps(
         &steps,
         |script| {
@@ -94,6 +95,7 @@ async fn the_readme_tour_runs_against_a_running_stack() {
                 .replace("127.0.0.1:50052", &tariff)
                 .replace("127.0.0.1:50051", &dispute)
                 .replace("127.0.0.1:50053", &dialogue)
+                .replace("127.0.0.1:50054", &relations)
         },
         vec![],
     )

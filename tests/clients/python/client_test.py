@@ -1,7 +1,7 @@
 """Calls a running Tradewatch stack through the Python client buf.gen.yaml generates.
 
 Run by `make clients-test`, which generates gen/python, starts the stack with the
-demo data and sets TRADEWATCH_TARIFF and TRADEWATCH_DISPUTE to host:port. Every
+demo data and sets TRADEWATCH_TARIFF, TRADEWATCH_DISPUTE and TRADEWATCH_RELATIONS to host:port. Every
 check reads a value the service computed; a failure exits non-zero.
 """
 
@@ -20,6 +20,7 @@ from grpc_status import rpc_status  # noqa: E402
 
 from tradewatch.common.v1 import common_pb2  # noqa: E402
 from tradewatch.dispute.v1 import dispute_pb2, dispute_pb2_grpc  # noqa: E402
+from tradewatch.relations.v1 import relations_pb2, relations_pb2_grpc  # noqa: E402
 from tradewatch.tariff.v1 import tariff_pb2, tariff_pb2_grpc  # noqa: E402
 
 
@@ -124,6 +125,25 @@ class DisputeClient(unittest.TestCase):
             stages = [e.to_stage for e in events.events if e.kind == dispute_pb2.DISPUTE_EVENT_KIND_STAGE_CHANGED]
             self.assertEqual(stages[-1], dispute_pb2.DISPUTE_STAGE_LAPSED)
             self.assertEqual(ds589.stage, dispute_pb2.DISPUTE_STAGE_LAPSED)
+
+
+class RelationsClient(unittest.TestCase):
+    def test_the_canada_china_brief_of_march_2026(self):
+        with grpc.insecure_channel(os.environ["TRADEWATCH_RELATIONS"]) as channel:
+            relations = relations_pb2_grpc.RelationsServiceStub(channel)
+            brief = relations.GetBilateralBrief(
+                relations_pb2.GetBilateralBriefRequest(economy_a="CAN", economy_b="CHN", on="2026-03-15"), timeout=10
+            ).brief
+            for section in (brief.measures, brief.disputes, brief.sessions, brief.commitments):
+                self.assertEqual(section.status, relations_pb2.SECTION_STATUS_OK)
+            self.assertIn("MOFCOM-2026-AD-CANOLA-FINAL", [m.measure.reference for m in brief.measures.measures])
+            self.assertEqual(
+                sorted(d.dispute.reference for d in brief.disputes.disputes), ["WT/DS627", "WT/DS636"]
+            )
+            meal = next(c for c in brief.commitments.commitments if c.commitment.description.startswith("Suspend the additional 100%"))
+            self.assertTrue(meal.overdue)
+            self.assertEqual(meal.worth.duty_before.amount, "967050000.00")
+            self.assertEqual(meal.worth.duty_after.amount, "46050000.00")
 
 
 if __name__ == "__main__":

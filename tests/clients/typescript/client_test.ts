@@ -1,8 +1,8 @@
 // Calls a running Tradewatch stack through the TypeScript client buf.gen.yaml
 // generates (protoc-gen-es, with Connect-ES speaking gRPC). Run by
 // `make clients-test`, which generates gen/ts, compiles it with this file, starts
-// the stack with the demo data and sets TRADEWATCH_TARIFF and TRADEWATCH_DISPUTE
-// to host:port.
+// the stack with the demo data and sets TRADEWATCH_TARIFF, TRADEWATCH_DISPUTE and
+// TRADEWATCH_RELATIONS to host:port.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -18,6 +18,7 @@ import {
   DisputeService,
   DisputeStage,
 } from "../../../gen/ts/tradewatch/dispute/v1/dispute_pb.js";
+import { RelationsService, SectionStatus } from "../../../gen/ts/tradewatch/relations/v1/relations_pb.js";
 import {
   MeasureKind,
   MeasureStatus,
@@ -48,6 +49,7 @@ function errorInfoText(err: ConnectError): string {
 
 const tariff = createClient(TariffService, createGrpcTransport({ baseUrl: endpoint("TRADEWATCH_TARIFF") }));
 const disputes = createClient(DisputeService, createGrpcTransport({ baseUrl: endpoint("TRADEWATCH_DISPUTE") }));
+const relations = createClient(RelationsService, createGrpcTransport({ baseUrl: endpoint("TRADEWATCH_RELATIONS") }));
 
 describe("the generated TypeScript client", () => {
   test("resolves the duty on a Chinese electric car in January 2025", async () => {
@@ -124,5 +126,16 @@ describe("the generated TypeScript client", () => {
     const events = await disputes.listDisputeEvents({ disputeId: ds589.id });
     const stages = events.events.filter((e) => e.kind === DisputeEventKind.STAGE_CHANGED).map((e) => e.toStage);
     assert.equal(stages.at(-1), DisputeStage.LAPSED);
+  });
+
+  test("the dossier of WT/DS636 cites China's duties and the sessions that took it up", async () => {
+    const listed = await disputes.listDisputes({ complainant: "CAN" });
+    const ds636 = listed.disputes.find((d) => d.reference === "WT/DS636");
+    assert.ok(ds636);
+    const { dossier } = await relations.getDisputeDossier({ disputeId: ds636.id }, { timeoutMs: 10_000 });
+    assert.equal(dossier?.dispute?.reference, "WT/DS636");
+    assert.equal(dossier?.measures?.status, SectionStatus.OK);
+    assert.ok(dossier?.measures?.measures.some((m) => m.reference === "CN-CTC-2025-CA-ANNEX2-PORK"));
+    assert.ok(dossier?.sessions?.sessions.some((s) => s.title.startsWith("Carney and Xi meet on the margins of APEC")));
   });
 });

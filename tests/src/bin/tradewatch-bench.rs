@@ -8,7 +8,9 @@
 //! streams: a warm-up, then a timed run. It prints one table: requests per
 //! second, p50/p90/p99/max, and each scenario's throughput as a ratio of the
 //! bare health `Check` of the same server in the same run (DESIGN §13: the
-//! ratios are what hold from run to run on a shared machine).
+//! ratios are what hold from run to run on a shared machine). Last, on a
+//! stack of its own loaded with the Canada–China demo record, the relations
+//! service's GetBilateralBrief next to its Check.
 
 use std::{
     path::{Path, PathBuf},
@@ -29,9 +31,10 @@ use tradewatch_common::proto::{
     common::Money,
     dialogue::{self as gpb, dialogue_service_client::DialogueServiceClient},
     dispute::{self as dpb, dispute_service_client::DisputeServiceClient},
+    relations::{self as rpb, relations_service_client::RelationsServiceClient},
     tariff::{self as tpb, tariff_service_client::TariffServiceClient},
 };
-use tradewatch_e2e::faults::ServiceProcess;
+use tradewatch_e2e::{demo, faults::ServiceProcess};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +43,7 @@ use tradewatch_e2e::faults::ServiceProcess;
     about = "Tradewatch's load generator: req/s, latency and ratios to Check"
 )]
 struct Cli {
-    /// Where the release binaries are (tariff-service, dispute-service, dialogue-service)
+    /// Where the release binaries are (tariff-service, dispute-service, dialogue-service, relations-service)
     #[arg(long, value_name = "DIR", default_value = "target/release")]
     bin_dir: PathBuf,
     /// The backends to run on
@@ -525,6 +528,20 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
             s.process.rss_kib() as f64 / 1024.0
         ));
     }
+    tear_down(cli, backend, run, stack).await?;
+    let (mut outcome, mut wire, more) = outcome?;
+    notes.extend(more);
+    if cli.serve.is_none() {
+        let (o, w, n) = brief_scenarios(cli, backend, &format!("{run}_brief")).await?;
+        outcome.extend(o);
+        wire.extend(w);
+        notes.extend(n);
+    }
+    Ok((outcome, wire, notes))
+}
+
+/// Stops a stack and removes its databases.
+async fn tear_down(cli: &Cli, backend: Backend, run: &str, stack: Stack) -> anyhow::Result<()> {
     let databases = stack.databases.clone();
     drop(stack);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -536,9 +553,97 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
             }
         }
     }
-    let (outcome, wire, more) = outcome?;
-    notes.extend(more);
-    Ok((outcome, wire, notes))
+    Ok(())
+}
+
+/// GetBilateralBrief of Canada and China on the demo record (13 measures, 6
+/// trade flows, 3 disputes, 5 sessions, 8 commitments), on a stack of its
+/// own with the relations service in front, next to relations' own Check.
+/// Its tariff and dispute parts are kept between calls while the feeds stay
+/// quiet, as in production; its sessions and commitments are read from the
+/// dialogue service on every call.
+async fn brief_scenarios(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Scenarios> {
+    let stack = start_stack(cli, backend, run).await?;
+    let outcome = brief_on(cli, backend, &stack).await;
+    tear_down(cli, backend, run, stack).await?;
+    outcome
+}
+
+async fn brief_on(cli: &Cli, backend: Backend, stack: &Stack) -> anyhow::Result<Scenarios> {
+    let relations = Service::start(
+        &cli.bin_dir,
+        "relations",
+        &[
+            ("TRADEWATCH__PEERS__TARIFF_URL", stack.tariff.url()),
+            ("TRADEWATCH__PEERS__DISPUTE_URL", stack.dispute.url()),
+            ("TRADEWATCH__PEERS__DIALOGUE_URL", stack.dialogue.url()),
+        ],
+    )
+    .await?;
+    let at = demo::Endpoints {
+        tariff: stack.tariff.url(),
+        dispute: stack.dispute.url(),
+        dialogue: stack.dialogue.url(),
+        relations: relations.url(),
+        security: None,
+    };
+    demo::load(&demo::Dataset::load()?, &at).await?;
+    let request =
+        rpb::GetBilateralBriefRequest { economy_a: "CAN".into(), economy_b: "CHN".into(), on: "2026-03-15".into() };
+    let url = relations.url();
+    let mut client = RelationsServiceClient::new(Endpoint::from_shared(url.clone())?.connect().await?);
+    let first = Instant::now();
+    let brief = client.get_bilateral_brief(request.clone()).await?.into_inner().brief.context("a brief")?;
+    let first = first.elapsed();
+    let commitments = brief.commitments.as_ref().map_or(0, |c| c.commitments.len());
+    anyhow::ensure!(
+        brief.measures.as_ref().is_some_and(|m| m.measures.len() == 9) && commitments == 6,
+        "the demo brief of 2026-03-15 has 9 measures and 6 open commitments"
+    );
+    let label = |s: &str| format!("{} {s}", backend.name());
+    let (n, m) = (cli.connections, cli.streams);
+    let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
+    let relations_check = label("relations Check");
+    let mut out = vec![drive(&url, &relations_check, n, m, warmup, seconds, check("")).await?];
+    let brief_label = label("GetBilateralBrief (CAN–CHN demo)");
+    let call: Call = {
+        let request = request.clone();
+        Arc::new(move |channel, _| {
+            let request = request.clone();
+            Box::pin(async move { RelationsServiceClient::new(channel).get_bilateral_brief(request).await.map(|_| ()) })
+        })
+    };
+    out.push(with_baseline(drive(&url, &brief_label, n, m, warmup, seconds, call).await?, &relations_check));
+    let mut notes = vec![format!(
+        "{:<11} relations GetBilateralBrief (CAN–CHN demo): the first call, nothing kept, {:.1} ms",
+        backend.name(),
+        first.as_secs_f64() * 1e3
+    )];
+    notes.push(format!(
+        "{:<11} relations SERVING {:>5} ms after start, idle RSS {:>5.1} MiB, RSS after the load {:>5.1} MiB",
+        backend.name(),
+        relations.process.started_in.as_millis(),
+        relations.idle_rss_kib as f64 / 1024.0,
+        relations.process.rss_kib() as f64 / 1024.0
+    ));
+    let mut wire = Vec::new();
+    if !cli.no_h2load {
+        let runs = [
+            Wire::new(relations_check.clone(), "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), n * m),
+            Wire::new(brief_label, "/tradewatch.relations.v1.RelationsService/GetBilateralBrief", &request, n * m)
+                .against(&relations_check),
+        ];
+        for run in runs {
+            match h2load(cli, &url, &run) {
+                Ok(outcome) => wire.push(outcome),
+                Err(err) => {
+                    eprintln!("  h2load not run: {err:#}");
+                    break;
+                }
+            }
+        }
+    }
+    Ok((out, wire, notes))
 }
 
 /// What the scenarios measured: through tonic, through h2load, and notes.

@@ -19,13 +19,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the three services on SQLite, load the demo data once, stop them all on Ctrl-C [default]
+    /// Start the four services (three on SQLite), load the demo data once, stop them all on Ctrl-C [default]
     Run {
         /// Where the databases and logs go
         #[arg(long, value_name = "DIR", default_value = "var")]
         var: PathBuf,
-        /// The gRPC ports of the tariff, dispute and dialogue services
-        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE", value_parser = parse_ports)]
+        /// The gRPC ports of the tariff, dispute, dialogue and relations services
+        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE,RELATIONS", value_parser = parse_ports)]
         ports: Option<launcher::Ports>,
         /// TLS and JWT auth on, with development keys made in --identity
         #[arg(long)]
@@ -44,7 +44,7 @@ enum Command {
         concurrency: usize,
         #[arg(long, value_name = "DIR", default_value = "var/soak")]
         var: PathBuf,
-        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE", value_parser = parse_ports)]
+        #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE,RELATIONS", value_parser = parse_ports)]
         ports: Option<launcher::Ports>,
     },
     /// Print a development token for `run --secure`, signed with the key in --identity
@@ -120,7 +120,7 @@ async fn real_main(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed { tariff, dispute, dialogue } => {
-            let at = demo::Endpoints { tariff, dispute, dialogue, security: None };
+            let at = demo::Endpoints { tariff, dispute, dialogue, relations: String::new(), security: None };
             if demo::is_loaded(&at).await? {
                 println!("The stack already holds data: nothing loaded.");
                 return Ok(());

@@ -352,6 +352,8 @@ impl RelationsApi {
         };
         worth.year = exposure.year;
         worth.relieved_value = exposure.covered_value.clone();
+        worth.relieved_upper_bound_value = exposure.upper_bound_value.clone();
+        worth.approximate = exposure.approximate;
         let Some(measure) = exposure.measure.as_ref() else { return worth };
         let Some(flow) =
             exposure.flows.iter().find(|f| f.coverage() == tpb::FlowCoverage::Whole).or(exposure.flows.first())

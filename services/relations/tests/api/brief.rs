@@ -139,6 +139,8 @@ async fn a_brief_has_every_section_from_the_record() {
     let worth = suspend.worth.as_ref().unwrap();
     assert_eq!(worth.status(), pb::SectionStatus::Ok);
     assert_eq!(amounts(&worth.relieved_value), [("CAD".into(), "921000000.00".into())]);
+    assert_eq!(worth.relieved_upper_bound_value, worth.relieved_value);
+    assert!(!worth.approximate, "the meal flow is the measure's own line");
     assert_eq!((worth.hs_code.as_str(), worth.origin_economy.as_str(), worth.year), ("230641", "CAN", 2024));
     assert_eq!(worth.duty_before, money("CAD", "967050000.00"), "5% MFN and the 100% duty");
     assert_eq!(worth.duty_after, money("CAD", "46050000.00"), "the MFN rate alone");
