@@ -452,6 +452,8 @@ mod tests {
             ("/tradewatch.tariff.v1.TariffService/ListMeasureHistory", Some("tariff:read")),
             ("/tradewatch.tariff.v1.TariffService/RecordQuotaUsage", Some("tariff:write")),
             ("/tradewatch.tariff.v1.TariffService/ImportTradeFlows", Some("tariff:write")),
+            ("/tradewatch.tariff.v1.TariffService/ImportMeasures", Some("tariff:write")),
+            ("/tradewatch.relations.v1.RelationsService/GetBilateralBrief", Some("relations:read")),
             ("/tradewatch.tariff.v1.TariffService/ListTradeFlows", Some("tariff:read")),
             ("/tradewatch.tariff.v1.TariffService/GetMeasureExposure", Some("tariff:read")),
             ("/tradewatch.tariff.v1.TariffService/GetTradeCoverage", Some("tariff:read")),

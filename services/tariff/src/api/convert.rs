@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Assumption, DutyLine, FIRST_YEAR, FlowKey, FlowSpec, LAST_YEAR, MAX_ASSUMPTIONS, MAX_FLOWS_PER_IMPORT, Measure,
-        MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, Quantity, QuotaTerms, Resolution, Shipment,
-        SpecificDuty, StatusChange, TradeFlow,
+        Assumption, DutyLine, FIRST_YEAR, FlowKey, FlowSpec, LAST_YEAR, MAX_ASSUMPTIONS, MAX_FLOWS_PER_IMPORT,
+        MAX_MEASURES_PER_IMPORT, Measure, MeasureKind, MeasurePatch, MeasureSpec, MeasureStatus, Quantity, QuotaTerms,
+        Resolution, Shipment, SpecificDuty, StatusChange, TradeFlow,
     },
     store::{FlowFilter, MeasureFilter},
 };
@@ -153,6 +153,34 @@ pub fn create_measure(req: &pb::CreateMeasureRequest) -> Result<(MeasureSpec, Op
     };
     let spec = v.finish_with(spec)?;
     Ok((spec, request_id.flatten()))
+}
+
+/// `ImportMeasures`: 1 to 1000 measures, no reference twice, and the request
+/// id.
+pub fn import_measures(req: &pb::ImportMeasuresRequest) -> Result<(Vec<MeasureSpec>, Option<Uuid>), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check("request_id", parse_request_id(&req.request_id));
+    if req.measures.is_empty() {
+        v.add("measures", format!("is required: 1 to {MAX_MEASURES_PER_IMPORT} measures"));
+    }
+    let mut specs = Vec::with_capacity(req.measures.len().min(MAX_MEASURES_PER_IMPORT));
+    if v.count("measures", &req.measures, MAX_MEASURES_PER_IMPORT) {
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, m) in req.measures.iter().enumerate() {
+            let field = format!("measures[{i}]");
+            if let Some(first) = seen.insert(m.reference.as_str(), i) {
+                v.add(
+                    format!("{field}.reference"),
+                    format!("is the reference of measures[{first}]: send each measure once"),
+                );
+            }
+            if let Some(spec) = measure_spec(&mut v, &field, m) {
+                specs.push(spec);
+            }
+        }
+    }
+    v.finish()?;
+    Ok((specs, request_id.flatten()))
 }
 
 /// `ListMeasures`: the filters (status as of `today`) and the page.

@@ -89,6 +89,38 @@ impl TariffService for TariffApi {
         Ok(Response::new(response))
     }
 
+    async fn import_measures(&self, request: Request<pb::ImportMeasuresRequest>) -> Reply<pb::ImportMeasuresResponse> {
+        let actor = actor(&request);
+        let mut req = request.into_inner();
+        let (specs, request_id) = convert::import_measures(&req)?;
+        req.request_id.clear();
+        let key = Key::new("ImportMeasures", request_id, &req);
+        let today = today();
+        let by = actor.clone();
+        let response = idempotency::write(&self.db, key, move |txn| {
+            Box::pin(async move {
+                let references: Vec<&str> = specs.iter().map(|s| s.reference.as_str()).collect();
+                let stored = store::measures_by_reference(txn, &references).await?;
+                let now = tradewatch_common::now();
+                let plan = domain::plan_measure_import(specs, &stored, today, now, &by)?;
+                store::insert_measures(txn, &plan.created).await?;
+                let changes: Vec<_> = plan
+                    .created
+                    .iter()
+                    .map(|m| watch::change(pb::MeasureChangeKind::Created, &measure_to_proto(m, today), &by))
+                    .collect();
+                feed::append_all(txn, watch::TOPIC, now, &changes).await?;
+                let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+                Ok(pb::ImportMeasuresResponse { created: count(plan.created.len()), unchanged: count(plan.unchanged) })
+            })
+        })
+        .await?;
+        self.feed.wake();
+        let summary = format!("{} created, {} unchanged", response.created, response.unchanged);
+        audit(&actor, "ImportMeasures", "measure", summary, request_id);
+        Ok(Response::new(response))
+    }
+
     async fn get_measure(&self, request: Request<pb::GetMeasureRequest>) -> Reply<pb::GetMeasureResponse> {
         let id = validate::id("id", &request.get_ref().id)?;
         let m = self.schedule.get(id).await?.ok_or_else(|| Error::not_found("measure", id))?;

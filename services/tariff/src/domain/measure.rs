@@ -493,6 +493,43 @@ impl Measure {
     }
 }
 
+/// Most measures one `ImportMeasures` takes.
+pub const MAX_MEASURES_PER_IMPORT: usize = 1_000;
+
+/// What an import of measures does: the measures to create, and how many
+/// were stored already as sent.
+#[derive(Debug)]
+pub struct MeasureImport {
+    pub created: Vec<Measure>,
+    pub unchanged: usize,
+}
+
+/// Plans an import: a reference not in `stored` is a new measure; one
+/// stored with the same spec is left alone; one stored with another spec is
+/// ALREADY_EXISTS naming `measures[i].reference` (an import never changes a
+/// stored measure: UpdateMeasure does).
+pub fn plan_measure_import(
+    specs: Vec<MeasureSpec>,
+    stored: &std::collections::HashMap<String, Measure>,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<MeasureImport> {
+    let mut plan = MeasureImport { created: Vec::with_capacity(specs.len()), unchanged: 0 };
+    for (i, spec) in specs.into_iter().enumerate() {
+        match stored.get(&spec.reference) {
+            None => plan.created.push(Measure::new(spec, today, now, actor)),
+            Some(m) if m.spec == spec => plan.unchanged += 1,
+            Some(m) => {
+                return Err(Error::already_exists("measure", "reference", &spec.reference)
+                    .with_metadata("field", format!("measures[{i}].reference"))
+                    .with_metadata("id", m.id.to_string()));
+            }
+        }
+    }
+    Ok(plan)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -531,6 +568,34 @@ pub(crate) mod tests {
             source_url: String::new(),
             note: String::new(),
         }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn an_import_creates_the_new_keeps_the_same_and_refuses_a_changed_reference() {
+        let now = chrono::Utc::now();
+        let stored_spec = spec(MeasureKind::Mfn, &["8703"], "6.1");
+        let stored = Measure::new(stored_spec.clone(), date("2024-06-01"), now, "loader");
+        let by_reference = std::collections::HashMap::from([(stored_spec.reference.clone(), stored.clone())]);
+        let new = spec(MeasureKind::Mfn, &["8704"], "6.1");
+        let plan = plan_measure_import(
+            vec![new.clone(), stored_spec.clone()],
+            &by_reference,
+            date("2024-06-01"),
+            now,
+            "loader",
+        )
+        .unwrap();
+        assert_eq!(plan.unchanged, 1);
+        assert_eq!(plan.created.len(), 1);
+        assert_eq!(plan.created[0].spec, new);
+        assert_eq!(plan.created[0].changes.len(), 1, "a new measure starts its timeline");
+
+        let changed = MeasureSpec { ad_valorem_percent: dec("7"), ..stored_spec };
+        let err =
+            plan_measure_import(vec![new, changed], &by_reference, date("2024-06-01"), now, "loader").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::AlreadyExists);
+        assert!(err.to_string().contains("REF-MFN-8703"), "{err}");
     }
 
     pub fn measure(spec: MeasureSpec) -> Measure {

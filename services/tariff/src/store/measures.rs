@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::entity::{measure, measure_code, measure_target, status_change};
 use crate::domain::{Measure, MeasureKind, MeasureSpec, MeasureStatus, QuotaTerms, SpecificDuty, StatusChange};
 
-use super::status_changes::{status_change_from_row, status_on_day_is, write_status_change};
+use super::status_changes::{status_change_from_row, status_change_to_row, status_on_day_is, write_status_change};
 
 /// The typed filters of `ListMeasures`.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +48,68 @@ pub async fn insert_measure(conn: &impl ConnectionTrait, m: &Measure) -> Result<
         write_status_change(conn, change).await?;
     }
     Ok(())
+}
+
+/// Inserts new measures, none of whose references is stored, with their
+/// first status changes: one multi-row statement per table (in chunks under
+/// the bind limit), not four per measure. A reference stored meanwhile by a
+/// concurrent write is ALREADY_EXISTS.
+pub async fn insert_measures(conn: &impl ConnectionTrait, measures: &[Measure]) -> Result<()> {
+    if let Err(err) = db::insert_chunked(conn, measures.iter().map(measure_to_row).collect()).await {
+        return Err(if db::is_unique_violation(&err) {
+            Error::already_exists("measure", "reference", "one of the references of the import")
+        } else {
+            err.into()
+        });
+    }
+    let codes = measures
+        .iter()
+        .flat_map(|m| {
+            m.spec
+                .hs_codes
+                .iter()
+                .map(|c| measure_code::ActiveModel { measure_id: Set(m.id), hs_code: Set(c.to_string()) })
+        })
+        .collect();
+    db::insert_chunked(conn, codes).await?;
+    let targets = measures
+        .iter()
+        .flat_map(|m| {
+            m.spec
+                .target_economies
+                .iter()
+                .map(|e| measure_target::ActiveModel { measure_id: Set(m.id), economy: Set(e.to_string()) })
+        })
+        .collect();
+    db::insert_chunked(conn, targets).await?;
+    let changes = measures.iter().flat_map(|m| m.changes.iter().map(status_change_to_row)).collect();
+    db::insert_chunked(conn, changes).await?;
+    Ok(())
+}
+
+/// The stored measures with these references, by reference.
+pub async fn measures_by_reference(
+    conn: &impl ConnectionTrait,
+    references: &[&str],
+) -> Result<HashMap<String, Measure>> {
+    let mut rows = Vec::new();
+    for chunk in references.chunks(db::ID_CHUNK) {
+        rows.extend(
+            measure::Entity::find()
+                .filter(measure::Column::Reference.is_in(chunk.iter().map(|r| (*r).to_owned())))
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(with_changes(conn, rows).await?.into_iter().map(|m| (m.spec.reference.clone(), m)).collect())
+}
+
+/// Records a status change and bumps the measure's version.
+pub async fn insert_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
+    write_status_change(conn, &change).await?;
+    let actor = change.actor.clone();
+    m.push_change(change);
+    update_measure(conn, m, false, &actor).await
 }
 
 async fn write_codes_and_targets(conn: &impl ConnectionTrait, m: &Measure) -> Result<()> {

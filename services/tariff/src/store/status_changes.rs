@@ -1,5 +1,6 @@
 //! The status timeline of measures: its rows, and a measure's status on a
-//! day computed in SQL for the list filters.
+//! day computed in SQL for the list filters. Measures read it; it reads
+//! nothing of theirs.
 
 use chrono::NaiveDate;
 use sea_orm::{
@@ -12,11 +13,10 @@ use tradewatch_common::{
 use uuid::Uuid;
 
 use super::entity::status_change;
-use super::measures::update_measure;
-use crate::domain::{Measure, MeasureStatus, StatusChange};
+use crate::domain::{MeasureStatus, StatusChange};
 
-pub(super) async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<()> {
-    status_change::Entity::insert(status_change::ActiveModel {
+pub(super) fn status_change_to_row(c: &StatusChange) -> status_change::ActiveModel {
+    status_change::ActiveModel {
         id: Set(c.id),
         measure_id: Set(c.measure_id),
         status: Set(c.status.as_str().to_owned()),
@@ -24,9 +24,11 @@ pub(super) async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusC
         reason: Set(c.note.clone()),
         change_time: Set(c.change_time),
         actor: Set(c.actor.clone()),
-    })
-    .exec_without_returning(conn)
-    .await?;
+    }
+}
+
+pub(super) async fn write_status_change(conn: &impl ConnectionTrait, c: &StatusChange) -> Result<()> {
+    status_change::Entity::insert(status_change_to_row(c)).exec_without_returning(conn).await?;
     Ok(())
 }
 
@@ -54,14 +56,6 @@ pub(super) fn status_on_day_is(
     let mut values: Vec<sea_orm::Value> = vec![day.into(); 6];
     values.push(status.as_str().into());
     db::custom_expr(conn, &format!("({STATUS_ON_DAY}) = ?"), values)
-}
-
-/// Records a status change and bumps the measure's version.
-pub async fn insert_status_change(conn: &impl ConnectionTrait, m: &mut Measure, change: StatusChange) -> Result<()> {
-    write_status_change(conn, &change).await?;
-    let actor = change.actor.clone();
-    m.push_change(change);
-    update_measure(conn, m, false, &actor).await
 }
 
 /// One page of a measure's status timeline, in the order the changes take

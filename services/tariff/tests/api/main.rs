@@ -10,6 +10,7 @@ mod measures;
 mod properties;
 mod quota;
 mod resolve;
+mod schedule;
 mod server;
 mod trade;
 mod watch;
