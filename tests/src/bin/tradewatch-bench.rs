@@ -74,6 +74,11 @@ struct Cli {
     /// economy pairs × 5 years); 0 skips them
     #[arg(long, default_value_t = 1_000_000)]
     flows: usize,
+    /// Rate lines of the national schedule loaded with tradewatch-schedule's
+    /// loader into a tariff service of its own (15 treatments a code, and
+    /// 5,000 special measures against 20 origins); 0 skips it
+    #[arg(long, default_value_t = 100_000)]
+    national: usize,
     /// Where the SQLite databases go
     #[arg(long, value_name = "DIR", default_value = "var/bench")]
     var: PathBuf,
@@ -536,8 +541,159 @@ async fn bench(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Measure
         outcome.extend(o);
         wire.extend(w);
         notes.extend(n);
+        if cli.national > 0 {
+            let (o, w, n) = national_scenarios(cli, backend, &format!("{run}_national")).await?;
+            outcome.extend(o);
+            wire.extend(w);
+            notes.extend(n);
+        }
     }
     Ok((outcome, wire, notes))
+}
+
+/// A national schedule at full size: generated, checked and written with
+/// the loader of `tradewatch-schedule` into a tariff service of its own; the
+/// load's rate, the first answer and the RSS; then the service started again
+/// on it (start to SERVING, to the first answer, RSS) and ResolveDuty on it
+/// next to Check, at the default streams and at 32.
+async fn national_scenarios(cli: &Cli, backend: Backend, run: &str) -> anyhow::Result<Scenarios> {
+    use tariff_service::load::{self, Groups, generate};
+
+    let shape = generate::Shape { lines: cli.national, ..Default::default() };
+    let (groups, schedule) = generate::generate("CAN", shape);
+    let groups = Groups::parse(&groups).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let checked = Instant::now();
+    let lines = load::parse(&schedule, "CAN", &groups).map_err(|e| anyhow::anyhow!("{:?}", &e[..e.len().min(5)]))?;
+    let checked = checked.elapsed();
+    let codes: Vec<String> = lines
+        .iter()
+        .filter(|l| l.measure.kind == i32::from(tpb::MeasureKind::Mfn))
+        .map(|l| l.measure.hs_codes[0].clone())
+        .collect();
+    let (url, database) = match backend {
+        Backend::Sqlite => {
+            std::fs::create_dir_all(&cli.var)?;
+            let file = cli.var.join(format!("{run}-tariff.db"));
+            (format!("sqlite://{}?mode=rwc", file.display()), None)
+        }
+        Backend::Postgres => {
+            let name = format!("tradewatch_bench_{run}_tariff");
+            let admin = Database::connect(&cli.postgres).await.context("connect to PostgreSQL (--postgres)")?;
+            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+            let base = cli.postgres.rsplit_once('/').map_or(cli.postgres.as_str(), |(server, _)| server);
+            (format!("{base}/{name}"), Some(name))
+        }
+    };
+    let outcome = national_on(cli, backend, &url, &lines, &codes, checked).await;
+    if let Some(name) = database {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop_databases(cli, &[name]).await?;
+    } else {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let _ = std::fs::remove_file(cli.var.join(format!("{run}-tariff.db{suffix}")));
+        }
+    }
+    outcome
+}
+
+async fn national_on(
+    cli: &Cli,
+    backend: Backend,
+    url: &str,
+    lines: &[tariff_service::load::Line],
+    codes: &[String],
+    checked: Duration,
+) -> anyhow::Result<Scenarios> {
+    let db = [("TRADEWATCH__DATABASE__URL", url.to_owned())];
+    let label = |s: &str| format!("{} {s}", backend.name());
+    let name = backend.name();
+    let mut notes = Vec::new();
+    let resolve = |code: &str| tpb::ResolveDutyRequest {
+        importing_economy: "CAN".into(),
+        origin_economy: "MEX".into(),
+        hs_code: code.to_owned(),
+        imported_on: "2025-06-01".into(),
+        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000".into() }),
+        quantity: "100".into(),
+        ..Default::default()
+    };
+    {
+        let tariff = Service::start(&cli.bin_dir, "tariff", &db).await?;
+        let mut client = TariffServiceClient::new(Endpoint::from_shared(tariff.url())?.connect().await?);
+        let written = Instant::now();
+        let loaded = tariff_service::load::load(&mut client, lines, |_| {})
+            .await
+            .map_err(|refused| anyhow::anyhow!("{refused}"))?;
+        let written = written.elapsed();
+        let first = Instant::now();
+        client.resolve_duty(resolve(&codes[codes.len() / 2])).await.context("the first ResolveDuty")?;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = lines.len() as f64 / written.as_secs_f64().max(1e-9);
+        notes.push(format!(
+            "{name:<11} national schedule: {} lines checked in {:.1?}, written in {:.1?} ({rate:.0} lines/s, {} created); the first ResolveDuty {:.1?}; RSS {:.1} MiB",
+            lines.len(),
+            checked,
+            written,
+            loaded.created,
+            first.elapsed(),
+            tariff.process.rss_kib() as f64 / 1024.0
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tariff = Service::start(&cli.bin_dir, "tariff", &db).await?;
+    let mut client = TariffServiceClient::new(Endpoint::from_shared(tariff.url())?.connect().await?);
+    let first = Instant::now();
+    client.resolve_duty(resolve(&codes[codes.len() / 3])).await.context("the first ResolveDuty after a start")?;
+    notes.push(format!(
+        "{name:<11} national schedule, started again: SERVING {} ms after start, the first ResolveDuty {:.1?} after that (the half second of the idle RSS reading between), idle RSS {:.1} MiB, RSS with the schedule {:.1} MiB",
+        tariff.process.started_in.as_millis(),
+        first.elapsed(),
+        tariff.idle_rss_kib as f64 / 1024.0,
+        tariff.process.rss_kib() as f64 / 1024.0
+    ));
+    let (n, m) = (cli.connections, cli.streams);
+    let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
+    let url = tariff.url();
+    let check_label = label("national tariff Check");
+    let scenario = label(&format!("ResolveDuty (national, {} lines)", lines.len()));
+    let mut out = vec![drive(&url, &check_label, n, m, warmup, seconds, check("")).await?];
+    let call: Call = {
+        let requests: Arc<Vec<tpb::ResolveDutyRequest>> = Arc::new(codes.iter().map(|c| resolve(c)).collect());
+        Arc::new(move |channel, i| {
+            let request = requests[i.wrapping_mul(7_919) % requests.len()].clone();
+            Box::pin(async move { TariffServiceClient::new(channel).resolve_duty(request).await.map(|_| ()) })
+        })
+    };
+    out.push(with_baseline(drive(&url, &scenario, n, m, warmup, seconds, call.clone()).await?, &check_label));
+    out.push(with_baseline(
+        drive(&url, &scenario, n, P99_STREAMS_PER_CONNECTION, warmup, seconds, call).await?,
+        &check_label,
+    ));
+    notes.push(format!(
+        "{name:<11} national schedule: RSS after the load {:.1} MiB",
+        tariff.process.rss_kib() as f64 / 1024.0
+    ));
+    let mut wire = Vec::new();
+    if !cli.no_h2load {
+        let request = resolve(&codes[codes.len() / 2]);
+        let path = "/tradewatch.tariff.v1.TariffService/ResolveDuty";
+        let runs = [
+            Wire::new(check_label.clone(), "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), n * m),
+            Wire::new(scenario.clone(), path, &request, n * m).against(&check_label),
+            Wire::new(scenario.clone(), path, &request, n * P99_STREAMS_PER_CONNECTION).against(&check_label),
+        ];
+        for run in runs {
+            match h2load(cli, &url, &run) {
+                Ok(outcome) => wire.push(outcome),
+                Err(err) => {
+                    eprintln!("  h2load not run: {err:#}");
+                    break;
+                }
+            }
+        }
+    }
+    Ok((out, wire, notes))
 }
 
 /// Stops a stack and removes its databases.
