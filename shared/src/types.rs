@@ -23,9 +23,16 @@ pub fn quote(s: &str) -> String {
 }
 
 /// An economy: an ISO 3166-1 alpha-3 country code, or `EUN` for the European
-/// Union as a customs union.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Economy(String);
+/// Union as a customs union. Three bytes, held inline: a schedule holds
+/// hundreds of thousands of them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Economy([u8; 3]);
+
+impl fmt::Debug for Economy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Economy").field(&self.as_str()).finish()
+    }
+}
 
 impl Economy {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -37,26 +44,65 @@ impl Economy {
                 && s.bytes().all(|b| b.is_ascii_uppercase())
                 && isocountry::CountryCode::for_alpha3(s).is_ok())
         {
-            return Ok(Self(s.to_owned()));
+            let b = s.as_bytes();
+            return Ok(Self([b[0], b[1], b[2]]));
         }
         Err(format!("{} is not an upper-case ISO 3166-1 alpha-3 code (such as CAN, CHN, USA) or EUN", quote(s)))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ever made from three ASCII letters.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for Economy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 /// A Harmonized System code or prefix: 2 to 10 digits, even length.
-/// `8703.80` is accepted and stored as `870380`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HsCode(String);
+/// `8703.80` is accepted and stored as `870380`. Eleven bytes, held inline
+/// (the digits, then how many): a schedule holds hundreds of thousands. It
+/// compares, orders and hashes as its digits do.
+#[derive(Clone, Copy)]
+pub struct HsCode {
+    digits: [u8; 10],
+    len: u8,
+}
+
+impl PartialEq for HsCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for HsCode {}
+
+impl std::hash::Hash for HsCode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for HsCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HsCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for HsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HsCode").field(&self.as_str()).finish()
+    }
+}
 
 impl HsCode {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -74,36 +120,46 @@ impl HsCode {
         if digits.len() < 2 || digits.len() > 10 || !digits.len().is_multiple_of(2) {
             return Err(format!("{} is not an HS code: 2, 4, 6, 8 or 10 digits", quote(s)));
         }
-        Ok(Self(digits))
+        Ok(Self::of_digits(digits.as_bytes()))
+    }
+
+    /// 2 to 10 ASCII digits, checked by the caller.
+    fn of_digits(digits: &[u8]) -> Self {
+        let mut code = Self { digits: [0; 10], len: 0 };
+        let n = digits.len().min(10);
+        code.digits[..n].copy_from_slice(&digits[..n]);
+        code.len = u8::try_from(n).unwrap_or(10);
+        code
     }
 
     /// A full tariff line for duty resolution: 6 to 10 digits.
     pub fn parse_line(s: &str) -> Result<Self, String> {
         let code = Self::parse(s)?;
-        if code.0.len() < 6 {
+        if code.as_str().len() < 6 {
             return Err(format!("{} is too short to resolve a duty: give 6 to 10 digits", quote(s)));
         }
         Ok(code)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ever made from ASCII digits.
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
     }
 
     /// Whether `self` is a prefix of `code` (a code is a prefix of itself).
     pub fn covers(&self, code: &HsCode) -> bool {
-        code.0.starts_with(&self.0)
+        code.as_str().starts_with(self.as_str())
     }
 
     /// Every prefix of this code at even lengths, shortest first: 2, 4, … , itself.
     pub fn prefixes(&self) -> Vec<HsCode> {
-        (2..=self.0.len()).step_by(2).map(|n| Self(self.0[..n].to_owned())).collect()
+        (2..=usize::from(self.len)).step_by(2).map(|n| Self::of_digits(&self.digits[..n])).collect()
     }
 }
 
 impl fmt::Display for HsCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -328,7 +384,7 @@ mod tests {
             ("870380", "870380"),
         ];
         for (input, stored) in good {
-            assert_eq!(HsCode::parse(input).map(|c| c.0), Ok(stored.to_owned()), "{input}");
+            assert_eq!(HsCode::parse(input).map(|c| c.as_str().to_owned()), Ok(stored.to_owned()), "{input}");
         }
         for bad in ["", "8", "870", "87033", "87a3", "87 03", "870380001011", "-87", ".", "8703,80"] {
             assert!(HsCode::parse(bad).is_err(), "{bad}");
@@ -340,7 +396,7 @@ mod tests {
     #[test]
     fn hs_prefixes_run_shortest_first() -> Result<(), String> {
         let code = HsCode::parse("8703800010")?;
-        let got: Vec<_> = code.prefixes().into_iter().map(|c| c.0).collect();
+        let got: Vec<_> = code.prefixes().into_iter().map(|c| c.as_str().to_owned()).collect();
         assert_eq!(got, ["87", "8703", "870380", "87038000", "8703800010"]);
         assert!(HsCode::parse("8703")?.covers(&code));
         assert!(!HsCode::parse("8704")?.covers(&code));
@@ -458,7 +514,7 @@ mod tests {
             let parsed = HsCode::parse(&dotted).map_err(TestCaseError::fail)?;
             prop_assert_eq!(parsed.as_str(), digits.as_str());
             // Normalising is idempotent, and every prefix covers the code.
-            prop_assert_eq!(HsCode::parse(parsed.as_str()).map_err(TestCaseError::fail)?, parsed.clone());
+            prop_assert_eq!(HsCode::parse(parsed.as_str()).map_err(TestCaseError::fail)?, parsed);
             for p in parsed.prefixes() { prop_assert!(p.covers(&parsed)); }
         }
 

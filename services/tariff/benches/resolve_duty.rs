@@ -81,8 +81,7 @@ async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
     let txn = db.begin().await.unwrap();
     for (i, code) in codes.iter().enumerate() {
         let rate = i64::try_from(i % 120).unwrap();
-        let m =
-            Measure::new(spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![code.clone()], rate), today, now(), "bench");
+        let m = Measure::new(spec(format!("MFN-{i}"), MeasureKind::Mfn, vec![*code], rate), today, now(), "bench");
         store::insert_measure(&txn, &m).await.unwrap();
     }
     let kinds = [
@@ -112,7 +111,7 @@ async fn resolve(db: &DatabaseConnection, code: &HsCode) -> domain::Resolution {
     let shipment = Shipment {
         importing_economy: Economy::parse("CAN").unwrap(),
         origin_economy: Economy::parse("CHN").unwrap(),
-        hs_code: code.clone(),
+        hs_code: *code,
         imported_on: parse_date("2025-06-01").unwrap(),
         customs_value: Money::new("CAD", 40_000.into()),
         quantity: None,

@@ -352,8 +352,8 @@ pub(crate) mod tests {
     #[test]
     fn parties_must_differ() {
         let mut s = spec();
-        s.respondent = s.complainant.clone();
-        s.third_parties = vec![Economy::parse("USA").unwrap_or_else(|e| panic!("{e}")), s.complainant.clone()];
+        s.respondent = s.complainant;
+        s.third_parties = vec![Economy::parse("USA").unwrap_or_else(|e| panic!("{e}")), s.complainant];
         let fields: Vec<_> = s.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["respondent", "third_parties[1]"]);
     }

@@ -273,7 +273,7 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
     Ok(DutyLine {
         measure_id: c.measure.id,
         kind: spec.kind,
-        matched_hs_code: c.prefix.clone(),
+        matched_hs_code: *c.prefix,
         ad_valorem_percent: spec.ad_valorem_percent,
         amount: Money::new(value.currency.clone(), amount).rounded(),
         reference: spec.reference.clone(),

@@ -447,10 +447,10 @@ impl Exposure {
             self.flows.push(ReachedFlow {
                 id,
                 hs_code: hs_code.to_owned(),
-                exporting: exporting.clone(),
+                exporting: *exporting,
                 value,
                 whole,
-                matched: matched.clone(),
+                matched: *matched,
             });
             self.upper_bound.add(value.currency, value.amount)
         } else {
@@ -471,10 +471,10 @@ impl Exposure {
         self.flows.push(ReachedFlow {
             id,
             hs_code: hs_code.to_owned(),
-            exporting: exporting.clone(),
+            exporting: *exporting,
             value,
             whole: false,
-            matched: matched.clone(),
+            matched: *matched,
         });
         Ok(())
     }

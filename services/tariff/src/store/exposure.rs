@@ -115,7 +115,7 @@ impl MatchCache {
     fn get(&self, key: (&Economy, i32, &Economy), group: &Group, table: &CoverageTable) -> Result<Arc<GroupMatches>> {
         let poisoned = || Error::internal(anyhow::anyhow!("the trade matches' lock is poisoned"));
         let mut kept = self.0.lock().map_err(|_| poisoned())?;
-        let key = (key.0.clone(), key.1, key.2.clone());
+        let key = (*key.0, key.1, *key.2);
         if let Some(m) = kept.get(&key)
             && m.table == table.generation()
             && m.group == group.version

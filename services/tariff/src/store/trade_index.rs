@@ -209,7 +209,7 @@ impl Economies {
     }
 
     fn get(&self, at: usize) -> Economy {
-        self.0[at].clone()
+        self.0[at]
     }
 }
 
