@@ -217,15 +217,17 @@ pub(super) fn too_many_measures(importer: &Economy, code: &str, day: NaiveDate) 
     .with_metadata("max_measures", MAX_CANDIDATES.to_string())
 }
 
-/// Every measure with its timeline, in two queries: the schedule's load.
-pub async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Measure>> {
-    let rows = measure::Entity::find().all(conn).await?;
-    let changes = status_change::Entity::find()
-        .order_by_asc(status_change::Column::EffectiveOn)
-        .order_by_asc(status_change::Column::Id)
-        .all(conn)
-        .await?;
-    attach_changes(rows, changes)
+/// One page of every measure, in id order after `after` (from the first
+/// when None), at most `limit`, with their timelines: what the schedule
+/// loads page by page, so that a national schedule never sits in memory as
+/// rows and measures at once.
+pub async fn load_page(conn: &impl ConnectionTrait, after: Option<Uuid>, limit: u64) -> Result<Vec<Measure>> {
+    let mut query = measure::Entity::find().order_by_asc(measure::Column::Id).limit(limit);
+    if let Some(after) = after {
+        query = query.filter(measure::Column::Id.gt(after));
+    }
+    let rows = query.all(conn).await?;
+    with_changes(conn, rows).await
 }
 
 /// One page of measures in id order (creation order). Every filter,

@@ -27,7 +27,7 @@ use tradewatch_common::{
 use uuid::Uuid;
 
 use super::{
-    measures::{MAX_CANDIDATES, get_measures, load_all, too_many_measures},
+    measures::{MAX_CANDIDATES, get_measures, load_page, too_many_measures},
     trade_index::Code,
 };
 use crate::domain::{Measure, MeasureKind};
@@ -35,6 +35,9 @@ use crate::domain::{Measure, MeasureKind};
 /// Past this many changes of measures to catch up on, everything is
 /// reloaded.
 const RELOAD_AFTER: u64 = 5_000;
+
+/// Measures read at once when the schedule loads.
+const RELOAD_PAGE: u64 = 5_000;
 
 pub struct Schedule {
     db: DatabaseConnection,
@@ -249,18 +252,30 @@ impl Schedule {
     }
 
     /// Loads every measure: what the database holds at `head` or later.
+    /// Reads every measure, a page at a time, into a new index. A write
+    /// committed after `head` was read may be read or not; either way its
+    /// change comes after `head`, and the next catch-up reads the measure again.
     async fn reload(&self, head: i64) -> Result<()> {
-        let measures = load_all(&self.db).await?;
-        // Off the async threads: a large schedule takes a while to index.
-        let mut index = tokio::task::spawn_blocking(move || {
-            let mut index = Index::default();
-            for m in measures {
-                index.insert(m);
+        let mut index = Index::default();
+        let mut after = None;
+        loop {
+            let page = load_page(&self.db, after, RELOAD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let more = page.len() as u64 == RELOAD_PAGE;
+            // Off the async threads: a large schedule takes a while to index.
+            index = tokio::task::spawn_blocking(move || {
+                for m in page {
+                    index.insert(m);
+                }
+                index
+            })
+            .await
+            .map_err(|err| Error::internal(anyhow::anyhow!("indexing the schedule failed: {err}")))?;
+            if !more {
+                break;
             }
-            index
-        })
-        .await
-        .map_err(|err| Error::internal(anyhow::anyhow!("indexing the schedule failed: {err}")))?;
+        }
         index.seq = Some(head);
         let old = std::mem::replace(&mut *self.write()?, index);
         // Freed after the lock is released.
