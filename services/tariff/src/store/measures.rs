@@ -227,7 +227,19 @@ pub async fn load_page(conn: &impl ConnectionTrait, after: Option<Uuid>, limit: 
         query = query.filter(measure::Column::Id.gt(after));
     }
     let rows = query.all(conn).await?;
-    with_changes(conn, rows).await
+    let Some(last) = rows.last().map(|r| r.id) else { return Ok(vec![]) };
+    // The page's timelines in one query: the measures of ids after `after`
+    // up to the page's last.
+    let mut changes = status_change::Entity::find().filter(status_change::Column::MeasureId.lte(last));
+    if let Some(after) = after {
+        changes = changes.filter(status_change::Column::MeasureId.gt(after));
+    }
+    let changes = changes
+        .order_by_asc(status_change::Column::EffectiveOn)
+        .order_by_asc(status_change::Column::Id)
+        .all(conn)
+        .await?;
+    attach_changes(rows, changes)
 }
 
 /// One page of measures in id order (creation order). Every filter,
