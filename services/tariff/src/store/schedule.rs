@@ -6,7 +6,7 @@
 //! committed before the call began, whichever replica made it. Catching up
 //! reloads the measures the changes since name; a gap past the feed's
 //! retention, or a long one, reloads everything. The index is built on first
-//! use and takes about a kilobyte per measure.
+//! use and takes about 1.4 KiB per measure (BENCHMARKS.md), read a page at a time.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -251,8 +251,8 @@ impl Schedule {
         Ok(())
     }
 
-    /// Loads every measure: what the database holds at `head` or later.
-    /// Reads every measure, a page at a time, into a new index. A write
+    /// Loads every measure, a page at a time, into a new index: what the
+    /// database holds at `head` or later. A write
     /// committed after `head` was read may be read or not; either way its
     /// change comes after `head`, and the next catch-up reads the measure again.
     async fn reload(&self, head: i64) -> Result<()> {
