@@ -698,6 +698,8 @@ pub struct Cache<T, C> {
     topic: &'static str,
     /// The id of the resource a change names.
     id_of: fn(&C) -> Option<String>,
+    /// Entries it keeps at most; past it, it starts again empty.
+    max_entries: usize,
 }
 
 struct CacheState<T> {
@@ -705,7 +707,7 @@ struct CacheState<T> {
     entries: std::collections::HashMap<String, Arc<T>>,
 }
 
-/// Entries a cache keeps at most; past it, it starts again empty.
+/// Entries a cache keeps at most unless told; past it, it starts again empty.
 const CACHE_ENTRIES: usize = 100_000;
 
 /// Past this many changes to catch up on, a cache starts again empty.
@@ -721,7 +723,23 @@ impl<T, C: Message + Default> Cache<T, C> {
             catch_up: tokio::sync::Mutex::new(()),
             topic,
             id_of,
+            max_entries: CACHE_ENTRIES,
         }
+    }
+
+    /// The cache asking `head` for the feed's head, shared with other
+    /// readers of the same database: a call that reads several asks once.
+    #[must_use]
+    pub fn sharing(mut self, head: Head) -> Self {
+        self.head = head;
+        self
+    }
+
+    /// The cache keeping at most `max_entries` (100,000 unless told).
+    #[must_use]
+    pub fn holding(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries.max(1);
+        self
     }
 
     fn poisoned() -> Error {
@@ -776,7 +794,7 @@ impl<T, C: Message + Default> Cache<T, C> {
         let mut state = self.state.write().map_err(|_| Self::poisoned())?;
         // A catch-up since may have dropped a change this read predates.
         if state.seq == Some(seq) {
-            if state.entries.len() >= CACHE_ENTRIES {
+            if state.entries.len() >= self.max_entries {
                 state.entries.clear();
             }
             state.entries.insert(id.to_owned(), loaded.clone());

@@ -95,6 +95,9 @@ pub struct GrpcServer {
     /// The change feed of the service, once asked for: its background work
     /// (LISTEN, the prune) runs and stops with the server.
     feed: Option<Feed>,
+    /// What must be done before the service is SERVING (its indexes
+    /// loaded); calls are answered meanwhile, health says NOT_SERVING.
+    ready: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// The hold on a SQLite file, kept while the server lives.
     _sqlite: Option<crate::db::SqliteHold>,
 }
@@ -159,6 +162,7 @@ impl GrpcServer {
             service: service.to_owned(),
             feed_settings: settings.feed.clone(),
             feed: None,
+            ready: None,
             _sqlite: sqlite,
         })
     }
@@ -185,6 +189,13 @@ impl GrpcServer {
     /// (watch streams) ends then, so that the drain does not wait on it.
     pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopping.subscribe()
+    }
+
+    /// Health stays NOT_SERVING until `ready` is done (and the database
+    /// answers): a replica that loads its indexes at start takes traffic
+    /// only once they are loaded. Calls are served meanwhile.
+    pub fn ready_after(&mut self, ready: impl Future<Output = ()> + Send + 'static) {
+        self.ready = Some(Box::pin(ready));
     }
 
     /// The server's metrics, for what the service measures itself.
@@ -323,16 +334,32 @@ impl GrpcServer {
             .serve_with_incoming_shutdown(TcpIncoming::from(self.listener).with_nodelay(Some(true)), signal);
         tokio::pin!(serve);
 
-        // The first answer before the first call is served; then every few seconds.
-        let watcher = match database {
-            Some((db, schema)) => {
+        // The first answer before the first call is served; then every few
+        // seconds. With work to finish first, NOT_SERVING until it is done.
+        let watcher = match (database, self.ready) {
+            (Some((db, schema)), None) => {
                 let schema = Arc::new(schema);
                 let mut serving = None;
                 check_database(&reporter, service_name, &db, &schema, &mut serving).await;
                 reporter.set_service_status("", ServingStatus::Serving).await;
                 Some(tokio::spawn(watch_database(reporter, service_name, db, schema, serving)))
             }
-            None => {
+            (Some((db, schema)), Some(ready)) => Some(tokio::spawn({
+                let stopping = self.stopping.subscribe();
+                async move {
+                    ready.await;
+                    // Not SERVING again once shutting down.
+                    if *stopping.borrow() {
+                        return;
+                    }
+                    let schema = Arc::new(schema);
+                    let mut serving = None;
+                    check_database(&reporter, service_name, &db, &schema, &mut serving).await;
+                    reporter.set_service_status("", ServingStatus::Serving).await;
+                    watch_database(reporter, service_name, db, schema, serving).await;
+                }
+            })),
+            (None, _) => {
                 reporter.set_service_status(service_name, ServingStatus::Serving).await;
                 reporter.set_service_status("", ServingStatus::Serving).await;
                 None

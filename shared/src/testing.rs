@@ -201,6 +201,24 @@ pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
 }
 
+/// Waits until the server on `channel` is SERVING (its indexes loaded),
+/// asking its health every 20 ms for at most 30 s.
+pub async fn serving(channel: Channel) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = health.check(HealthCheckRequest::default()).await.map(|r| r.into_inner().status);
+        if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("not SERVING after 30 s: {status:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The fields a status names in its `google.rpc.BadRequest`.
 pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

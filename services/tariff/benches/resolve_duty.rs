@@ -118,6 +118,7 @@ async fn resolve(db: &DatabaseConnection, code: &HsCode) -> domain::Resolution {
     };
     let candidates =
         store::resolution_candidates(db, &shipment.importing_economy, code, shipment.imported_on).await.unwrap();
+    let candidates: Vec<domain::Levy> = candidates.iter().map(domain::Levy::from).collect();
     domain::resolve(&shipment, &candidates).unwrap()
 }
 

@@ -51,6 +51,7 @@ impl Application {
         // The trade index loads in the background, so that the first
         // exposure or coverage does not wait for a million flows.
         tokio::spawn(tariff.clone().warm());
+        self.server.ready_after(tariff.clone().load_schedule());
         let api = TariffServiceServer::new(tariff)
             .max_decoding_message_size(self.settings.server.max_request_bytes)
             .max_encoding_message_size(limit);

@@ -29,8 +29,11 @@ pub struct TariffApi {
     db: DatabaseConnection,
     /// The change feed every write appends to and WatchMeasures streams.
     feed: Feed,
-    /// The schedule in memory that GetMeasure and ResolveDuty read.
+    /// The schedule in memory that ResolveDuty and coverage read.
     schedule: std::sync::Arc<store::Schedule>,
+    /// Whole measures as GetMeasure, exposure and `assume` read them: the
+    /// ones read lately, each dropped when a change names it.
+    measures: std::sync::Arc<feed::Cache<Measure, pb::MeasureChange>>,
     /// The trade flows in memory that exposure and coverage read.
     trade: std::sync::Arc<store::TradeIndex>,
     /// Which measures reach which flows, kept between coverages.
@@ -44,11 +47,25 @@ impl TariffApi {
         // One head for both indexes: a call that reads both asks it once.
         let head = feed::Head::new(db.clone());
         let schedule = std::sync::Arc::new(store::Schedule::new(db.clone(), head.clone()));
+        let measures = feed::Cache::new(db.clone(), watch::TOPIC, |c: &pb::MeasureChange| {
+            c.measure.as_ref().map(|m| m.id.clone())
+        });
+        let measures = std::sync::Arc::new(measures.sharing(head.clone()).holding(MEASURES_KEPT));
         let trade = std::sync::Arc::new(store::TradeIndex::new(db.clone(), head));
         let matches = std::sync::Arc::default();
-        Self { db, feed, schedule, trade, matches, page_budget: paging::response_budget(max_message_bytes) }
+        let page_budget = paging::response_budget(max_message_bytes);
+        Self { db, feed, schedule, measures, trade, matches, page_budget }
+    }
+
+    /// The measure `id` whole, as fresh as the database when the call began.
+    async fn measure(&self, id: uuid::Uuid) -> Result<Option<std::sync::Arc<Measure>>, Error> {
+        self.measures.get(&id.to_string(), || store::get_measure(&self.db, id)).await
     }
 }
+
+/// Whole measures kept for GetMeasure: a few megabytes at most, where the
+/// schedule holds every measure in a fraction of what they take whole.
+const MEASURES_KEPT: usize = 4_096;
 
 impl TariffApi {
     /// Loads the trade index, as the first call that needs it would: a
@@ -56,6 +73,22 @@ impl TariffApi {
     pub async fn warm(self) {
         if let Err(err) = self.trade.fresh().await {
             tracing::debug!(error = %err, "the trade index did not load ahead of the first call");
+        }
+    }
+
+    /// Loads the schedule, which the service is not SERVING without: a
+    /// replica takes traffic with its schedule in memory. A failure (the
+    /// database unreachable, which health reports) is left for the first
+    /// call that needs the schedule to meet.
+    pub async fn load_schedule(self) {
+        let started = std::time::Instant::now();
+        match self.schedule.fresh().await {
+            Ok(()) => tracing::info!(
+                measures = self.schedule.read().map(|index| index.len()).unwrap_or_default(),
+                took_ms = started.elapsed().as_millis(),
+                "schedule loaded"
+            ),
+            Err(err) => tracing::warn!(error = %err, "the schedule did not load at start; the first call loads it"),
         }
     }
 }
@@ -123,7 +156,7 @@ impl TariffService for TariffApi {
 
     async fn get_measure(&self, request: Request<pb::GetMeasureRequest>) -> Reply<pb::GetMeasureResponse> {
         let id = validate::id("id", &request.get_ref().id)?;
-        let m = self.schedule.get(id).await?.ok_or_else(|| Error::not_found("measure", id))?;
+        let m = self.measure(id).await?.ok_or_else(|| Error::not_found("measure", id))?;
         Ok(Response::new(pb::GetMeasureResponse { measure: Some(measure_to_proto(&m, today())) }))
     }
 

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::domain::{CoverageTally, FlowKey, Hypothesis, Sums, assumed_not_found, last_day, percent, plan_import};
+use crate::domain::{
+    CoverageTally, FlowKey, Hypothesis, Levy, Sums, assumed_not_found, last_day, percent, plan_import,
+};
 
 pub(super) async fn import_trade_flows(
     api: &TariffApi,
@@ -60,25 +62,22 @@ pub(super) async fn list_trade_flows(
 }
 
 /// The stored measures each assumption names, in order; NOT_FOUND names
-/// the first that does not exist. The schedule is fresh.
-fn assumed_measures(
-    schedule: &store::ScheduleIndex,
-    assume: &[domain::Assumption],
-) -> Result<Vec<Arc<Measure>>, Error> {
-    assume
-        .iter()
-        .enumerate()
-        .map(|(i, a)| schedule.measure(&a.measure_id).cloned().ok_or_else(|| assumed_not_found(i, a.measure_id)))
-        .collect()
+/// the first that does not exist.
+async fn assumed_measures(api: &TariffApi, assume: &[domain::Assumption]) -> Result<Vec<Arc<Measure>>, Error> {
+    let mut out = Vec::with_capacity(assume.len());
+    for (i, a) in assume.iter().enumerate() {
+        out.push(api.measure(a.measure_id).await?.ok_or_else(|| assumed_not_found(i, a.measure_id))?);
+    }
+    Ok(out)
 }
 
 /// The hypothesis of `assume` over the schedule, for an answer about `day`.
-fn hypothesis(
-    schedule: &store::ScheduleIndex,
+async fn hypothesis(
+    api: &TariffApi,
     assume: Vec<domain::Assumption>,
     day: chrono::NaiveDate,
 ) -> Result<Hypothesis, Error> {
-    let measures = assumed_measures(schedule, &assume)?;
+    let measures = assumed_measures(api, &assume).await?;
     let refs: Vec<&Measure> = measures.iter().map(AsRef::as_ref).collect();
     Hypothesis::new(assume, &refs, day)
 }
@@ -96,14 +95,16 @@ pub(super) async fn resolve_duty(
         let resolution = domain::resolve(&shipment, &candidates)?;
         return Ok(Response::new(resolution_to_proto(&resolution)));
     }
-    let hypothesis = hypothesis(&*api.schedule.read()?, assume, shipment.imported_on)?;
-    let read: Vec<&Measure> = candidates.iter().map(|m| hypothesis.read(m)).collect();
+    let hypothesis = hypothesis(api, assume, shipment.imported_on).await?;
+    let assumed: Vec<(uuid::Uuid, Levy)> = hypothesis.measures().map(|m| (m.id, Levy::from(m))).collect();
+    let read: Vec<&Levy> = candidates
+        .iter()
+        .map(|l| assumed.iter().find(|(id, _)| *id == l.id).map_or(l.as_ref(), |(_, assumed)| assumed))
+        .collect();
     let mut resolution = domain::resolve(&shipment, &read)?;
     let bears = |id: uuid::Uuid| {
-        candidates.iter().any(|m| {
-            m.id == id
-                && m.spec.covers_origin(&shipment.origin_economy)
-                && m.spec.matched_prefix(&shipment.hs_code).is_some()
+        candidates.iter().any(|l| {
+            l.id == id && l.covers_origin(&shipment.origin_economy) && l.matched_prefix(&shipment.hs_code).is_some()
         })
     };
     resolution.explanations.extend(hypothesis.explain(shipment.imported_on, bears));
@@ -117,20 +118,18 @@ pub(super) async fn get_measure_exposure(
     request: Request<pb::GetMeasureExposureRequest>,
 ) -> Reply<pb::GetMeasureExposureResponse> {
     let ask = convert::get_measure_exposure(request.get_ref())?;
-    tokio::try_join!(api.schedule.fresh(), api.trade.fresh())?;
-    let (measure, hypothesis, year, day, mut exposure) = {
-        let schedule = api.schedule.read()?;
-        let measure = schedule.measure(&ask.id).cloned().ok_or_else(|| Error::not_found("measure", ask.id))?;
-        let flows = api.trade.read()?;
-        let importer = &measure.spec.imposing_economy;
-        let year = ask.year.or_else(|| flows.latest_year(importer, |e| measure.spec.covers_origin(e)));
-        let day = ask.on.or(year.map(last_day)).unwrap_or_else(today);
-        let hypothesis = hypothesis(&schedule, ask.assume, day)?;
-        let exposure = match year {
-            Some(year) => store::measure_exposure(&flows, hypothesis.read(&measure), year)?,
-            None => domain::Exposure::default(),
-        };
-        (measure, hypothesis, year, day, exposure)
+    api.trade.fresh().await?;
+    let measure = api.measure(ask.id).await?.ok_or_else(|| Error::not_found("measure", ask.id))?;
+    let importer = &measure.spec.imposing_economy;
+    let year = match ask.year {
+        Some(year) => Some(year),
+        None => api.trade.read()?.latest_year(importer, |e| measure.spec.covers_origin(e)),
+    };
+    let day = ask.on.or(year.map(last_day)).unwrap_or_else(today);
+    let hypothesis = hypothesis(api, ask.assume, day).await?;
+    let mut exposure = match year {
+        Some(year) => store::measure_exposure(&*api.trade.read()?, hypothesis.read(&measure), year)?,
+        None => domain::Exposure::default(),
     };
     let read = hypothesis.read(&measure);
     exposure.rank_flows();
@@ -181,10 +180,13 @@ pub(super) async fn get_trade_coverage(
     let mut ask = convert::get_trade_coverage(request.get_ref())?;
     tokio::try_join!(api.schedule.fresh(), api.trade.fresh())?;
     let table = api.schedule.coverage_table(&ask.importer)?;
-    let flows = api.trade.read()?;
-    let year = ask.year.or_else(|| flows.latest_year(&ask.importer, |e| ask.exporter.as_ref().is_none_or(|x| x == e)));
+    let year = match ask.year {
+        Some(year) => Some(year),
+        None => api.trade.read()?.latest_year(&ask.importer, |e| ask.exporter.as_ref().is_none_or(|x| x == e)),
+    };
     let day = ask.on.or(year.map(last_day)).unwrap_or_else(today);
-    let hypothesis = hypothesis(&*api.schedule.read()?, std::mem::take(&mut ask.assume), day)?;
+    let hypothesis = hypothesis(api, std::mem::take(&mut ask.assume), day).await?;
+    let flows = api.trade.read()?;
     let is_hypothetical = hypothesis.is_hypothetical();
     let coverage = |hypothesis: &Hypothesis| -> Result<store::TradeCoverage, Error> {
         let Some(year) = year else {
@@ -230,13 +232,13 @@ pub(super) async fn get_trade_coverage(
             let m = &table.measures[*slot].measure;
             pb::MeasureCoverage {
                 measure_id: m.id.to_string(),
-                reference: m.spec.reference.clone(),
-                title: m.spec.title.clone(),
-                kind: kind_to_proto(m.spec.kind),
+                reference: m.reference().to_owned(),
+                title: m.title().to_owned(),
+                kind: kind_to_proto(m.kind),
                 covered_value: sums_to_proto(&t.covered),
                 upper_bound_value: sums_to_proto(&t.upper_bound),
                 flow_count: i32::try_from(t.flows).unwrap_or(i32::MAX),
-                ad_valorem_percent: tradewatch_common::types::format_decimal(m.spec.ad_valorem_percent),
+                ad_valorem_percent: tradewatch_common::types::format_decimal(m.ad_valorem_percent),
             }
         })
         .collect();

@@ -149,46 +149,96 @@ impl MeasureSpec {
     ///
     /// Linear in the measure's codes.
     pub fn coverage(&self, code: &str) -> Coverage<'_> {
-        if self.excluded_hs_codes.iter().any(|x| code.starts_with(x.as_str())) {
-            return Coverage::None;
-        }
-        if let Some(prefix) =
-            self.hs_codes.iter().filter(|c| code.starts_with(c.as_str())).max_by_key(|c| c.as_str().len())
-        {
-            // Not a prefix of the code (above), so longer than it.
-            return match self.excluded_hs_codes.iter().find(|x| x.as_str().starts_with(code)) {
-                Some(exclusion) => Coverage::Partial { prefix, why: Partly::CutBy(exclusion) },
-                None => Coverage::Whole(prefix),
-            };
-        }
-        match self.hs_codes.iter().find(|c| c.as_str().starts_with(code)) {
-            Some(prefix) => Coverage::Partial { prefix, why: Partly::Coarser },
-            None => Coverage::None,
-        }
+        coverage_of(&self.hs_codes, &self.excluded_hs_codes, code)
     }
 
     /// The prefix by which the measure covers a shipment of `code` in
-    /// `ResolveDuty`: the longest of its prefixes that covers the line. A line
-    /// an exclusion cuts into (a 6-digit line, an 8-digit exclusion inside it)
-    /// is covered: the line as declared falls under the measure.
+    /// `ResolveDuty` ([`Coverage::matched`]).
     pub fn matched_prefix(&self, code: &HsCode) -> Option<&HsCode> {
-        match self.coverage(code.as_str()) {
-            Coverage::Whole(prefix) | Coverage::Partial { prefix, why: Partly::CutBy(_) } => Some(prefix),
-            Coverage::Partial { why: Partly::Coarser, .. } | Coverage::None => None,
-        }
+        self.coverage(code.as_str()).matched()
     }
+}
 
-    /// The status the dates alone give: ANNOUNCED before `effective_from`,
-    /// EXPIRED after `effective_to`, IN_FORCE between.
-    fn status_by_dates(&self, day: NaiveDate) -> MeasureStatus {
-        if day < self.effective_from {
-            MeasureStatus::Announced
-        } else if self.effective_to.is_some_and(|to| day > to) {
-            MeasureStatus::Expired
-        } else {
-            MeasureStatus::InForce
+/// How much of `code` a measure of these prefixes and exclusions covers:
+/// the rule [`MeasureSpec::coverage`] states, for whatever holds a measure's
+/// codes.
+pub fn coverage_of<'a>(hs_codes: &'a [HsCode], excluded: &'a [HsCode], code: &str) -> Coverage<'a> {
+    if excluded.iter().any(|x| code.starts_with(x.as_str())) {
+        return Coverage::None;
+    }
+    if let Some(prefix) = hs_codes.iter().filter(|c| code.starts_with(c.as_str())).max_by_key(|c| c.as_str().len()) {
+        // Not a prefix of the code (above), so longer than it.
+        return match excluded.iter().find(|x| x.as_str().starts_with(code)) {
+            Some(exclusion) => Coverage::Partial { prefix, why: Partly::CutBy(exclusion) },
+            None => Coverage::Whole(prefix),
+        };
+    }
+    match hs_codes.iter().find(|c| c.as_str().starts_with(code)) {
+        Some(prefix) => Coverage::Partial { prefix, why: Partly::Coarser },
+        None => Coverage::None,
+    }
+}
+
+/// The status the dates alone give: ANNOUNCED before `effective_from`,
+/// EXPIRED after `effective_to`, IN_FORCE between.
+fn status_by_dates(effective_from: NaiveDate, effective_to: Option<NaiveDate>, day: NaiveDate) -> MeasureStatus {
+    if day < effective_from {
+        MeasureStatus::Announced
+    } else if effective_to.is_some_and(|to| day > to) {
+        MeasureStatus::Expired
+    } else {
+        MeasureStatus::InForce
+    }
+}
+
+/// The status on `day` of a measure of these dates whose latest change
+/// effective on or before it (if any) set `latest`: a reinstatement
+/// (IN_FORCE) or an announcement defers to the dates, and the dates'
+/// EXPIRED wins over a suspension.
+pub(crate) fn status_on(
+    effective_from: NaiveDate,
+    effective_to: Option<NaiveDate>,
+    latest: Option<MeasureStatus>,
+    day: NaiveDate,
+) -> MeasureStatus {
+    let by_dates = status_by_dates(effective_from, effective_to, day);
+    match latest {
+        Some(MeasureStatus::Revoked) => MeasureStatus::Revoked,
+        Some(MeasureStatus::Expired) => MeasureStatus::Expired,
+        Some(MeasureStatus::Suspended) if by_dates != MeasureStatus::Expired => MeasureStatus::Suspended,
+        _ => by_dates,
+    }
+}
+
+/// The days a measure applies, as inclusive periods in order, read off
+/// `applies` at the days where it can change: its dates and `change_days`.
+pub(crate) fn in_force_periods(
+    effective_from: NaiveDate,
+    effective_to: Option<NaiveDate>,
+    change_days: impl Iterator<Item = NaiveDate>,
+    applies: impl Fn(NaiveDate) -> bool,
+) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut bounds: Vec<NaiveDate> =
+        std::iter::once(effective_from).chain(effective_to.and_then(|to| to.succ_opt())).chain(change_days).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for (i, from) in bounds.iter().enumerate() {
+        if !applies(*from) {
+            continue;
+        }
+        let to = bounds.get(i + 1).and_then(|next| next.pred_opt()).unwrap_or(NaiveDate::MAX);
+        match periods.last_mut() {
+            Some(last) if last.1.succ_opt() == Some(*from) => last.1 = to,
+            _ => periods.push((*from, to)),
         }
     }
+    periods
+}
+
+/// Room left in a quota with `used` of it drawn (never negative).
+pub(crate) fn quota_room(quota: &QuotaTerms, used: Decimal) -> Decimal {
+    quota.quantity.checked_sub(used).unwrap_or_default().max(Decimal::ZERO)
 }
 
 /// How much of an HS code a measure covers ([`MeasureSpec::coverage`]).
@@ -200,6 +250,20 @@ pub enum Coverage<'a> {
     Partial { prefix: &'a HsCode, why: Partly<'a> },
     /// None of it.
     None,
+}
+
+impl<'a> Coverage<'a> {
+    /// The prefix by which a measure of this coverage of a tariff line
+    /// covers a shipment of it in `ResolveDuty`: the longest of its prefixes
+    /// that covers the line. A line an exclusion cuts into (a 6-digit line,
+    /// an 8-digit exclusion inside it) is covered: the line as declared falls
+    /// under the measure.
+    pub fn matched(self) -> Option<&'a HsCode> {
+        match self {
+            Coverage::Whole(prefix) | Coverage::Partial { prefix, why: Partly::CutBy(_) } => Some(prefix),
+            Coverage::Partial { why: Partly::Coarser, .. } | Coverage::None => None,
+        }
+    }
 }
 
 /// Why a measure covers a code only in part.
@@ -353,14 +417,8 @@ impl Measure {
     /// where a reinstatement (IN_FORCE) or an announcement defers to the
     /// dates, and the dates' EXPIRED wins over a suspension.
     pub fn status_on(&self, day: NaiveDate) -> MeasureStatus {
-        let by_dates = self.spec.status_by_dates(day);
-        let latest = self.changes.iter().rfind(|c| c.effective_on <= day);
-        match latest.map(|c| c.status) {
-            Some(MeasureStatus::Revoked) => MeasureStatus::Revoked,
-            Some(MeasureStatus::Expired) => MeasureStatus::Expired,
-            Some(MeasureStatus::Suspended) if by_dates != MeasureStatus::Expired => MeasureStatus::Suspended,
-            _ => by_dates,
-        }
+        let latest = self.changes.iter().rfind(|c| c.effective_on <= day).map(|c| c.status);
+        status_on(self.spec.effective_from, self.spec.effective_to, latest, day)
     }
 
     /// Whether the measure applies on `day` (its status that day is IN_FORCE).
@@ -373,29 +431,13 @@ impl Measure {
     /// at the days where it can change (its dates and its changes' days), for
     /// indexes that ask about many measures at once.
     pub fn in_force_periods(&self) -> Vec<(NaiveDate, NaiveDate)> {
-        let mut bounds: Vec<NaiveDate> = std::iter::once(self.spec.effective_from)
-            .chain(self.spec.effective_to.and_then(|to| to.succ_opt()))
-            .chain(self.changes.iter().map(|c| c.effective_on))
-            .collect();
-        bounds.sort_unstable();
-        bounds.dedup();
-        let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
-        for (i, from) in bounds.iter().enumerate() {
-            if !self.applies_on(*from) {
-                continue;
-            }
-            let to = bounds.get(i + 1).and_then(|next| next.pred_opt()).unwrap_or(NaiveDate::MAX);
-            match periods.last_mut() {
-                Some(last) if last.1.succ_opt() == Some(*from) => last.1 = to,
-                _ => periods.push((*from, to)),
-            }
-        }
-        periods
+        let days = self.changes.iter().map(|c| c.effective_on);
+        in_force_periods(self.spec.effective_from, self.spec.effective_to, days, |day| self.applies_on(day))
     }
 
     /// Room left in the quota, if the measure has one (never negative).
     pub fn quota_room(&self) -> Option<Decimal> {
-        self.spec.quota.as_ref().map(|q| q.quantity.checked_sub(self.quota_used).unwrap_or_default().max(Decimal::ZERO))
+        self.spec.quota.as_ref().map(|q| quota_room(q, self.quota_used))
     }
 
     /// Adds `quantity` to the quota fill, or says why it cannot.

@@ -20,7 +20,7 @@ use tradewatch_common::{
 };
 use uuid::Uuid;
 
-use super::{Measure, MeasureKind};
+use super::{Levy, MeasureKind};
 
 /// The shipment asked about.
 #[derive(Debug, Clone)]
@@ -58,29 +58,29 @@ pub struct Resolution {
 
 /// A measure that covers the shipment, with the prefix that matched.
 struct Covering<'a> {
-    measure: &'a Measure,
+    measure: &'a Levy,
     prefix: &'a HsCode,
 }
 
 /// Resolves `shipment` against `measures`: any superset of the measures that
 /// could apply (the store passes those of the importer whose prefixes match
 /// the code); every rule is checked here again.
-pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &[M]) -> Result<Resolution> {
+pub fn resolve<M: std::borrow::Borrow<Levy>>(shipment: &Shipment, measures: &[M]) -> Result<Resolution> {
     let mut explanations = Vec::new();
     let covering: Vec<Covering<'_>> = measures
         .iter()
         .map(std::borrow::Borrow::borrow)
-        .filter(|m| m.spec.imposing_economy == shipment.importing_economy)
-        .filter(|m| m.spec.covers_origin(&shipment.origin_economy))
-        .filter_map(|m| m.spec.matched_prefix(&shipment.hs_code).map(|prefix| Covering { measure: m, prefix }))
+        .filter(|m| m.importer == shipment.importing_economy)
+        .filter(|m| m.covers_origin(&shipment.origin_economy))
+        .filter_map(|m| m.matched_prefix(&shipment.hs_code).map(|prefix| Covering { measure: m, prefix }))
         .filter(|c| {
             let status = c.measure.status_on(shipment.imported_on);
             let applies = status == super::MeasureStatus::InForce;
-            if !applies && c.measure.spec.effective_from <= shipment.imported_on {
+            if !applies && c.measure.effective_from <= shipment.imported_on {
                 explanations.push(format!(
                     "{} ({}) is {} on {} and does not apply",
-                    c.measure.spec.reference,
-                    c.measure.spec.kind.as_str(),
+                    c.measure.reference(),
+                    c.measure.kind.as_str(),
                     status.as_str(),
                     format_date(shipment.imported_on)
                 ));
@@ -91,17 +91,12 @@ pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &
 
     // Rule 1: the base rate.
     let most_specific = |kind: MeasureKind| {
-        covering.iter().filter(|c| c.measure.spec.kind == kind).max_by(|a, b| {
-            (
-                a.prefix.as_str().len(),
-                a.measure.spec.effective_from,
-                std::cmp::Reverse(a.measure.spec.ad_valorem_percent),
-            )
-                .cmp(&(
-                    b.prefix.as_str().len(),
-                    b.measure.spec.effective_from,
-                    std::cmp::Reverse(b.measure.spec.ad_valorem_percent),
-                ))
+        covering.iter().filter(|c| c.measure.kind == kind).max_by(|a, b| {
+            (a.prefix.as_str().len(), a.measure.effective_from, std::cmp::Reverse(a.measure.ad_valorem_percent)).cmp(&(
+                b.prefix.as_str().len(),
+                b.measure.effective_from,
+                std::cmp::Reverse(b.measure.ad_valorem_percent),
+            ))
         })
     };
     let mfn = most_specific(MeasureKind::Mfn).map(|c| line(shipment, c)).transpose()?;
@@ -161,7 +156,7 @@ pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &
 
     // Rule 2: every additional duty stacks.
     let mut stack = vec![base];
-    for c in covering.iter().filter(|c| c.measure.spec.kind.is_additional()) {
+    for c in covering.iter().filter(|c| c.measure.kind.is_additional()) {
         let l = line(shipment, c)?;
         explanations.push(format!(
             "{} {}% stacks ({}, prefix {})",
@@ -177,8 +172,8 @@ pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &
     let needed = shipment.quantity.unwrap_or(Decimal::ONE);
     let mut quota_full = false;
     let quotas = covering.iter().filter(|c| {
-        c.measure.spec.kind == MeasureKind::TariffRateQuota
-            && c.measure.spec.quota.as_ref().is_some_and(|q| q.holds(shipment.imported_on))
+        c.measure.kind == MeasureKind::TariffRateQuota
+            && c.measure.quota().is_some_and(|q| q.holds(shipment.imported_on))
     });
     let mut in_quota: Option<DutyLine> = None;
     for c in quotas {
@@ -193,7 +188,7 @@ pub fn resolve<M: std::borrow::Borrow<Measure>>(shipment: &Shipment, measures: &
             quota_full = true;
             explanations.push(format!(
                 "quota {} has {} left, less than {}: the full duty applies",
-                c.measure.spec.reference,
+                c.measure.reference(),
                 format_decimal(room),
                 format_decimal(needed)
             ));
@@ -238,20 +233,20 @@ fn overflow() -> Error {
 
 /// The duty one measure levies on the shipment, rounded to cents.
 fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
-    let spec = &c.measure.spec;
+    let spec = c.measure;
     let value = &shipment.customs_value;
     let mut amount = value
         .amount
         .checked_mul(spec.ad_valorem_percent)
         .and_then(|a| a.checked_div(Decimal::ONE_HUNDRED))
         .ok_or_else(overflow)?;
-    if let Some(specific) = &spec.specific_duty {
+    if let Some(specific) = spec.specific_duty() {
         let Some(quantity) = shipment.quantity else {
             return Err(Error::invalid_field(
                 "quantity",
                 format!(
                     "is required: {} levies {} {} per {}",
-                    spec.reference,
+                    spec.reference(),
                     format_decimal(specific.amount.amount),
                     specific.amount.currency,
                     specific.unit
@@ -263,7 +258,9 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
                 Reason::CurrencyMismatch,
                 format!(
                     "{} levies a specific duty in {}; give customs_value in {}",
-                    spec.reference, specific.amount.currency, specific.amount.currency
+                    spec.reference(),
+                    specific.amount.currency,
+                    specific.amount.currency
                 ),
             ));
         }
@@ -276,8 +273,8 @@ fn line(shipment: &Shipment, c: &Covering<'_>) -> Result<DutyLine> {
         matched_hs_code: *c.prefix,
         ad_valorem_percent: spec.ad_valorem_percent,
         amount: Money::new(value.currency.clone(), amount).rounded(),
-        reference: spec.reference.clone(),
-        title: spec.title.clone(),
+        reference: spec.reference().to_owned(),
+        title: spec.title().to_owned(),
     })
 }
 
@@ -288,9 +285,14 @@ mod tests {
 
     use super::*;
     use crate::domain::{
-        MeasureSpec, MeasureStatus, QuotaTerms, SpecificDuty,
+        Measure, MeasureSpec, MeasureStatus, QuotaTerms, SpecificDuty,
         measure::tests::{change, date, dec, eco, hs, measure, spec},
     };
+
+    /// [`super::resolve`] of measures, each read as the schedule holds it.
+    fn resolve(shipment: &Shipment, measures: &[Measure]) -> Result<Resolution> {
+        super::resolve(shipment, &measures.iter().map(Levy::from).collect::<Vec<_>>())
+    }
 
     fn shipment(code: &str, day: &str, value: &str) -> Shipment {
         Shipment {

@@ -327,6 +327,11 @@ impl Hypothesis {
         self.measures.contains_key(&id)
     }
 
+    /// The measure `id` as assumed to be, if it is assumed to change.
+    pub fn changed(&self, id: Uuid) -> Option<&Measure> {
+        self.measures.get(&id)
+    }
+
     /// The assumed measures as they would be.
     pub fn measures(&self) -> impl Iterator<Item = &Measure> {
         self.measures.values()

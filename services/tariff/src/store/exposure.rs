@@ -239,7 +239,7 @@ fn matches(table: &CoverageTable, flows: &[Entry], version: u64) -> Result<Group
 fn reach(table: &CoverageTable, slot: usize, code: &Code, under: bool, hits: &mut Vec<(u32, u8, bool)>, from: usize) {
     let t = &table.measures[slot];
     let whole = if t.exclusions {
-        match t.measure.spec.coverage(code.as_str()) {
+        match t.measure.coverage(code.as_str()) {
             Coverage::Whole(_) => true,
             Coverage::Partial { .. } => false,
             Coverage::None => return,
@@ -256,7 +256,7 @@ fn reach(table: &CoverageTable, slot: usize, code: &Code, under: bool, hits: &mu
 }
 
 fn reference(table: &CoverageTable, slot: u32) -> &str {
-    table.measures[slot as usize].measure.spec.reference.as_str()
+    table.measures[slot as usize].measure.reference()
 }
 
 /// The order of [`CoverageTally::ranked`]: larger covered value first, then
@@ -303,9 +303,9 @@ pub fn trade_coverage(
         let counting: Vec<bool> = table
             .measures
             .iter()
-            .map(|t| match q.hypothesis.changes(t.measure.id) {
-                true => counts(q.hypothesis.read(&t.measure), exporter, q.day, q.kinds),
-                false => t.counts(exporter, q.day, q.kinds),
+            .map(|t| match q.hypothesis.changed(t.measure.id) {
+                Some(assumed) => counts(assumed, exporter, q.day, q.kinds),
+                None => t.counts(exporter, q.day, q.kinds),
             })
             .collect();
         for (i, e) in group.flows.iter().enumerate() {
@@ -484,7 +484,7 @@ mod tests {
             let measures: Vec<Measure> = measures.iter().enumerate().map(|(n, m)| build(m, n)).collect();
             let mut schedule = Index::default();
             for m in &measures {
-                schedule.insert(m.clone());
+                schedule.insert(m);
             }
             // One flow per code and exporter: the natural key.
             let mut keys = BTreeSet::new();

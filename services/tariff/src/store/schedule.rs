@@ -1,12 +1,14 @@
 //! The schedule in memory: every measure, indexed by importer and HS
-//! prefix, so that ResolveDuty and GetMeasure answer without queries of their
-//! own. Before each answer the index is brought up to the feed's head as read
+//! prefix, so that ResolveDuty and trade coverage answer without queries of
+//! their own. Before each answer the index is brought up to the feed's head as read
 //! by a query that began after the call did ([`Head`], shared by the calls in
 //! flight): it never answers from a schedule older than the last write
 //! committed before the call began, whichever replica made it. Catching up
 //! reloads the measures the changes since name; a gap past the feed's
-//! retention, or a long one, reloads everything. The index is built on first
-//! use and takes about 1.4 KiB per measure (BENCHMARKS.md), read a page at a time.
+//! retention, or a long one, reloads everything. The index is built before
+//! the service is SERVING, read a page at a time, and holds each measure as
+//! a [`Levy`]: what resolution and coverage read of it, a few hundred bytes
+//! (BENCHMARKS.md). GetMeasure reads whole measures elsewhere.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -30,7 +32,7 @@ use super::{
     measures::{MAX_CANDIDATES, get_measures, load_page, too_many_measures},
     trade_index::Code,
 };
-use crate::domain::{Measure, MeasureKind};
+use crate::domain::{Levy, Measure, MeasureKind};
 
 /// Past this many changes of measures to catch up on, everything is
 /// reloaded.
@@ -53,12 +55,16 @@ pub struct Schedule {
 pub struct Index {
     /// The feed position the index reflects; None before the first load.
     seq: Option<i64>,
-    measures: HashMap<Uuid, Arc<Measure>>,
+    levies: HashMap<Uuid, Arc<Levy>>,
     /// Importer → HS prefix a measure names → the measures naming it.
-    by_code: HashMap<String, HashMap<String, Vec<Uuid>>>,
+    by_code: HashMap<Economy, HashMap<HsCode, Vec<Arc<Levy>>>>,
+    /// The sets of origins the measures name, each held once: a schedule's
+    /// treatments name the same groups over and over. Kept until the next
+    /// reload when no measure names one any more.
+    origins: HashSet<Arc<[Economy]>>,
     /// Importer → a number that changes whenever one of its measures does:
     /// what a coverage table was built at.
-    generations: HashMap<String, u64>,
+    generations: HashMap<Economy, u64>,
 }
 
 /// Generations are drawn from one counter, so that no two states of any
@@ -66,48 +72,63 @@ pub struct Index {
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Index {
-    pub(super) fn insert(&mut self, m: Measure) {
+    pub(super) fn insert(&mut self, m: &Measure) {
         self.remove(m.id);
-        let importer = m.spec.imposing_economy.as_str();
-        self.bump(importer);
-        if !self.by_code.contains_key(importer) {
-            self.by_code.insert(importer.to_owned(), HashMap::new());
+        let targets = match self.origins.get(m.spec.target_economies.as_slice()) {
+            Some(shared) => shared.clone(),
+            None => {
+                let targets: Arc<[Economy]> = m.spec.target_economies.as_slice().into();
+                self.origins.insert(targets.clone());
+                targets
+            }
+        };
+        let levy = Arc::new(Levy::of(m, targets));
+        self.bump(levy.importer);
+        let codes = self.by_code.entry(levy.importer).or_default();
+        for code in levy.hs_codes() {
+            codes.entry(*code).or_default().push(levy.clone());
         }
-        let Some(codes) = self.by_code.get_mut(importer) else { return };
-        for code in &m.spec.hs_codes {
-            codes.entry(code.to_string()).or_default().push(m.id);
-        }
-        self.measures.insert(m.id, Arc::new(m));
+        self.levies.insert(levy.id, levy);
     }
 
     /// A new generation for `importer`'s measures.
-    fn bump(&mut self, importer: &str) {
-        let next = GENERATIONS.fetch_add(1, Ordering::Relaxed);
-        match self.generations.get_mut(importer) {
-            Some(generation) => *generation = next,
-            None => {
-                self.generations.insert(importer.to_owned(), next);
-            }
-        }
+    fn bump(&mut self, importer: Economy) {
+        self.generations.insert(importer, GENERATIONS.fetch_add(1, Ordering::Relaxed));
     }
 
     fn remove(&mut self, id: Uuid) {
-        let Some(old) = self.measures.remove(&id) else { return };
-        self.bump(old.spec.imposing_economy.as_str());
-        if let Some(codes) = self.by_code.get_mut(old.spec.imposing_economy.as_str()) {
-            for code in &old.spec.hs_codes {
-                if let Some(ids) = codes.get_mut(code.as_str()) {
-                    ids.retain(|x| *x != id);
+        let Some(old) = self.levies.remove(&id) else { return };
+        self.bump(old.importer);
+        if let Some(codes) = self.by_code.get_mut(&old.importer) {
+            for code in old.hs_codes() {
+                if let Some(levies) = codes.get_mut(code) {
+                    levies.retain(|l| l.id != id);
                 }
             }
         }
     }
-}
 
-impl Index {
-    /// One measure, or None.
-    pub fn measure(&self, id: &Uuid) -> Option<&Arc<Measure>> {
-        self.measures.get(id)
+    /// Gives back what growing left over, once a load is done.
+    fn shrink(&mut self) {
+        self.levies.shrink_to_fit();
+        for codes in self.by_code.values_mut() {
+            codes.shrink_to_fit();
+            codes.values_mut().for_each(Vec::shrink_to_fit);
+        }
+    }
+
+    /// One measure as the index holds it, or None.
+    pub fn levy(&self, id: &Uuid) -> Option<&Arc<Levy>> {
+        self.levies.get(id)
+    }
+
+    /// How many measures it holds.
+    pub fn len(&self) -> usize {
+        self.levies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levies.is_empty()
     }
 }
 
@@ -124,16 +145,14 @@ pub struct CoverageTable {
 
 /// A measure in a coverage table.
 pub struct TableMeasure {
-    pub measure: Arc<Measure>,
+    pub measure: Arc<Levy>,
     pub kind: MeasureKind,
-    /// Empty: every origin.
-    pub targets: Box<[Economy]>,
-    /// The days it applies ([`Measure::in_force_periods`]): the first
+    /// The days it applies ([`Levy::in_force_periods`]): the first
     /// period kept inline (most measures have one), the others after it.
     pub period: Option<(NaiveDate, NaiveDate)>,
     pub more_periods: Box<[(NaiveDate, NaiveDate)]>,
     /// Whether it has exclusions: then which flows it covers whole is its
-    /// own [`crate::domain::MeasureSpec::coverage`]'s to say, flow by flow.
+    /// own [`Levy::coverage`]'s to say, flow by flow.
     pub exclusions: bool,
 }
 
@@ -141,7 +160,7 @@ impl TableMeasure {
     /// [`crate::domain::counts`], on the table's copy of what it reads.
     pub fn counts(&self, origin: &Economy, day: NaiveDate, kinds: &[MeasureKind]) -> bool {
         (kinds.is_empty() || kinds.contains(&self.kind))
-            && (self.targets.is_empty() || self.targets.contains(origin))
+            && self.measure.covers_origin(origin)
             && self.period.iter().chain(self.more_periods.iter()).any(|(from, to)| *from <= day && day <= *to)
     }
 }
@@ -154,23 +173,21 @@ impl CoverageTable {
 
     /// The table of `importer`'s measures in `index`.
     pub fn build(index: &Index, importer: &Economy) -> Self {
-        let generation = index.generations.get(importer.as_str()).copied().unwrap_or(0);
+        let generation = index.generations.get(importer).copied().unwrap_or(0);
         let mut slots: HashMap<Uuid, u32> = HashMap::new();
         let mut measures = Vec::new();
         let mut prefixes = Vec::new();
-        for (code, ids) in index.by_code.get(importer.as_str()).into_iter().flatten() {
-            let Some(code) = Code::of(code) else { continue };
-            for id in ids {
-                let Some(m) = index.measures.get(id) else { continue };
-                let slot = *slots.entry(*id).or_insert_with(|| {
-                    let mut periods = m.in_force_periods().into_iter();
+        for (code, levies) in index.by_code.get(importer).into_iter().flatten() {
+            let Some(code) = Code::of(code.as_str()) else { continue };
+            for levy in levies {
+                let slot = *slots.entry(levy.id).or_insert_with(|| {
+                    let mut periods = levy.in_force_periods().into_iter();
                     measures.push(TableMeasure {
-                        measure: m.clone(),
-                        kind: m.spec.kind,
-                        targets: m.spec.target_economies.clone().into_boxed_slice(),
+                        measure: levy.clone(),
+                        kind: levy.kind,
                         period: periods.next(),
                         more_periods: periods.collect(),
-                        exclusions: !m.spec.excluded_hs_codes.is_empty(),
+                        exclusions: !levy.excluded_hs_codes().is_empty(),
                     });
                     u32::try_from(measures.len() - 1).unwrap_or(u32::MAX)
                 });
@@ -244,7 +261,7 @@ impl Schedule {
             .collect();
         let measures = get_measures(&self.db, &ids).await?;
         let mut index = self.write()?;
-        for m in measures {
+        for m in &measures {
             index.insert(m);
         }
         index.seq = Some(head);
@@ -265,7 +282,7 @@ impl Schedule {
             let more = page.len() as u64 == RELOAD_PAGE;
             // Off the async threads: a large schedule takes a while to index.
             index = tokio::task::spawn_blocking(move || {
-                for m in page {
+                for m in &page {
                     index.insert(m);
                 }
                 index
@@ -276,6 +293,7 @@ impl Schedule {
                 break;
             }
         }
+        index.shrink();
         index.seq = Some(head);
         let old = std::mem::replace(&mut *self.write()?, index);
         // Freed after the lock is released.
@@ -288,7 +306,7 @@ impl Schedule {
     /// measures changed since, else a new one (one build at a time).
     pub fn coverage_table(&self, importer: &Economy) -> Result<Arc<CoverageTable>> {
         let index = self.read()?;
-        let generation = index.generations.get(importer.as_str()).copied().unwrap_or(0);
+        let generation = index.generations.get(importer).copied().unwrap_or(0);
         let mut tables = self
             .tables
             .lock()
@@ -303,12 +321,6 @@ impl Schedule {
         Ok(table)
     }
 
-    /// One measure, or None.
-    pub async fn get(self: &Arc<Self>, id: Uuid) -> Result<Option<Arc<Measure>>> {
-        self.fresh().await?;
-        Ok(self.read()?.measures.get(&id).cloned())
-    }
-
     /// The candidates of `ResolveDuty`, as [`super::resolution_candidates`]
     /// finds them in SQL: the importer's measures naming a prefix of `code`
     /// whose dates hold `day`, at most [`MAX_CANDIDATES`].
@@ -317,27 +329,25 @@ impl Schedule {
         importer: &Economy,
         code: &HsCode,
         day: NaiveDate,
-    ) -> Result<Vec<Arc<Measure>>> {
+    ) -> Result<Vec<Arc<Levy>>> {
         self.fresh().await?;
         let index = self.read()?;
-        let Some(codes) = index.by_code.get(importer.as_str()) else { return Ok(vec![]) };
-        let code = code.as_str();
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for len in (2..=code.len()).step_by(2) {
-            for id in codes.get(&code[..len]).into_iter().flatten() {
-                let Some(m) = index.measures.get(id) else { continue };
-                let dated = m.spec.effective_from <= day && m.spec.effective_to.is_none_or(|to| to >= day);
-                if dated && seen.insert(*id) {
-                    out.push(m.clone());
+        let Some(codes) = index.by_code.get(importer) else { return Ok(vec![]) };
+        let mut out: Vec<Arc<Levy>> = Vec::new();
+        for prefix in code.prefixes() {
+            for levy in codes.get(&prefix).into_iter().flatten() {
+                // Only a measure naming two prefixes of the code is met twice.
+                let met = levy.hs_codes().len() > 1 && out.iter().any(|l| l.id == levy.id);
+                if levy.dated(day) && !met {
+                    if u64::try_from(out.len()).unwrap_or(u64::MAX) == MAX_CANDIDATES {
+                        return Err(too_many_measures(importer, code.as_str(), day));
+                    }
+                    out.push(levy.clone());
                 }
             }
         }
-        if u64::try_from(out.len()).unwrap_or(u64::MAX) > MAX_CANDIDATES {
-            return Err(too_many_measures(importer, code, day));
-        }
         // One order on every replica, however each index was built.
-        out.sort_unstable_by_key(|m| m.id);
+        out.sort_unstable_by_key(|l| l.id);
         Ok(out)
     }
 }

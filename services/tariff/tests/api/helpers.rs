@@ -39,7 +39,9 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let addr = app.local_addr();
     let db = app.db().clone();
     let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
-    let client = TariffServiceClient::new(channel(addr).await);
+    let channel = channel(addr).await;
+    testing::serving(channel.clone()).await.expect("the tariff service SERVING");
+    let client = TariffServiceClient::new(channel);
     TestApp { addr, client, db, url: database.url.clone(), settings, server, _database: database }
 }
 
@@ -61,7 +63,9 @@ impl TestApp {
         let addr = app.local_addr();
         let db = app.db().clone();
         let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
-        let client = TariffServiceClient::new(channel(addr).await);
+        let channel = channel(addr).await;
+    testing::serving(channel.clone()).await.expect("the tariff service SERVING");
+    let client = TariffServiceClient::new(channel);
         TestApp { addr, client, db, url, settings, server, _database: database }
     }
 

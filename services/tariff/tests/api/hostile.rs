@@ -306,10 +306,21 @@ async fn bulk_measures(db: &DatabaseConnection, importer: &str, n: usize, effect
             actor: Set("test".into()),
         });
     }
+    // Each with its change on the feed, as every writer of measures appends
+    // one: the schedule in memory learns of them from it.
+    let feed: Vec<pb::MeasureChange> = measures
+        .iter()
+        .map(|m| pb::MeasureChange {
+            measure: Some(pb::TariffMeasure { id: m.id.clone().unwrap().to_string(), ..Default::default() }),
+            kind: pb::MeasureChangeKind::Created.into(),
+            ..Default::default()
+        })
+        .collect();
     let txn = db.begin().await.unwrap();
     tradewatch_common::db::insert_chunked(&txn, measures).await.unwrap();
     tradewatch_common::db::insert_chunked(&txn, codes).await.unwrap();
     tradewatch_common::db::insert_chunked(&txn, changes).await.unwrap();
+    tradewatch_common::feed::append_all(&txn, tariff_service::store::FEED_TOPIC, now, &feed).await.unwrap();
     txn.commit().await.unwrap();
 }
 
