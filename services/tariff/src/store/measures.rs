@@ -217,29 +217,104 @@ pub(super) fn too_many_measures(importer: &Economy, code: &str, day: NaiveDate) 
     .with_metadata("max_measures", MAX_CANDIDATES.to_string())
 }
 
-/// One page of every measure, in id order after `after` (from the first
-/// when None), at most `limit`, with their timelines: what the schedule
-/// loads page by page, so that a national schedule never sits in memory as
-/// rows and measures at once.
-pub async fn load_page(conn: &impl ConnectionTrait, after: Option<Uuid>, limit: u64) -> Result<Vec<Measure>> {
+/// What the schedule reads of a measure's row: not its source, note,
+/// announcement, actors or times.
+#[derive(sea_orm::DerivePartialModel)]
+#[sea_orm(entity = "measure::Entity")]
+struct RateRow {
+    id: Uuid,
+    reference: String,
+    title: String,
+    imposing_economy: String,
+    target_economies: String,
+    kind: String,
+    hs_codes: String,
+    excluded_hs_codes: String,
+    ad_valorem_percent: String,
+    specific_amount: Option<String>,
+    specific_currency: Option<String>,
+    specific_unit: Option<String>,
+    effective_from: NaiveDate,
+    effective_to: Option<NaiveDate>,
+    quota_quantity: Option<String>,
+    quota_unit: Option<String>,
+    quota_period_start: Option<NaiveDate>,
+    quota_period_end: Option<NaiveDate>,
+    quota_used: Option<String>,
+}
+
+impl RateRow {
+    /// The row, what the schedule does not read left empty.
+    fn into_row(self) -> measure::Model {
+        measure::Model {
+            id: self.id,
+            reference: self.reference,
+            title: self.title,
+            imposing_economy: self.imposing_economy,
+            target_economies: self.target_economies,
+            kind: self.kind,
+            hs_codes: self.hs_codes,
+            excluded_hs_codes: self.excluded_hs_codes,
+            ad_valorem_percent: self.ad_valorem_percent,
+            specific_amount: self.specific_amount,
+            specific_currency: self.specific_currency,
+            specific_unit: self.specific_unit,
+            announced_on: None,
+            effective_from: self.effective_from,
+            effective_to: self.effective_to,
+            quota_quantity: self.quota_quantity,
+            quota_unit: self.quota_unit,
+            quota_period_start: self.quota_period_start,
+            quota_period_end: self.quota_period_end,
+            quota_used: self.quota_used,
+            source_url: String::new(),
+            notes: String::new(),
+            version: 0,
+            create_time: DateTime::UNIX_EPOCH,
+            update_time: DateTime::UNIX_EPOCH,
+            create_actor: String::new(),
+            update_actor: String::new(),
+        }
+    }
+}
+
+/// One page of every measure as the schedule reads it, in id order after
+/// `after` (from the first when None), at most `limit`: what it loads page
+/// by page, so that a national schedule never sits in memory as rows and
+/// measures at once. Only what a [`crate::domain::Levy`] holds is read: no
+/// source, note, announcement, actors or times, and the timelines only of
+/// the measures with a change the dates alone do not give (a suspension,
+/// revocation or expiry; a first IN_FORCE or ANNOUNCED defers to the dates).
+/// Not for an answer that shows a measure whole.
+pub async fn schedule_page(conn: &impl ConnectionTrait, after: Option<Uuid>, limit: u64) -> Result<Vec<Measure>> {
     let mut query = measure::Entity::find().order_by_asc(measure::Column::Id).limit(limit);
     if let Some(after) = after {
         query = query.filter(measure::Column::Id.gt(after));
     }
-    let rows = query.all(conn).await?;
+    let rows: Vec<RateRow> = query.into_partial_model().all(conn).await?;
     let Some(last) = rows.last().map(|r| r.id) else { return Ok(vec![]) };
-    // The page's timelines in one query: the measures of ids after `after`
-    // up to the page's last.
-    let mut changes = status_change::Entity::find().filter(status_change::Column::MeasureId.lte(last));
-    if let Some(after) = after {
-        changes = changes.filter(status_change::Column::MeasureId.gt(after));
-    }
-    let changes = changes
+    // The page's timelines in one query: of the measures of ids after
+    // `after` up to the page's last, those with a change that does not defer.
+    let in_page = |mut c: Condition| {
+        c = c.add(status_change::Column::MeasureId.lte(last));
+        if let Some(after) = after {
+            c = c.add(status_change::Column::MeasureId.gt(after));
+        }
+        c
+    };
+    let defers = [MeasureStatus::InForce.as_str(), MeasureStatus::Announced.as_str()];
+    let changed = Query::select()
+        .column(status_change::Column::MeasureId)
+        .from(status_change::Entity)
+        .cond_where(in_page(Condition::all()).add(status_change::Column::Status.is_not_in(defers)))
+        .to_owned();
+    let changes = status_change::Entity::find()
+        .filter(in_page(Condition::all()).add(status_change::Column::MeasureId.in_subquery(changed)))
         .order_by_asc(status_change::Column::EffectiveOn)
         .order_by_asc(status_change::Column::Id)
         .all(conn)
         .await?;
-    attach_changes(rows, changes)
+    attach_changes(rows.into_iter().map(RateRow::into_row).collect(), changes)
 }
 
 /// One page of measures in id order (creation order). Every filter,

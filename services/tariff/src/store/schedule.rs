@@ -29,7 +29,7 @@ use tradewatch_common::{
 use uuid::Uuid;
 
 use super::{
-    measures::{MAX_CANDIDATES, get_measures, load_page, too_many_measures},
+    measures::{MAX_CANDIDATES, get_measures, schedule_page, too_many_measures},
     trade_index::Code,
 };
 use crate::domain::{Levy, Measure, MeasureKind};
@@ -72,7 +72,8 @@ pub struct Index {
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Index {
-    pub(super) fn insert(&mut self, m: &Measure) {
+    /// Adds `m`, or puts it in place of the measure of its id.
+    pub fn insert(&mut self, m: &Measure) {
         self.remove(m.id);
         let targets = match self.origins.get(m.spec.target_economies.as_slice()) {
             Some(shared) => shared.clone(),
@@ -109,7 +110,7 @@ impl Index {
     }
 
     /// Gives back what growing left over, once a load is done.
-    fn shrink(&mut self) {
+    pub fn shrink(&mut self) {
         self.levies.shrink_to_fit();
         for codes in self.by_code.values_mut() {
             codes.shrink_to_fit();
@@ -273,13 +274,21 @@ impl Schedule {
     /// committed after `head` was read may be read or not; either way its
     /// change comes after `head`, and the next catch-up reads the measure again.
     async fn reload(&self, head: i64) -> Result<()> {
+        let read = |after: Option<Uuid>| {
+            let db = self.db.clone();
+            tokio::spawn(async move { schedule_page(&db, after, RELOAD_PAGE).await })
+        };
+        let failed =
+            |err: tokio::task::JoinError| Error::internal(anyhow::anyhow!("loading the schedule failed: {err}"));
         let mut index = Index::default();
-        let mut after = None;
-        loop {
-            let page = load_page(&self.db, after, RELOAD_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            let more = page.len() as u64 == RELOAD_PAGE;
+        // The next page is read while this one is indexed.
+        let mut next = Some(read(None));
+        while let Some(reading) = next.take() {
+            let page = reading.await.map_err(failed)??;
+            let Some(last) = page.last().map(|m| m.id) else { break };
+            if page.len() as u64 == RELOAD_PAGE {
+                next = Some(read(Some(last)));
+            }
             // Off the async threads: a large schedule takes a while to index.
             index = tokio::task::spawn_blocking(move || {
                 for m in &page {
@@ -288,10 +297,7 @@ impl Schedule {
                 index
             })
             .await
-            .map_err(|err| Error::internal(anyhow::anyhow!("indexing the schedule failed: {err}")))?;
-            if !more {
-                break;
-            }
+            .map_err(failed)?;
         }
         index.shrink();
         index.seq = Some(head);

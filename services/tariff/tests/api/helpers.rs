@@ -64,8 +64,8 @@ impl TestApp {
         let db = app.db().clone();
         let server = RunningServer::start(addr, |shutdown| app.run_until_stopped(shutdown));
         let channel = channel(addr).await;
-    testing::serving(channel.clone()).await.expect("the tariff service SERVING");
-    let client = TariffServiceClient::new(channel);
+        testing::serving(channel.clone()).await.expect("the tariff service SERVING");
+        let client = TariffServiceClient::new(channel);
         TestApp { addr, client, db, url, settings, server, _database: database }
     }
 
