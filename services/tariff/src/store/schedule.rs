@@ -39,7 +39,7 @@ use crate::domain::{Levy, Measure, MeasureKind};
 const RELOAD_AFTER: u64 = 5_000;
 
 /// Measures read at once when the schedule loads.
-const RELOAD_PAGE: u64 = 5_000;
+const RELOAD_PAGE: u64 = 2_500;
 
 pub struct Schedule {
     db: DatabaseConnection,
