@@ -104,7 +104,13 @@ impl Index {
             for code in old.hs_codes() {
                 if let Some(levies) = codes.get_mut(code) {
                     levies.retain(|l| l.id != id);
+                    if levies.is_empty() {
+                        codes.remove(code);
+                    }
                 }
+            }
+            if codes.is_empty() {
+                self.by_code.remove(&old.importer);
             }
         }
     }
@@ -355,5 +361,80 @@ impl Schedule {
         // One order on every replica, however each index was built.
         out.sort_unstable_by_key(|l| l.id);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::measure::tests::{date, eco, measure, spec};
+
+    /// What an index answers from, in one order however it was built: each
+    /// measure as held, and per importer and prefix the measures naming it.
+    type Snapshot = (BTreeMap<Uuid, Levy>, BTreeMap<(String, String), Vec<Uuid>>);
+
+    fn snapshot(index: &Index) -> Snapshot {
+        let levies = index.levies.iter().map(|(id, l)| (*id, (**l).clone())).collect();
+        let mut by_code = BTreeMap::new();
+        for (importer, codes) in &index.by_code {
+            for (code, levies) in codes {
+                let mut ids: Vec<Uuid> = levies.iter().map(|l| l.id).collect();
+                ids.sort_unstable();
+                by_code.insert((importer.to_string(), code.to_string()), ids);
+            }
+        }
+        (levies, by_code)
+    }
+
+    const CODES: [&str; 5] = ["87", "8703", "870380", "72081000", "1205"];
+    const ORIGINS: [&str; 3] = ["CHN", "USA", "MEX"];
+
+    /// One write: which of a few measures it puts, and what it says.
+    fn arb_write() -> impl Strategy<Value = (usize, bool, Vec<usize>, Vec<usize>, u32, Option<i64>)> {
+        (
+            0usize..6,
+            proptest::bool::ANY,
+            proptest::collection::vec(0..CODES.len(), 1..4),
+            proptest::collection::vec(0..ORIGINS.len(), 0..3),
+            0u32..50,
+            proptest::option::of(0i64..400),
+        )
+    }
+
+    proptest! {
+        /// Patching the index write by write leaves it as loading the
+        /// measures as they end up would build it.
+        #[test]
+        fn a_patched_index_equals_a_fresh_load(writes in proptest::collection::vec(arb_write(), 1..40)) {
+            let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+            let mut patched = Index::default();
+            let mut last: BTreeMap<Uuid, Measure> = BTreeMap::new();
+            for (slot, usa, mut codes, origins, rate, to) in writes {
+                codes.sort_unstable();
+                codes.dedup();
+                let codes: Vec<&str> = codes.iter().map(|&c| CODES[c]).collect();
+                let mut s = spec(MeasureKind::Surtax, &codes, &rate.to_string());
+                if usa {
+                    s.imposing_economy = eco("USA");
+                }
+                s.target_economies = origins.iter().map(|&o| eco(ORIGINS[o])).collect();
+                s.effective_to = to.map(|d| date("2024-01-01") + chrono::Duration::days(d));
+                let mut m = measure(s);
+                m.id = ids[slot];
+                patched.insert(&m);
+                last.insert(m.id, m);
+            }
+            let mut fresh = Index::default();
+            for m in last.values() {
+                fresh.insert(m);
+            }
+            patched.shrink();
+            prop_assert_eq!(snapshot(&patched), snapshot(&fresh));
+            prop_assert_eq!(patched.len(), last.len());
+        }
     }
 }

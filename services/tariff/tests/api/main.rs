@@ -7,6 +7,7 @@
 mod helpers;
 mod hostile;
 mod measures;
+mod patched;
 mod properties;
 mod quota;
 mod resolve;
