@@ -287,23 +287,33 @@ impl Drop for Counted {
     }
 }
 
-/// Rows one multi-row INSERT carries: far below SQLite's 32,766 and
-/// PostgreSQL's 65,535 bind parameters for any of our tables.
-pub const INSERT_CHUNK_ROWS: usize = 500;
+/// Bind parameters one multi-row INSERT carries at most: below SQLite's
+/// 32,766 and PostgreSQL's 65,535. A narrow table's rows go many to a
+/// statement (a link table's two columns, 15,000), a wide one's fewer:
+/// each statement is a round trip, and the rows of a large import are
+/// written in a handful of them.
+pub const INSERT_PARAMS: usize = 30_000;
 
 /// Ids one `IN (…)` list carries.
 pub const ID_CHUNK: usize = 500;
 
-/// Inserts `rows` in statements of at most [`INSERT_CHUNK_ROWS`] rows, so no
-/// request can reach a bind-parameter limit. Nothing to insert is no
-/// statement at all.
+/// Rows of `E` one INSERT of [`insert_chunked`] carries.
+pub fn insert_chunk_rows<E: EntityTrait>() -> usize {
+    use sea_orm::Iterable as _;
+    (INSERT_PARAMS / E::Column::iter().count().max(1)).max(1)
+}
+
+/// Inserts `rows` in statements of at most [`INSERT_PARAMS`] bind
+/// parameters, so no request can reach a bind-parameter limit. Nothing to
+/// insert is no statement at all.
 pub async fn insert_chunked<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
 where
     A: ActiveModelTrait + Send,
 {
+    let per_statement = insert_chunk_rows::<A::Entity>();
     let mut rows = rows.into_iter();
     loop {
-        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK_ROWS).collect();
+        let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
         if chunk.is_empty() {
             return Ok(());
         }

@@ -16,7 +16,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -622,9 +622,8 @@ async fn national_on(
         let tariff = Service::start(&cli.bin_dir, "tariff", &db).await?;
         let mut client = TariffServiceClient::new(Endpoint::from_shared(tariff.url())?.connect().await?);
         let written = Instant::now();
-        let loaded = tariff_service::load::load(&mut client, lines, |_| {})
-            .await
-            .map_err(|refused| anyhow::anyhow!("{refused}"))?;
+        let loaded =
+            tariff_service::load::load(&client, lines, |_| {}).await.map_err(|refused| anyhow::anyhow!("{refused}"))?;
         let written = written.elapsed();
         let first = Instant::now();
         client.resolve_duty(resolve(&codes[codes.len() / 2])).await.context("the first ResolveDuty")?;
@@ -670,6 +669,26 @@ async fn national_on(
         drive(&url, &scenario, n, P99_STREAMS_PER_CONNECTION, warmup, seconds, call).await?,
         &check_label,
     ));
+    // The same at 32 streams while measures of the same importer change at
+    // a steady rate: every answer first patches the index with the writes
+    // committed before it.
+    let changing = special_measures(&mut client).await?;
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(write_steadily(client.clone(), changing, WRITES_PER_SECOND, writing.clone()));
+    let mixed = format!("{scenario}, {WRITES_PER_SECOND} writes/s");
+    let outcome = drive(&url, &mixed, n, P99_STREAMS_PER_CONNECTION, warmup, seconds, call).await;
+    writing.store(false, Ordering::Relaxed);
+    let writes = writer.await??;
+    out.push(with_baseline(outcome?, &check_label));
+    #[allow(clippy::cast_precision_loss)]
+    let write_rate = writes.done as f64 / writes.took.as_secs_f64().max(1e-9);
+    notes.push(format!(
+        "{name:<11} national schedule under writes: {} UpdateMeasure in {:.1?} ({write_rate:.1}/s), {} failed, their p99 {:.1?}",
+        writes.done,
+        writes.took,
+        writes.failed,
+        writes.p99
+    ));
     notes.push(format!(
         "{name:<11} national schedule: RSS after the load {:.1} MiB",
         tariff.process.rss_kib() as f64 / 1024.0
@@ -694,6 +713,82 @@ async fn national_on(
         }
     }
     Ok((out, wire, notes))
+}
+
+/// Writes a second while ResolveDuty runs on the national schedule.
+const WRITES_PER_SECOND: u32 = 50;
+
+/// Some of the national schedule's special measures, to change.
+async fn special_measures(
+    client: &mut TariffServiceClient<tonic::transport::Channel>,
+) -> anyhow::Result<Vec<tpb::TariffMeasure>> {
+    let mut out = Vec::new();
+    for kind in [tpb::MeasureKind::Surtax, tpb::MeasureKind::AntiDumping] {
+        let page = client
+            .list_measures(tpb::ListMeasuresRequest {
+                page_size: 500,
+                imposing_economy: "CAN".into(),
+                kind: kind.into(),
+                ..Default::default()
+            })
+            .await
+            .context("list the special measures")?;
+        out.extend(page.into_inner().measures);
+    }
+    anyhow::ensure!(!out.is_empty(), "the national schedule has no special measures to change");
+    Ok(out)
+}
+
+struct Writes {
+    done: usize,
+    failed: usize,
+    took: Duration,
+    p99: Duration,
+}
+
+/// UpdateMeasure at `per_second` on the measures given in turn (each a new
+/// rate), until `on` goes false; each write on its own task, so a slow one
+/// does not hold back the next.
+async fn write_steadily(
+    client: TariffServiceClient<tonic::transport::Channel>,
+    measures: Vec<tpb::TariffMeasure>,
+    per_second: u32,
+    on: Arc<AtomicBool>,
+) -> anyhow::Result<Writes> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut writes = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while on.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let mut m = measures[i % measures.len()].clone();
+        m.etag.clear();
+        m.ad_valorem_percent = (5 + i % 40).to_string();
+        let mut client = client.clone();
+        writes.spawn(async move {
+            let sent = Instant::now();
+            let mask = Some(prost_types::FieldMask { paths: vec!["ad_valorem_percent".into()] });
+            let ok =
+                client.update_measure(tpb::UpdateMeasureRequest { measure: Some(m), update_mask: mask }).await.is_ok();
+            (ok, sent.elapsed())
+        });
+        i += 1;
+    }
+    let took = started.elapsed();
+    let (mut done, mut failed, mut latencies) = (0, 0, Vec::new());
+    while let Some(write) = writes.join_next().await {
+        let (ok, latency) = write?;
+        if ok {
+            done += 1;
+            latencies.push(latency);
+        } else {
+            failed += 1;
+        }
+    }
+    latencies.sort_unstable();
+    let p99 = latencies.get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1))).copied();
+    Ok(Writes { done, failed, took, p99: p99.unwrap_or_default() })
 }
 
 /// Stops a stack and removes its databases.

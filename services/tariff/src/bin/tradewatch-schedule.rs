@@ -114,7 +114,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(path) => Some(format!("Bearer {}", std::fs::read_to_string(path)?.trim()).parse()?),
                 None => None,
             };
-            let mut client = TariffServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            let client = TariffServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
                 if let Some(value) = &bearer {
                     request.metadata_mut().insert("authorization", value.clone());
                 }
@@ -132,7 +132,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 indicatif::ProgressBar::hidden()
             };
             let written = Instant::now();
-            let outcome = load::load(&mut client, &lines, |done| bar.set_position(done as u64)).await;
+            let outcome = load::load(&client, &lines, |done| bar.set_position(done as u64)).await;
             bar.finish_and_clear();
             let loaded = outcome.map_err(|refused| anyhow::anyhow!("{refused}"))?;
             let secs = written.elapsed().as_secs_f64();

@@ -17,8 +17,8 @@
 //! The whole file is read and every line checked with the service's own
 //! rules before the first write, so a bad file writes nothing and names each
 //! bad line by its number. The lines are then written through the public API
-//! with `ImportMeasures`, in batches of at most 1,000, each all or nothing
-//! and idempotent: a line already stored as written is left alone, so a load
+//! with `ImportMeasures`, in batches of at most 1,000 (a few in flight at
+//! once), each all or nothing and idempotent: a line already stored as written is left alone, so a load
 //! run again after an interruption goes on where it stopped.
 
 pub mod generate;
@@ -224,7 +224,7 @@ pub struct Loaded {
 }
 
 /// A refusal of the service, with the lines of the batch it names: the
-/// batches before it are written, this one and those after it are not.
+/// batches before it are written, this one is not.
 #[derive(Debug)]
 pub struct Refused {
     pub first_line: usize,
@@ -265,48 +265,43 @@ fn name_lines(message: &str, batch: &[Line]) -> String {
     out
 }
 
-/// Writes `lines` through `client` in batches, calling `progress` with the
-/// lines done after each.
+/// Batches sent before the first is answered: the service validates and
+/// plans one while the database writes another.
+pub const IN_FLIGHT: usize = 3;
+
+/// Writes `lines` through `client` in batches, [`IN_FLIGHT`] at a time,
+/// calling `progress` with the lines done after each, in file order. On a
+/// refusal no further batch is sent; those already sent after the refused
+/// one may be written or not (each all or nothing), and a run again resumes.
 pub async fn load<T>(
-    client: &mut pb::tariff_service_client::TariffServiceClient<T>,
+    client: &pb::tariff_service_client::TariffServiceClient<T>,
     lines: &[Line],
     mut progress: impl FnMut(usize),
 ) -> Result<Loaded, Refused>
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
     T::Error: Into<tonic::codegen::StdError>,
     T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
 {
+    use futures::StreamExt as _;
+
     let mut loaded = Loaded::default();
     let mut done = 0;
     let run = uuid::Uuid::now_v7();
-    for batch in lines.chunks(BATCH) {
-        let request = pb::ImportMeasuresRequest {
-            measures: batch.iter().map(|l| l.measure.clone()).collect(),
-            request_id: batch_request_id(&run, batch),
-        };
-        let mut attempt = 0;
-        let answer = loop {
-            attempt += 1;
-            match client.import_measures(request.clone()).await {
-                Ok(answer) => break answer.into_inner(),
-                // Retryable: the same request_id answers as the first time.
-                Err(status)
-                    if attempt < 5 && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Aborted) =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
-                }
-                Err(status) => {
-                    return Err(Refused {
-                        first_line: batch.first().map_or(0, |l| l.line),
-                        last_line: batch.last().map_or(0, |l| l.line),
-                        message: format!("{:?}: {}", status.code(), name_lines(status.message(), batch)),
-                        loaded,
-                    });
-                }
-            }
-        };
+    let mut answers = futures::stream::iter(lines.chunks(BATCH))
+        .map(|batch| {
+            let mut client = client.clone();
+            async move { (batch, send(&mut client, &run, batch).await) }
+        })
+        .buffered(IN_FLIGHT);
+    while let Some((batch, answer)) = answers.next().await {
+        let answer = answer.map_err(|status| Refused {
+            first_line: batch.first().map_or(0, |l| l.line),
+            last_line: batch.last().map_or(0, |l| l.line),
+            message: format!("{:?}: {}", status.code(), name_lines(status.message(), batch)),
+            loaded,
+        })?;
         loaded.created += usize::try_from(answer.created).unwrap_or_default();
         loaded.unchanged += usize::try_from(answer.unchanged).unwrap_or_default();
         loaded.batches += 1;
@@ -314,6 +309,36 @@ where
         progress(done);
     }
     Ok(loaded)
+}
+
+/// One batch, retried while the service is unavailable or the write was
+/// aborted: the same `request_id` answers as the first time.
+async fn send<T>(
+    client: &mut pb::tariff_service_client::TariffServiceClient<T>,
+    run: &uuid::Uuid,
+    batch: &[Line],
+) -> Result<pb::ImportMeasuresResponse, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let request = pb::ImportMeasuresRequest {
+        measures: batch.iter().map(|l| l.measure.clone()).collect(),
+        request_id: batch_request_id(run, batch),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.import_measures(request.clone()).await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) if attempt < 5 && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(status) => return Err(status),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -138,18 +138,18 @@ async fn an_interrupted_load_resumes_where_it_stopped() {
     let lines = load::parse(&schedule, "CAN", &Groups::parse(&groups).unwrap()).unwrap();
     assert_eq!(lines.len(), 2_500);
     // The first run stops after its first batch (the process died).
-    let mut client = app.client.clone();
-    let first = load::load(&mut client, &lines[..load::BATCH], |_| {}).await.unwrap();
+    let client = app.client.clone();
+    let first = load::load(&client, &lines[..load::BATCH], |_| {}).await.unwrap();
     assert_eq!((first.created, first.unchanged), (1_000, 0));
     // Run again on the whole file: the batch written is left alone, the rest created.
     let mut seen = Vec::new();
-    let again = load::load(&mut client, &lines, |done| seen.push(done)).await.unwrap();
+    let again = load::load(&client, &lines, |done| seen.push(done)).await.unwrap();
     assert_eq!((again.created, again.unchanged, again.batches), (1_500, 1_000, 3));
     assert_eq!(seen, [1_000, 2_000, 2_500], "progress after each batch");
     let total = app.list_all(pb::ListMeasuresRequest { page_size: 500, ..Default::default() }).await.len();
     assert_eq!(total, 2_500);
     // And a third time: nothing to do.
-    let third = load::load(&mut client, &lines, |_| {}).await.unwrap();
+    let third = load::load(&client, &lines, |_| {}).await.unwrap();
     assert_eq!((third.created, third.unchanged), (0, 2_500));
     app.stop().await.unwrap();
 }
@@ -162,9 +162,41 @@ async fn a_line_the_service_refuses_is_named_by_its_line_number() {
                 8702,MFN,,6.1,2024-01-01,https://example.org/notice\n\
                 8703,MFN,,6.1,2024-01-01,https://example.org/notice\n";
     let lines = load::parse(text, "CAN", &Groups::default()).unwrap();
-    let refused = load::load(&mut app.client.clone(), &lines, |_| {}).await.unwrap_err();
+    let refused = load::load(&app.client, &lines, |_| {}).await.unwrap_err();
     assert_eq!((refused.first_line, refused.last_line), (2, 3));
     assert!(refused.to_string().contains("CAN-MFN-ALL-8703"), "{refused}");
     assert_eq!(count(&app).await, 1, "the batch is all or nothing");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_more_rows_than_one_statement_carries_is_written_whole() {
+    use sea_orm::{ConnectionTrait as _, Statement};
+
+    let app = spawn_app().await;
+    // 1,000 preferential lines of 16 origins each: 16,000 origin rows, more
+    // than one INSERT of two columns carries.
+    let origins = [
+        "AUS", "BRN", "CHL", "JPN", "MYS", "MEX", "NZL", "PER", "SGP", "VNM", "GBR", "USA", "KOR", "CHE", "NOR", "ISL",
+    ];
+    let measures: Vec<_> = (0..1_000)
+        .map(|i| against(measure(&format!("WIDE-{i}"), pb::MeasureKind::Preferential, &["8703"], "0"), &origins))
+        .collect();
+    let answer = import(&app, measures).await.unwrap();
+    assert_eq!(answer.created, 1_000);
+    let rows = app
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM measure_targets",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 16_000);
+    let listed = app
+        .list_all(pb::ListMeasuresRequest { page_size: 500, target_economy: "ISL".into(), ..Default::default() })
+        .await;
+    assert_eq!(listed.len(), 1_000, "every measure names its last origin");
     app.stop().await.unwrap();
 }
