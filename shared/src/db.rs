@@ -287,29 +287,54 @@ impl Drop for Counted {
     }
 }
 
-/// Bind parameters one multi-row INSERT carries at most: below SQLite's
-/// 32,766 and PostgreSQL's 65,535. A narrow table's rows go many to a
-/// statement (a link table's two columns, 15,000), a wide one's fewer:
-/// each statement is a round trip, and the rows of a large import are
-/// written in a handful of them.
+/// Bind parameters one multi-row INSERT carries at most on SQLite: below
+/// its 32,766. A narrow table's rows go many to a statement (a link table's
+/// two columns, 15,000), a wide one's fewer: each statement is a round trip,
+/// and the rows of a large import are written in a handful of them.
 pub const INSERT_PARAMS: usize = 30_000;
 
 /// Ids one `IN (…)` list carries.
 pub const ID_CHUNK: usize = 500;
 
-/// Rows of `E` one INSERT of [`insert_chunked`] carries.
+/// Rows one `INSERT … SELECT FROM UNNEST` carries on PostgreSQL.
+const UNNEST_ROWS: usize = 50_000;
+
+/// Rows of `E` one multi-row INSERT of [`insert_chunked`] carries.
 pub fn insert_chunk_rows<E: EntityTrait>() -> usize {
     use sea_orm::Iterable as _;
     (INSERT_PARAMS / E::Column::iter().count().max(1)).max(1)
 }
 
-/// Inserts `rows` in statements of at most [`INSERT_PARAMS`] bind
-/// parameters, so no request can reach a bind-parameter limit. Nothing to
-/// insert is no statement at all.
+/// Inserts `rows`, so that no request can reach a bind-parameter limit and
+/// a large import costs a few statements. On PostgreSQL each column goes as
+/// one array and the rows are `UNNEST`ed: one short statement whatever the
+/// count, prepared once per connection and planned in microseconds (a
+/// multi-row `VALUES` of thousands of rows is planned anew each time, and
+/// costs more to plan than to execute). On SQLite, multi-row `VALUES` of at
+/// most [`INSERT_PARAMS`] parameters. Nothing to insert is no statement.
 pub async fn insert_chunked<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
 where
     A: ActiveModelTrait + Send,
 {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let mut unnested = true;
+        for chunk in rows.chunks(UNNEST_ROWS) {
+            match unnest_insert(chunk) {
+                Some(statement) => {
+                    conn.execute_raw(statement).await?;
+                }
+                None => {
+                    unnested = false;
+                    break;
+                }
+            }
+        }
+        if unnested {
+            return Ok(());
+        }
+        // Only the first chunk can fail to convert: every chunk has the
+        // same columns and kinds of values.
+    }
     let per_statement = insert_chunk_rows::<A::Entity>();
     let mut rows = rows.into_iter();
     loop {
@@ -319,6 +344,139 @@ where
         }
         A::Entity::insert_many(chunk).exec_without_returning(conn).await?;
     }
+}
+
+/// `INSERT INTO t (a, b, …) SELECT * FROM UNNEST($1::uuid[], $2::text[], …)`
+/// for `rows`, each column's values as one PostgreSQL array literal; None
+/// when a value is of a kind it does not spell (the caller then writes
+/// `VALUES`), or when a column is set on some rows and not others. A column
+/// set on none is left to its default.
+fn unnest_insert<A: ActiveModelTrait>(rows: &[A]) -> Option<sea_orm::Statement> {
+    use sea_orm::{ActiveValue, EntityName as _, IdenStatic as _, Iterable as _};
+
+    if rows.is_empty() {
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut arrays = Vec::new();
+    for column in <A::Entity as EntityTrait>::Column::iter() {
+        let mut literal = String::from("{");
+        let mut kind = None;
+        let mut set = 0;
+        for (i, row) in rows.iter().enumerate() {
+            let value = match row.get(column) {
+                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => v,
+                ActiveValue::NotSet => continue,
+            };
+            set += 1;
+            let (sql_type, text) = array_element(&value)?;
+            if kind.is_some_and(|k| k != sql_type) {
+                return None;
+            }
+            kind = Some(sql_type);
+            if i > 0 {
+                literal.push(',');
+            }
+            match text {
+                None => literal.push_str("NULL"),
+                Some(text) => push_quoted(&mut literal, &text),
+            }
+        }
+        match (set, kind) {
+            (0, _) => continue,
+            (n, Some(kind)) if n == rows.len() => {
+                literal.push('}');
+                names.push(format!("\"{}\"", column.as_str()));
+                arrays.push((kind, literal));
+            }
+            _ => return None,
+        }
+    }
+    let table = A::Entity::default().table_name().to_owned();
+    let casts: Vec<String> = arrays.iter().enumerate().map(|(i, (kind, _))| format!("${}::{kind}[]", i + 1)).collect();
+    let sql = format!("INSERT INTO \"{table}\" ({}) SELECT * FROM UNNEST({})", names.join(", "), casts.join(", "));
+    let values = arrays.into_iter().map(|(_, literal)| sea_orm::Value::from(literal));
+    Some(sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+}
+
+/// Has PostgreSQL plan this transaction's statements with index scans
+/// wherever one serves (no-op on SQLite). For a bulk write into tables that
+/// grow under it: the lookups it makes as it goes (by reference, by key)
+/// are prepared statements, and a plan PostgreSQL caches for one while its
+/// table is nearly empty is a sequential scan, which it keeps as the table
+/// grows to thousands of rows, until autovacuum's next ANALYZE: each batch
+/// of a load then reads the whole table again. Forcing custom plans instead
+/// would replan every foreign-key check, a row at a time.
+pub async fn prefer_indexes(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off").await?;
+    }
+    Ok(())
+}
+
+/// `text` as an element of a PostgreSQL array literal: in double quotes,
+/// its quotes and backslashes escaped.
+fn push_quoted(literal: &mut String, text: &str) {
+    literal.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            literal.push('\\');
+        }
+        literal.push(c);
+    }
+    literal.push('"');
+}
+
+/// `texts` as one PostgreSQL array literal (`{"a","b"}`), to bind as one
+/// parameter cast to `text[]`: `column = ANY($1::text[])` is one short
+/// statement for any number of values, and its plan an index scan however
+/// small the table was when the plan was made (a long `IN ($1, …)` can
+/// keep a sequential scan planned while the table was empty).
+pub fn text_array<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut literal = String::from("{");
+    for (i, text) in texts.into_iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        push_quoted(&mut literal, text);
+    }
+    literal.push('}');
+    literal
+}
+
+/// The PostgreSQL type of `value` and its text in an array literal (None:
+/// NULL); None for a kind of value it does not spell.
+fn array_element(value: &sea_orm::Value) -> Option<(&'static str, Option<String>)> {
+    use sea_orm::Value as V;
+    fn text<T: ToString>(v: Option<&T>) -> Option<String> {
+        v.map(ToString::to_string)
+    }
+    Some(match value {
+        V::Bool(v) => ("bool", v.map(|b| if b { "t" } else { "f" }.to_owned())),
+        V::SmallInt(v) => ("int2", text(v.as_ref())),
+        V::Int(v) => ("int4", text(v.as_ref())),
+        V::BigInt(v) => ("int8", text(v.as_ref())),
+        V::Double(v) => ("float8", text(v.as_ref())),
+        V::String(v) => ("text", v.clone()),
+        V::Bytes(v) => (
+            "bytea",
+            v.as_ref().map(|b| {
+                let mut hex = String::with_capacity(2 + 2 * b.len());
+                hex.push_str("\\x");
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for byte in b {
+                    hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+                    hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+                }
+                hex
+            }),
+        ),
+        V::Uuid(v) => ("uuid", text(v.as_ref())),
+        V::ChronoDate(v) => ("date", text(v.as_ref())),
+        V::ChronoDateTimeUtc(v) => ("timestamptz", v.map(|t| t.to_rfc3339())),
+        V::ChronoDateTimeWithTimeZone(v) => ("timestamptz", v.map(|t| t.to_rfc3339())),
+        _ => return None,
+    })
 }
 
 /// An entity whose rows carry a `version` that every update bumps: the
@@ -460,6 +618,16 @@ pub fn corrupt(resource: &str, id: impl std::fmt::Display, what: &str, why: impl
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_literals_quote_every_element_and_escape_quotes_and_backslashes() {
+        assert_eq!(text_array([]), "{}");
+        assert_eq!(text_array(["a", "b\"c", "d\\e", "NULL", "x,y{}"]), r#"{"a","b\"c","d\\e","NULL","x,y{}"}"#);
+        let bytes = sea_orm::Value::Bytes(Some(vec![0x00, 0xab, 0x10]));
+        assert_eq!(array_element(&bytes), Some(("bytea", Some("\\x00ab10".to_owned()))));
+        assert_eq!(array_element(&sea_orm::Value::String(None)), Some(("text", None)));
+        assert_eq!(array_element(&sea_orm::Value::Bool(Some(true))), Some(("bool", Some("t".to_owned()))));
+    }
 
     #[test]
     fn local_writes_tell_whether_the_database_can_have_changed_since_a_mark() {

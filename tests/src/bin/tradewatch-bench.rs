@@ -666,7 +666,7 @@ async fn national_on(
     };
     out.push(with_baseline(drive(&url, &scenario, n, m, warmup, seconds, call.clone()).await?, &check_label));
     out.push(with_baseline(
-        drive(&url, &scenario, n, P99_STREAMS_PER_CONNECTION, warmup, seconds, call).await?,
+        drive(&url, &scenario, n, P99_STREAMS_PER_CONNECTION, warmup, seconds, call.clone()).await?,
         &check_label,
     ));
     // The same at 32 streams while measures of the same importer change at

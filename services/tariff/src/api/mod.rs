@@ -132,6 +132,7 @@ impl TariffService for TariffApi {
         let by = actor.clone();
         let response = idempotency::write(&self.db, key, move |txn| {
             Box::pin(async move {
+                tradewatch_common::db::prefer_indexes(txn).await?;
                 let references: Vec<&str> = specs.iter().map(|s| s.reference.as_str()).collect();
                 let stored = store::measures_by_reference(txn, &references).await?;
                 let now = tradewatch_common::now();

@@ -267,7 +267,7 @@ fn name_lines(message: &str, batch: &[Line]) -> String {
 
 /// Batches sent before the first is answered: the service validates and
 /// plans one while the database writes another.
-pub const IN_FLIGHT: usize = 3;
+pub const IN_FLIGHT: usize = 4;
 
 /// Writes `lines` through `client` in batches, [`IN_FLIGHT`] at a time,
 /// calling `progress` with the lines done after each, in file order. On a

@@ -93,6 +93,14 @@ pub async fn measures_by_reference(
     references: &[&str],
 ) -> Result<HashMap<String, Measure>> {
     let mut rows = Vec::new();
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let any = sea_orm::sea_query::Expr::cust_with_values(
+            r#""measures"."reference" = ANY($1::text[])"#,
+            [db::text_array(references.iter().copied())],
+        );
+        let rows = measure::Entity::find().filter(any).all(conn).await?;
+        return Ok(with_changes(conn, rows).await?.into_iter().map(|m| (m.spec.reference.clone(), m)).collect());
+    }
     for chunk in references.chunks(db::ID_CHUNK) {
         rows.extend(
             measure::Entity::find()

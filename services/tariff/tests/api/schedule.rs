@@ -200,3 +200,17 @@ async fn a_batch_of_more_rows_than_one_statement_carries_is_written_whole() {
     assert_eq!(listed.len(), 1_000, "every measure names its last origin");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn text_with_quotes_backslashes_and_braces_is_stored_as_sent() {
+    let mut m = measure("ODD-1", Mfn, &["8703"], "6.1");
+    m.title = r#"a "quoted" \ back,slash {NULL} NULL — ünï"#.into();
+    m.note = "\\\\x00 \"".into();
+    let app = spawn_app().await;
+    let answer = import(&app, vec![m.clone(), measure("ODD-2", Mfn, &["8704"], "6.1")]).await.unwrap();
+    assert_eq!(answer.created, 2);
+    let stored = app.list_all(pb::ListMeasuresRequest { page_size: 10, ..Default::default() }).await;
+    let odd = stored.iter().find(|s| s.reference == "ODD-1").unwrap();
+    assert_eq!((odd.title.as_str(), odd.note.as_str()), (m.title.as_str(), m.note.as_str()));
+    app.stop().await.unwrap();
+}
