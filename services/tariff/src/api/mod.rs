@@ -63,9 +63,12 @@ impl TariffApi {
     }
 }
 
-/// Whole measures kept for GetMeasure: a few megabytes at most, where the
-/// schedule holds every measure in a fraction of what they take whole.
-const MEASURES_KEPT: usize = 4_096;
+/// Whole measures kept for GetMeasure, about 1 KiB each: 16 MiB at most,
+/// where the schedule holds every measure in a fraction of what they take
+/// whole. A schedule of 10,000 lines is read from memory whole; of a
+/// national schedule, the measures being read (past the bound the cache
+/// starts again empty).
+const MEASURES_KEPT: usize = 16_384;
 
 impl TariffApi {
     /// Loads the trade index, as the first call that needs it would: a

@@ -237,7 +237,7 @@ impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the batch of lines {}–{} was refused, nothing of it written: {} ({} lines created and {} already there before it)",
+            "the batch of lines {}–{} was refused, nothing of it written: {} ({} lines created and {} already there before it; batches sent beside it may have landed, and a run again once it is fixed goes on from there)",
             self.first_line, self.last_line, self.message, self.loaded.created, self.loaded.unchanged
         )
     }
