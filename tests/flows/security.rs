@@ -183,14 +183,25 @@ async fn every_bad_token_is_unauthenticated_and_writes_nothing() {
     tariff_as(&slot, &keys, Some(&late)).await.create_measure(surtax("LATE")).await.unwrap();
     assert_eq!(measure_count(&slot, &keys).await, 1, "only the call with a valid token wrote");
 
-    // Health and reflection need no token.
+    // Health and reflection need no token. Health is NOT_SERVING until the
+    // schedule has loaded, which the calls above need not wait for.
     let channel = tls_channel(&slot, keys.tls(false)).await.unwrap();
-    let health = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let mut status = 0;
+    for _ in 0..100 {
+        status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == serving {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, serving);
 }
 
 #[tokio::test]
