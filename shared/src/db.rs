@@ -317,23 +317,15 @@ where
     A: ActiveModelTrait + Send,
 {
     if conn.get_database_backend() == DbBackend::Postgres {
-        let mut unnested = true;
-        for chunk in rows.chunks(UNNEST_ROWS) {
-            match unnest_insert(chunk) {
-                Some(statement) => {
-                    conn.execute_raw(statement).await?;
-                }
-                None => {
-                    unnested = false;
-                    break;
-                }
+        // Every chunk spelt before the first is written: a chunk that cannot
+        // be leaves all the rows to `VALUES`, none of them written twice.
+        let statements: Option<Vec<_>> = rows.chunks(UNNEST_ROWS).map(unnest_insert).collect();
+        if let Some(statements) = statements {
+            for statement in statements {
+                conn.execute_raw(statement).await?;
             }
-        }
-        if unnested {
             return Ok(());
         }
-        // Only the first chunk can fail to convert: every chunk has the
-        // same columns and kinds of values.
     }
     let per_statement = insert_chunk_rows::<A::Entity>();
     let mut rows = rows.into_iter();
@@ -473,8 +465,12 @@ fn array_element(value: &sea_orm::Value) -> Option<(&'static str, Option<String>
         ),
         V::Uuid(v) => ("uuid", text(v.as_ref())),
         V::ChronoDate(v) => ("date", text(v.as_ref())),
-        V::ChronoDateTimeUtc(v) => ("timestamptz", v.map(|t| t.to_rfc3339())),
-        V::ChronoDateTimeWithTimeZone(v) => ("timestamptz", v.map(|t| t.to_rfc3339())),
+        // To the microsecond, cut as a bound timestamp is (PostgreSQL would
+        // round a longer fraction).
+        V::ChronoDateTimeUtc(v) => ("timestamptz", v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
+        V::ChronoDateTimeWithTimeZone(v) => {
+            ("timestamptz", v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+        }
         _ => return None,
     })
 }
@@ -627,6 +623,9 @@ mod tests {
         assert_eq!(array_element(&bytes), Some(("bytea", Some("\\x00ab10".to_owned()))));
         assert_eq!(array_element(&sea_orm::Value::String(None)), Some(("text", None)));
         assert_eq!(array_element(&sea_orm::Value::Bool(Some(true))), Some(("bool", Some("t".to_owned()))));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-03T06:46:54.123456789Z").unwrap().to_utc();
+        let (kind, text) = array_element(&sea_orm::Value::ChronoDateTimeUtc(Some(at))).unwrap();
+        assert_eq!((kind, text.as_deref()), ("timestamptz", Some("2026-12-03T06:46:54.123456Z")));
     }
 
     #[test]
