@@ -152,12 +152,17 @@ struct Outcome {
 
 impl Outcome {
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[rank.min(self.latencies.len() - 1)]
+        percentile(&self.latencies, p)
     }
+}
+
+/// The `p` quantile of `sorted` latencies (zero when there are none).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// A call the load makes: the `n`th, on `channel`.
@@ -787,8 +792,7 @@ async fn write_steadily(
         }
     }
     latencies.sort_unstable();
-    let p99 = latencies.get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1))).copied();
-    Ok(Writes { done, failed, took, p99: p99.unwrap_or_default() })
+    Ok(Writes { done, failed, took, p99: percentile(&latencies, 0.99) })
 }
 
 /// Stops a stack and removes its databases.

@@ -23,7 +23,6 @@ pub(super) async fn import_trade_flows(
     let by = actor.clone();
     let response = idempotency::write(&api.db, key, move |txn| {
         Box::pin(async move {
-            tradewatch_common::db::prefer_indexes(txn).await?;
             let keys: Vec<&FlowKey> = specs.iter().map(|s| &s.key).collect();
             let stored = store::stored_flows(txn, &keys).await?;
             let now = tradewatch_common::now();

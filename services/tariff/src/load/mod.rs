@@ -18,8 +18,9 @@
 //! rules before the first write, so a bad file writes nothing and names each
 //! bad line by its number. The lines are then written through the public API
 //! with `ImportMeasures`, in batches of at most 1,000 (a few in flight at
-//! once), each all or nothing and idempotent: a line already stored as written is left alone, so a load
-//! run again after an interruption goes on where it stopped.
+//! once), each all or nothing and idempotent: a line already stored as
+//! written is left alone, so a load run again after an interruption goes on
+//! where it stopped.
 
 pub mod generate;
 

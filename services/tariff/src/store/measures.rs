@@ -98,16 +98,16 @@ pub async fn measures_by_reference(
             r#""measures"."reference" = ANY($1::text[])"#,
             [db::text_array(references.iter().copied())],
         );
-        let rows = measure::Entity::find().filter(any).all(conn).await?;
-        return Ok(with_changes(conn, rows).await?.into_iter().map(|m| (m.spec.reference.clone(), m)).collect());
-    }
-    for chunk in references.chunks(db::ID_CHUNK) {
-        rows.extend(
-            measure::Entity::find()
-                .filter(measure::Column::Reference.is_in(chunk.iter().map(|r| (*r).to_owned())))
-                .all(conn)
-                .await?,
-        );
+        rows = measure::Entity::find().filter(any).all(conn).await?;
+    } else {
+        for chunk in references.chunks(db::ID_CHUNK) {
+            rows.extend(
+                measure::Entity::find()
+                    .filter(measure::Column::Reference.is_in(chunk.iter().map(|r| (*r).to_owned())))
+                    .all(conn)
+                    .await?,
+            );
+        }
     }
     Ok(with_changes(conn, rows).await?.into_iter().map(|m| (m.spec.reference.clone(), m)).collect())
 }
