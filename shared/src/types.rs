@@ -39,11 +39,7 @@ impl Economy {
         if s.is_empty() {
             return Err("is required".into());
         }
-        if s == "EUN"
-            || (s.len() == 3
-                && s.bytes().all(|b| b.is_ascii_uppercase())
-                && isocountry::CountryCode::for_alpha3(s).is_ok())
-        {
+        if s == "EUN" || (s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) && is_alpha3(s.as_bytes())) {
             let b = s.as_bytes();
             return Ok(Self([b[0], b[1], b[2]]));
         }
@@ -54,6 +50,29 @@ impl Economy {
         // Only ever made from three ASCII letters.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+}
+
+/// Whether three upper-case letters are an ISO 3166-1 alpha-3 code: one bit
+/// per three letters (26³ of them), set once from the standard's list, so
+/// that every request's economies are checked without a walk of the list.
+fn is_alpha3(code: &[u8]) -> bool {
+    const LETTERS: usize = 26 * 26 * 26;
+    fn slot(code: &[u8]) -> usize {
+        code.iter().fold(0, |at, b| at * 26 + usize::from(b - b'A'))
+    }
+    static CODES: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+        let mut bits = vec![0u64; LETTERS.div_ceil(64)];
+        for country in isocountry::CountryCode::iter() {
+            let code = country.alpha3().as_bytes();
+            if code.len() == 3 && code.iter().all(u8::is_ascii_uppercase) {
+                let at = slot(code);
+                bits[at / 64] |= 1 << (at % 64);
+            }
+        }
+        bits
+    });
+    let at = slot(code);
+    CODES[at / 64] & (1 << (at % 64)) != 0
 }
 
 impl fmt::Display for Economy {
@@ -168,12 +187,19 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     if s.is_empty() {
         return Err("is required (YYYY-MM-DD)".into());
     }
-    let well_formed = s.len() == 10
-        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        Ok(d) if well_formed => Ok(d),
-        _ => Err(format!("{} is not a date written YYYY-MM-DD", quote(s))),
-    }
+    let b = s.as_bytes();
+    let well_formed = b.len() == 10
+        && b.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    // Read from its digits: a strftime pattern would be parsed again on
+    // every call, and dates come with most requests.
+    let number = |digits: &[u8]| digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let date = well_formed
+        .then(|| {
+            let year = i32::try_from(number(&b[..4])).ok()?;
+            NaiveDate::from_ymd_opt(year, number(&b[5..7]), number(&b[8..]))
+        })
+        .flatten();
+    date.ok_or_else(|| format!("{} is not a date written YYYY-MM-DD", quote(s)))
 }
 
 /// The wire form of a date.
@@ -369,8 +395,19 @@ mod tests {
         for good in ["CAN", "CHN", "USA", "EUN", "JPN", "DEU"] {
             assert!(Economy::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "can", "CA", "CANA", "XXX", "EU", "E1N", " CAN", "ZZZ"] {
+        for bad in ["", "can", "CA", "CANA", "XXX", "EU", "E1N", " CAN", "ZZZ", "AAA", "é"] {
             assert!(Economy::parse(bad).is_err(), "{bad}");
+        }
+        // Every code of the standard, and nothing else of three letters.
+        let known: std::collections::HashSet<&str> = isocountry::CountryCode::iter().map(|c| c.alpha3()).collect();
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                for c in b'A'..=b'Z' {
+                    let code = [a, b, c];
+                    let code = std::str::from_utf8(&code).unwrap_or_default();
+                    assert_eq!(Economy::parse(code).is_ok(), known.contains(code) || code == "EUN", "{code}");
+                }
+            }
         }
     }
 
@@ -416,6 +453,11 @@ mod tests {
             "2025-01-31T00:00:00Z",
             "20250131",
             "+2025-01-31",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-01-00",
+            "0000-00-00",
+            "2025-01-3١",
         ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }

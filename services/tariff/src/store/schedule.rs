@@ -55,9 +55,9 @@ pub struct Schedule {
 pub struct Index {
     /// The feed position the index reflects; None before the first load.
     seq: Option<i64>,
-    levies: HashMap<Uuid, Arc<Levy>>,
+    levies: FastMap<Uuid, Arc<Levy>>,
     /// Importer → HS prefix a measure names → the measures naming it.
-    by_code: HashMap<Economy, HashMap<HsCode, Vec<Arc<Levy>>>>,
+    by_code: FastMap<Economy, FastMap<HsCode, Vec<Arc<Levy>>>>,
     /// The sets of origins the measures name, each held once: a schedule's
     /// treatments name the same groups over and over. Kept until the next
     /// reload when no measure names one any more.
@@ -66,6 +66,11 @@ pub struct Index {
     /// what a coverage table was built at.
     generations: HashMap<Economy, u64>,
 }
+
+/// The index's maps hash with foldhash, seeded per process: every
+/// ResolveDuty looks up each prefix of its code, and SipHash's rounds were
+/// most of those lookups' cost. Only writers of measures add keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Generations are drawn from one counter, so that no two states of any
 /// importer's measures share one, across reloads too.
