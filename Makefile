@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking fmt-check clippy bench bench-rules k8s-check images ci clean
+.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
 
 ## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
@@ -84,8 +84,10 @@ $(BUF):
 proto-lint: $(BUF)
 	cd proto && ../$(BUF) lint && ../$(BUF) format --diff --exit-code
 
-## proto-breaking: no breaking change (FILE rules of proto/buf.yaml) against the previous commit, nor the last v* release tag
+## proto-breaking: no breaking change (FILE rules of proto/buf.yaml) against the released contract (proto/released.binpb), the previous commit, nor the last v* release tag
+RELEASED_CONTRACT := proto/released.binpb
 proto-breaking: $(BUF)
+	$(BUF) breaking proto --against $(RELEASED_CONTRACT) && echo "buf breaking: none against the released contract ($(RELEASED_CONTRACT))"
 	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
 		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto' && echo "buf breaking: none against HEAD~1"; \
 	else \
@@ -97,6 +99,11 @@ proto-breaking: $(BUF)
 	else \
 		echo "buf breaking: no release tag yet"; \
 	fi
+
+## proto-release: the contract as this release ships it, written to proto/released.binpb (a release runs it, then commits the file)
+proto-release: $(BUF)
+	$(BUF) build proto --exclude-source-info -o $(RELEASED_CONTRACT)
+	@echo "wrote $(RELEASED_CONTRACT): commit it with the release; buf breaking checks every later change against it"
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
