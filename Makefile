@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak seed build test tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
+.PHONY: run run-secure soak seed build test backup restore tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
 
 ## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
@@ -110,6 +110,26 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## backup: every database backed up into BACKUP_DIR (default var/backup/<UTC time>) while the services serve: SQLite by VACUUM INTO, PostgreSQL by pg_dump -Fc; TARIFF_DATABASE_URL, DISPUTE_DATABASE_URL and DIALOGUE_DATABASE_URL name the databases (default: make run's files under var/)
+BACKUP_STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
+BACKUP_DIR ?= var/backup/$(BACKUP_STAMP)
+# `<service>-service backup|restore` on the database the service would serve: its own URL when given.
+on_database = $(if $($(1)_DATABASE_URL),TRADEWATCH__DATABASE__URL='$($(1)_DATABASE_URL)') "$(TARGET_DIR)/debug/$(2)-service"
+backup: build
+	mkdir -p "$(BACKUP_DIR)"
+	$(call on_database,TARIFF,tariff) backup --to "$(BACKUP_DIR)/tariff.backup"
+	$(call on_database,DISPUTE,dispute) backup --to "$(BACKUP_DIR)/dispute.backup"
+	$(call on_database,DIALOGUE,dialogue) backup --to "$(BACKUP_DIR)/dialogue.backup"
+	@echo "backed up into $(BACKUP_DIR)"
+
+## restore: BACKUP_DIR's backups into the three databases, which must be empty (new SQLite files, or empty PostgreSQL databases) and not served meanwhile
+restore: build
+	@test -n "$(filter command line environment,$(origin BACKUP_DIR))" || (echo "make restore BACKUP_DIR=var/backup/<time>: which backup?" >&2; exit 2)
+	$(call on_database,TARIFF,tariff) restore --from "$(BACKUP_DIR)/tariff.backup"
+	$(call on_database,DISPUTE,dispute) restore --from "$(BACKUP_DIR)/dispute.backup"
+	$(call on_database,DIALOGUE,dialogue) restore --from "$(BACKUP_DIR)/dialogue.backup"
+	@echo "restored $(BACKUP_DIR): start the services on it"
 
 ## bench: tradewatch-bench against release builds on SQLite and PostgreSQL (one table: req/s, latency, ratios to Check; start-up time and RSS)
 BENCH_ARGS ?=

@@ -1,5 +1,5 @@
 //! The command line every service binary shares:
-//! `<service>-service [serve|migrate] [--config FILE]`.
+//! `<service>-service [serve|migrate|backup --to FILE|restore --from FILE] [--config FILE]`.
 
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
@@ -10,12 +10,34 @@ use crate::{
     telemetry,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Bring the schema up to date (unless database.migrate_on_start is false) and serve [default]
     Serve,
     /// Bring the schema up to date and exit, for a Kubernetes Job
     Migrate,
+    /// Back up the database into a new FILE while the service serves: SQLite's VACUUM INTO, or pg_dump -Fc
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Restore FILE (a backup) into the database, which must be empty; the service must not be serving it
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+}
+
+impl Command {
+    /// Runs `backup` or `restore` on the database of `settings`; the others
+    /// are the service's to run.
+    pub async fn run_on_database(&self, settings: &Settings) -> anyhow::Result<()> {
+        match self {
+            Self::Backup { to } => crate::backup::backup(&settings.database, to).await,
+            Self::Restore { from } => crate::backup::restore(&settings.database, from).await,
+            Self::Serve | Self::Migrate => anyhow::bail!("{self:?} is not a database command"),
+        }
+    }
 }
 
 /// A Tradewatch service. Settings come from defaults, then the optional
@@ -33,7 +55,7 @@ pub struct Args {
 impl Args {
     /// What to do: `serve` unless told otherwise.
     pub fn command(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 
     /// Parses the arguments (program name first) of `binary`: help,
@@ -158,5 +180,10 @@ mod tests {
         let help = parse(&["--help"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(help.contains("Usage: tariff-service [OPTIONS] [COMMAND]"), "{help}");
         assert!(help.contains("migrate"), "{help}");
+        let backup = parse(&["backup", "--to", "b.db"]).map(|a| a.command()).ok();
+        assert_eq!(backup, Some(Command::Backup { to: PathBuf::from("b.db") }));
+        let restore = parse(&["restore", "--from", "b.db"]).map(|a| a.command()).ok();
+        assert_eq!(restore, Some(Command::Restore { from: PathBuf::from("b.db") }));
+        assert!(parse(&["backup"]).is_err(), "a backup names its file");
     }
 }

@@ -4,6 +4,7 @@
 //! validators, page tokens, idempotency keys and etags every API uses.
 
 pub mod auth;
+pub mod backup;
 pub mod batch;
 pub mod cli;
 pub mod client;

@@ -310,7 +310,7 @@ async fn postgres_going_away_is_unavailable_loses_no_acknowledged_write_and_reco
     slot.stop().await.unwrap();
 }
 
-fn bin_dir() -> std::path::PathBuf {
+pub(crate) fn bin_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_BIN_EXE_tradewatch-demo")).parent().unwrap().to_owned()
 }
 

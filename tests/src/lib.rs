@@ -73,18 +73,39 @@ impl Stack {
     }
 
     async fn start_with(identity: Option<DevIdentity>) -> anyhow::Result<Self> {
-        let mut stack = Self {
+        let mut stack = Self::unstarted(identity).await?;
+        stack.start_all().await?;
+        Ok(stack)
+    }
+
+    /// A stack on fresh, empty databases, none of its services started
+    /// (their databases are not even created: a restore goes into them).
+    pub async fn unstarted(identity: Option<DevIdentity>) -> anyhow::Result<Self> {
+        Ok(Self {
             tariff: Slot::new().await?,
             dispute: Slot::new().await?,
             dialogue: Slot::new().await?,
             relations: Slot::new().await?,
             identity,
-        };
-        stack.start_tariff().await?;
-        stack.start_dispute().await?;
-        stack.start_dialogue().await?;
-        stack.start_relations().await?;
-        Ok(stack)
+        })
+    }
+
+    /// Starts the four services, each wired to its peers.
+    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+        self.start_tariff().await?;
+        self.start_dispute().await?;
+        self.start_dialogue().await?;
+        self.start_relations().await
+    }
+
+    /// The database URL of `service` (tariff, dispute or dialogue).
+    pub fn database_url(&self, service: &str) -> anyhow::Result<&str> {
+        match service {
+            "tariff" => Ok(self.tariff.database_url()),
+            "dispute" => Ok(self.dispute.database_url()),
+            "dialogue" => Ok(self.dialogue.database_url()),
+            other => anyhow::bail!("{other} keeps no database"),
+        }
     }
 
     fn url(&self, slot: &Slot) -> String {

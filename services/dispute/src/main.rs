@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
         match command {
             Command::Serve => app::Application::build(settings).await?.run_until_stopped(cli::shutdown_signal()).await,
             Command::Migrate => app::migrate(&settings).await,
+            database => database.run_on_database(&settings).await,
         }
     })
     .await
