@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak seed build test backup restore tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
+.PHONY: run run-secure soak seed build test backup restore fuzz fuzz-replay fuzz-tools tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
 
 ## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
@@ -130,6 +130,30 @@ restore: build
 	$(call on_database,DISPUTE,dispute) restore --from "$(BACKUP_DIR)/dispute.backup"
 	$(call on_database,DIALOGUE,dialogue) restore --from "$(BACKUP_DIR)/dialogue.backup"
 	@echo "restored $(BACKUP_DIR): start the services on it"
+
+## fuzz-tools: cargo-fuzz (libFuzzer) from crates.io, on the stable toolchain
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS := requests parsers tokens jwt resolve_duty
+FUZZ_SECONDS ?= 45
+FUZZ := $(CARGO) fuzz run --fuzz-dir tests/fuzz --sanitizer none
+fuzz-tools:
+	@$(CARGO) fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" || $(CARGO) install --locked --quiet cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+## fuzz-replay: every input of the committed corpus (tests/fuzz/corpus), once each
+fuzz-replay: fuzz-tools
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ) $$t tests/fuzz/corpus/$$t -- -runs=0 2>&1 | grep -E "INFO: seed corpus|Done|ERROR|panicked" ; \
+		test "$${PIPESTATUS[0]}" -eq 0 || exit 1; \
+	done
+
+## fuzz: each target for FUZZ_SECONDS (default 45) from the corpus; new inputs go to var/fuzz, anything found to tests/fuzz/artifacts
+fuzz: fuzz-tools
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p var/fuzz/$$t; \
+		$(FUZZ) $$t var/fuzz/$$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+			| grep -E "INFO: seed corpus|DONE|stat::number_of_executed_units|ERROR|panicked|SUMMARY" ; \
+		test "$${PIPESTATUS[0]}" -eq 0 || exit 1; \
+	done
 
 ## bench: tradewatch-bench against release builds on SQLite and PostgreSQL (one table: req/s, latency, ratios to Check; start-up time and RSS)
 BENCH_ARGS ?=
