@@ -76,11 +76,9 @@ pub async fn backup(settings: &DatabaseSettings, to: &Path) -> anyhow::Result<()
             db.close().await?;
         }
         Kind::PgDump => {
-            let dump = std::process::Command::new("pg_dump")
+            let dump = pg_tool("pg_dump", &settings.url)?
                 .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
                 .arg(to)
-                .arg("--dbname")
-                .arg(libpq_url(&settings.url))
                 .status()
                 .context("cannot run pg_dump (PostgreSQL's client tools): is it installed?")?;
             if !dump.success() {
@@ -119,9 +117,8 @@ pub async fn restore(settings: &DatabaseSettings, from: &Path) -> anyhow::Result
             if tables > 0 {
                 bail!("the database of database.url holds {tables} tables: a backup is restored into an empty one");
             }
-            let restored = std::process::Command::new("pg_restore")
-                .args(["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", "--dbname"])
-                .arg(libpq_url(&settings.url))
+            let restored = pg_tool("pg_restore", &settings.url)?
+                .args(["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges"])
                 .arg(from)
                 .status()
                 .context("cannot run pg_restore (PostgreSQL's client tools): is it installed?")?;
@@ -192,9 +189,19 @@ fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// The URL as libpq reads it: sqlx's own parameters left out.
-fn libpq_url(url: &str) -> String {
-    url.replacen("postgresql://", "postgres://", 1)
+/// `program` (pg_dump, pg_restore) on the database of `url`: the URL as its
+/// `--dbname` without the password, which goes in `PGPASSWORD`, so that no
+/// process listing shows it.
+fn pg_tool(program: &str, url: &str) -> anyhow::Result<std::process::Command> {
+    let mut parsed = url::Url::parse(url).with_context(|| format!("database.url: {} is not a URL", redact(url)))?;
+    let mut command = std::process::Command::new(program);
+    if let Some(password) = parsed.password() {
+        let password = percent_encoding::percent_decode_str(password).decode_utf8()?.into_owned();
+        command.env("PGPASSWORD", password);
+        let _ = parsed.set_password(None);
+    }
+    command.arg("--dbname").arg(parsed.as_str());
+    Ok(command)
 }
 
 /// A URL with its password hidden, for messages.
@@ -221,6 +228,16 @@ mod tests {
         assert_eq!(sqlite_path("sqlite:/tmp/x.db").ok(), Some(PathBuf::from("/tmp/x.db")));
         assert!(sqlite_path("sqlite::memory:").is_err());
         assert!(sqlite_path("sqlite://x.db?mode=memory").is_err());
+    }
+
+    #[test]
+    fn passwords_reach_pg_tools_by_environment() -> anyhow::Result<()> {
+        let command = pg_tool("pg_dump", "postgres://tariff:s%40cret@db:5432/tariff?sslmode=verify-full")?;
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["--dbname", "postgres://tariff@db:5432/tariff?sslmode=verify-full"]);
+        let env: Vec<_> = command.get_envs().collect();
+        assert_eq!(env, [(std::ffi::OsStr::new("PGPASSWORD"), Some(std::ffi::OsStr::new("s@cret")))]);
+        Ok(())
     }
 
     #[test]
