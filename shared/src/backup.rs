@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
-use crate::{config::DatabaseSettings, db};
+use crate::{
+    config::{DatabaseSettings, redact_url},
+    db,
+};
 
 /// What a backup file holds, by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,7 @@ impl Kind {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::PgDump)
         } else {
-            bail!("database.url: {} is neither sqlite: nor postgres://", redact(url))
+            bail!("database.url: {} is neither sqlite: nor postgres://", redact_url(url))
         }
     }
 }
@@ -179,21 +182,18 @@ async fn restore_sqlite(url: &str, from: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The file of a SQLite URL.
+/// The file of a SQLite URL; an in-memory database has none.
 fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
-        bail!("database.url: {url} is an in-memory database, which has nothing to back up or restore into");
-    }
-    Ok(PathBuf::from(path))
+    db::sqlite_file(url).map(Path::to_path_buf).with_context(|| {
+        format!("database.url: {url} is an in-memory database, which has nothing to back up or restore into")
+    })
 }
 
 /// `program` (pg_dump, pg_restore) on the database of `url`: the URL as its
 /// `--dbname` without the password, which goes in `PGPASSWORD`, so that no
 /// process listing shows it.
 fn pg_tool(program: &str, url: &str) -> anyhow::Result<std::process::Command> {
-    let mut parsed = url::Url::parse(url).with_context(|| format!("database.url: {} is not a URL", redact(url)))?;
+    let mut parsed = url::Url::parse(url).with_context(|| format!("database.url: {} is not a URL", redact_url(url)))?;
     let mut command = std::process::Command::new(program);
     if let Some(password) = parsed.password() {
         let password = percent_encoding::percent_decode_str(password).decode_utf8()?.into_owned();
@@ -202,20 +202,6 @@ fn pg_tool(program: &str, url: &str) -> anyhow::Result<std::process::Command> {
     }
     command.arg("--dbname").arg(parsed.as_str());
     Ok(command)
-}
-
-/// A URL with its password hidden, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:…{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -242,8 +228,8 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:…@h/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        let err = Kind::of_url("mysql://u:secret@h/db").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("u:***@h/db") && !err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn connect_for(settings: &DatabaseSettings, purpose: Purpose) -> Result<Da
 }
 
 /// The file of a SQLite URL; None for PostgreSQL and in-memory databases.
-fn sqlite_file(url: &str) -> Option<&Path> {
+pub(crate) fn sqlite_file(url: &str) -> Option<&Path> {
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(":memory:") && !url.contains("mode=memory")).then(|| Path::new(path))
