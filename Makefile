@@ -8,7 +8,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak seed build test backup restore fuzz fuzz-replay fuzz-tools tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
+.PHONY: run run-secure soak chaos seed build test backup restore fuzz fuzz-replay fuzz-tools tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
 
 ## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
@@ -22,6 +22,15 @@ run-secure: build
 SOAK_SECONDS ?= 60
 soak: build
 	"$(TARGET_DIR)/debug/tradewatch-demo" soak --seconds $(SOAK_SECONDS) --var var/soak
+
+## chaos: the chaos drill on PostgreSQL (CHAOS_SECONDS, 300 by default; not in CI): four services x 2 replicas
+## under load while PostgreSQL restarts, connections are killed, replicas are kill -9ed and slowed; invariants at the end
+CHAOS_SECONDS ?= 300
+CHAOS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+CHAOS_PG_RESTART ?= pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main restart
+chaos: build
+	CHAOS_DATABASE_URL='$(CHAOS_DATABASE_URL)' CHAOS_PG_RESTART='$(CHAOS_PG_RESTART)' \
+	  "$(TARGET_DIR)/debug/tradewatch-demo" chaos --seconds $(CHAOS_SECONDS) --var var/chaos $(CHAOS_ARGS)
 
 ## seed: load the demo data into a running stack (TARIFF=, DISPUTE=, DIALOGUE= URLs to point elsewhere)
 seed: build

@@ -14,7 +14,7 @@ use tradewatch_common::{
     },
     testing::{self, RunningServer, TestDatabase},
 };
-use tradewatch_e2e::faults::VirtualIp;
+use tradewatch_e2e::faults::Balancer;
 
 use crate::observability::{sample, scrape};
 
@@ -30,7 +30,7 @@ async fn calls_per_replica(max_connection_age_secs: Option<u64>, calls: usize) -
     tariff_settings.server.max_connection_age_secs = max_connection_age_secs;
     let t1 = testing::spawn(tariff_settings.clone(), tariff_service::app::Application::build).await.unwrap();
     let t2 = testing::spawn(tariff_settings, tariff_service::app::Application::build).await.unwrap();
-    let vip = VirtualIp::start(vec![t1.addr, t2.addr]).await.unwrap();
+    let vip = Balancer::start(vec![t1.addr, t2.addr]).await.unwrap();
     let mut dispute_settings = dispute_db.settings(dispute_service::SERVICE);
     dispute_settings.peers.tariff_url = vip.url();
     let dispute = testing::spawn(dispute_settings, dispute_service::app::Application::build).await.unwrap();

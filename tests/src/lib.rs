@@ -3,6 +3,7 @@
 //! on its own port with its own fresh database, wired to its peers by URL
 //! exactly as in production, each of which can be stopped and started again.
 
+pub mod chaos;
 pub mod demo;
 pub mod faults;
 pub mod launcher;

@@ -1,13 +1,15 @@
 //! `tradewatch-demo run`: the whole stack on this machine with the demo data
 //! (what `make run` does; `--secure` for TLS and JWT auth, `make run-secure`).
 //! `tradewatch-demo seed`: loads the demo data into a running stack (`make
-//! seed`). `tradewatch-demo token`: a development token with chosen scopes.
+//! seed`). `tradewatch-demo soak`: the stack under a bounded load (`make
+//! soak`). `tradewatch-demo chaos`: the chaos drill on PostgreSQL (`make
+//! chaos`). `tradewatch-demo token`: a development token with chosen scopes.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use tradewatch_common::dev_identity::{DevIdentity, TokenSpec};
-use tradewatch_e2e::{demo, launcher};
+use tradewatch_e2e::{chaos, demo, launcher};
 
 /// The Tradewatch stack with the real Canada–China record.
 #[derive(Debug, Parser)]
@@ -46,6 +48,32 @@ enum Command {
         var: PathBuf,
         #[arg(long, value_name = "TARIFF,DISPUTE,DIALOGUE,RELATIONS", value_parser = parse_ports)]
         ports: Option<launcher::Ports>,
+    },
+    /// The chaos drill (`make chaos`): four services × 2 replicas on PostgreSQL under load and faults, invariants checked at the end
+    Chaos {
+        /// How long the load and the faults last, in seconds
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Concurrent callers
+        #[arg(long, default_value_t = 8)]
+        callers: usize,
+        /// Seconds between one fault and the next
+        #[arg(long, default_value_t = 15)]
+        fault_every: u64,
+        /// A PostgreSQL server where the drill may create (and then drops) three databases
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "CHAOS_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database: String,
+        /// The shell command that restarts that PostgreSQL server; empty leaves the fault out
+        #[arg(long, value_name = "COMMAND", env = "CHAOS_PG_RESTART", default_value = "")]
+        pg_restart: String,
+        /// Where the replicas' logs and the report go
+        #[arg(long, value_name = "DIR", default_value = "var/chaos")]
+        var: PathBuf,
     },
     /// Print a development token for `run --secure`, signed with the key in --identity
     Token {
@@ -107,6 +135,21 @@ async fn real_main(command: Command) -> anyhow::Result<()> {
             let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
             let opts = launcher::Options { bin_dir, var_dir: var, ports: ports.unwrap_or_default(), identity: None };
             launcher::soak(opts, std::time::Duration::from_secs(seconds), concurrency).await
+        }
+        Command::Chaos { seconds, callers, fault_every, database, pg_restart, var } => {
+            let exe = std::env::current_exe()?;
+            let bin_dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+            let opts = chaos::Options {
+                bin_dir,
+                var_dir: var,
+                duration: std::time::Duration::from_secs(seconds),
+                admin_url: database,
+                pg_restart: Some(pg_restart).filter(|c| !c.trim().is_empty()),
+                callers,
+                fault_every: std::time::Duration::from_secs(fault_every.max(1)),
+            };
+            anyhow::ensure!(chaos::run(opts).await?, "an invariant did not hold (the table above says which)");
+            Ok(())
         }
         Command::Token { scopes, subject, minutes, identity } => {
             anyhow::ensure!(
