@@ -5,6 +5,8 @@ CARGO ?= cargo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROMTOOL := .tools/prometheus/usr/bin/promtool
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
@@ -175,9 +177,14 @@ bench:
 bench-rules:
 	$(CARGO) bench -p tariff-service
 
-## k8s-check: render every overlay and validate it against the Kubernetes schemas, offline, strict
-k8s-check: $(PROMTOOL)
-	PROMTOOL="$(abspath $(PROMTOOL))" bash k8s/check.sh
+## k8s-check: render every overlay and validate it against the Kubernetes schemas, offline, strict; policy; checkov
+k8s-check: $(PROMTOOL) $(CHECKOV)
+	PROMTOOL="$(abspath $(PROMTOOL))" CHECKOV="$(abspath $(CHECKOV))" bash k8s/check.sh
+
+# checkov, the scanner platform teams run in CI, in a virtual environment of its own.
+$(CHECKOV):
+	python3 -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 ## images: the four container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
 IMAGE_PREFIX ?= tradewatch

@@ -7,6 +7,7 @@
 #  - custom resources (CloudNativePG, Barman Cloud, Prometheus Operator,
 #    cert-manager, Argo CD, Flux) against the CRDs vendored in crds/, strict;
 #  - Tradewatch's own policy (policy.py) over each environment as deployed;
+#  - checkov's Kubernetes checks over what production deploys;
 #  - the alerting rules with promtool, the dashboard's JSON;
 #  - that every manifest in testdata/ is rejected, for the reason it names.
 set -euo pipefail
@@ -46,6 +47,19 @@ python3 policy.py --prod platform="$(r platform/prod)" database="$(r overlays/pr
   migrations="$(r overlays/prod/migrations)" services="$(r overlays/prod)"
 python3 policy.py --prod database="$(r overlays/prod/database)" services="$(r gitops/argocd/tradewatch)"
 echo "== policy: prod (kubectl and Flux), prod (Argo CD)"
+
+# checkov's Kubernetes checks, as a platform team's CI runs them, over what
+# production deploys (the dev overlay runs local images by tag and a
+# throwaway PostgreSQL, on purpose). Offline: nothing is downloaded.
+CHECKOV=${CHECKOV:-checkov}
+command -v "$CHECKOV" >/dev/null || { echo "k8s-check needs checkov (make k8s-check installs it)" >&2; exit 1; }
+scan() { "$CHECKOV" --framework kubernetes --quiet --compact --skip-download "$@" 2>&1; }
+prod=(overlays/prod overlays/prod/database overlays/prod/migrations gitops/argocd/tradewatch)
+files=(); for d in "${prod[@]}"; do files+=(-f "$(r "$d")"); done
+if ! report=$(scan "${files[@]}"); then
+  printf 'k8s-check: checkov failed checks:\n%s\n' "$report" >&2; exit 1
+fi
+echo "== checkov: $(grep -o 'Passed checks: [0-9]*, Failed checks: [0-9]*' <<<"$report") (${prod[*]})"
 
 # The alerting rules, as Prometheus will load them from the PrometheusRule,
 # and the dashboard's JSON.
@@ -96,5 +110,13 @@ for f in testdata/policy/*.yaml; do
   role=services; grep -q '^# platform$' "$f" && role=platform
   prod=(); grep -q '^# prod$' "$f" && prod=(--prod)
   rejected "$f" python3 policy.py "${prod[@]}" "$role=$f"
+done
+for f in testdata/scan/*.yaml; do
+  expect=$(sed -n '1s/^# expect: //p' "$f")
+  set +e; output=$(scan --check "$expect" -f "$f"); status=$?; set -e
+  if [ "$status" -eq 0 ] || ! grep -qF "Check: $expect" <<<"$output"; then
+    printf 'k8s-check: %s was not rejected by checkov for %s:\n%s\n' "$f" "$expect" "$output" >&2; exit 1
+  fi
+  echo "== $f is rejected by checkov: $expect"
 done
 echo "== k8s-check: all checks passed"

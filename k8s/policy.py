@@ -295,6 +295,20 @@ def check_prod(objs, by_kind):
         problems.append("POLICY backup: no ScheduledBackup for the database")
 
 
+def database_secret(obj, container):
+    """The Secret a container logs in to the database with: one its env reads
+    (secretKeyRef), or the role's Secret mounted as a file."""
+    for e in container.get("env", []):
+        if "secretKeyRef" in e.get("valueFrom", {}):
+            return e["valueFrom"]["secretKeyRef"]["name"]
+    mounted = {m["name"] for m in container.get("volumeMounts", [])}
+    for v in pod_spec(obj).get("volumes", []):
+        name = (v.get("secret") or {}).get("secretName", "")
+        if v["name"] in mounted and re.fullmatch(r"tradewatch-.+-db", name):
+            return name
+    return None
+
+
 def check_budget(cluster, by_kind):
     spec = cluster["spec"]
     params = (spec.get("postgresql") or {}).get("parameters") or {}
@@ -319,8 +333,7 @@ def check_budget(cluster, by_kind):
                 env = resolved_env(c, configmaps)
                 if "TRADEWATCH__DATABASE__URL" not in env:
                     continue
-                secret = next((e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
-                               if "secretKeyRef" in e.get("valueFrom", {})), None)
+                secret = database_secret(obj, c)
                 pool = int(env.get("TRADEWATCH__DATABASE__MAX_CONNECTIONS", "10"))
                 if kind == "Deployment":
                     hpa = hpas.get(obj["metadata"]["name"])

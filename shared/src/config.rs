@@ -150,6 +150,11 @@ impl ServerSettings {
 pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` or `postgres://user:password@host/db`.
     pub url: String,
+    /// A file holding the PostgreSQL password (a mounted Secret's key, say),
+    /// read once at start and put into `url`, whose user it is; then `url`
+    /// itself need hold no secret. A trailing newline is not part of it.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// Pool size; unset means 4 on SQLite (one writer at a time anyway) and
     /// 10 on PostgreSQL.
     pub max_connections: Option<u32>,
@@ -172,12 +177,44 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(&self.url))
+            .field("password_file", &self.password_file)
             .field("max_connections", &self.max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("lock_timeout_ms", &self.lock_timeout_ms)
             .finish()
+    }
+}
+
+impl DatabaseSettings {
+    /// Puts the password of `password_file` into `url`, percent-encoded.
+    fn read_password_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.password_file else { return Ok(()) };
+        let bad = |why: String| Err(ConfigError(format!("database.password_file: {why}")));
+        if self.url.starts_with("sqlite:") {
+            return bad("a SQLite database takes no password".into());
+        }
+        let password = match std::fs::read_to_string(path) {
+            Ok(p) => p,
+            Err(err) => return bad(format!("{} cannot be read: {err}", path.display())),
+        };
+        let password = password.strip_suffix('\n').unwrap_or(&password);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return bad(format!("{} is empty", path.display()));
+        }
+        let Ok(mut url) = url::Url::parse(&self.url) else {
+            return Err(ConfigError(format!("database.url: {:?} is not a URL", redact_url(&self.url))));
+        };
+        if url.username().is_empty() {
+            return Err(ConfigError("database.url: names no user, whose password database.password_file holds".into()));
+        }
+        if url.set_password(Some(password)).is_err() {
+            return Err(ConfigError(format!("database.url: {:?} cannot take a password", redact_url(&self.url))));
+        }
+        self.url = url.into();
+        Ok(())
     }
 }
 
@@ -327,12 +364,13 @@ impl Settings {
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(env)
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|e| ConfigError(e.to_string()))?;
         settings.validate()?;
+        settings.database.read_password_file()?;
         Ok(settings)
     }
 
@@ -574,6 +612,40 @@ mod tests {
         assert_eq!(s.peers.dispute_url, "http://127.0.0.1:50051");
         assert_eq!(s.log.format, LogFormat::Pretty);
         assert!(s.telemetry.otlp_endpoint.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn the_password_comes_from_its_file_into_the_url() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("password");
+        std::fs::write(&file, "p@ss:w/rd%\n")?;
+        let path = file.display().to_string();
+        let url = "postgres://tariff@db:5432/tariff?sslmode=verify-full&sslrootcert=/var/run/ca.crt";
+        let s = load(&[("TRADEWATCH__DATABASE__URL", url), ("TRADEWATCH__DATABASE__PASSWORD_FILE", &path)])?;
+        let parsed = url::Url::parse(&s.database.url)?;
+        assert_eq!(parsed.username(), "tariff");
+        let password = percent_encoding::percent_decode_str(parsed.password().unwrap_or_default()).decode_utf8()?;
+        assert_eq!(password, "p@ss:w/rd%");
+        assert_eq!(parsed.host_str(), Some("db"));
+        assert_eq!(parsed.query(), Some("sslmode=verify-full&sslrootcert=/var/run/ca.crt"));
+        assert!(!format!("{:?}", s.database).contains("p%40ss"), "the password is never printed");
+
+        // Refusals name the setting, and never show the password.
+        let refused = |vars: &[(&str, &str)]| load(vars).err().map(|e| e.to_string()).unwrap_or_default();
+        let missing = dir.path().join("absent").display().to_string();
+        let e = refused(&[("TRADEWATCH__DATABASE__URL", url), ("TRADEWATCH__DATABASE__PASSWORD_FILE", &missing)]);
+        assert!(e.contains("database.password_file") && e.contains("cannot be read"), "{e}");
+        let e = refused(&[("TRADEWATCH__DATABASE__PASSWORD_FILE", &path)]);
+        assert!(e.contains("database.password_file") && e.contains("SQLite"), "{e}");
+        let e = refused(&[
+            ("TRADEWATCH__DATABASE__URL", "postgres://db/tariff"),
+            ("TRADEWATCH__DATABASE__PASSWORD_FILE", &path),
+        ]);
+        assert!(e.contains("database.url") && e.contains("no user"), "{e}");
+        std::fs::write(&file, "\n")?;
+        let e = refused(&[("TRADEWATCH__DATABASE__URL", url), ("TRADEWATCH__DATABASE__PASSWORD_FILE", &path)]);
+        assert!(e.contains("is empty"), "{e}");
         Ok(())
     }
 

@@ -75,6 +75,7 @@ impl TestDatabase {
             },
             database: DatabaseSettings {
                 url: self.url.clone(),
+                password_file: None,
                 max_connections: None,
                 migrate_on_start: true,
                 acquire_timeout_ms: 5_000,

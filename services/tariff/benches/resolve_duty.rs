@@ -68,6 +68,7 @@ fn lines() -> Vec<HsCode> {
 async fn setup(dir: &tempfile::TempDir) -> (DatabaseConnection, Vec<HsCode>) {
     let settings = DatabaseSettings {
         url: format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
+        password_file: None,
         max_connections: None,
         migrate_on_start: true,
         acquire_timeout_ms: 5_000,
