@@ -10,7 +10,7 @@ CHECKOV := .tools/checkov/bin/checkov
 # Where cargo puts what it builds: ./target, or CARGO_TARGET_DIR when set.
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: run run-secure soak chaos seed build test backup restore fuzz fuzz-replay fuzz-tools tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images ci clean
+.PHONY: run run-secure soak chaos seed build test backup restore fuzz fuzz-replay fuzz-tools tools clients client-tools clients-test lint proto-lint proto-breaking proto-release fmt-check clippy bench bench-rules k8s-check images images-test images-lock images-docker ci clean
 
 ## run: build, start all four services (three on SQLite under ./var), load the demo data once (Ctrl-C stops them)
 run: build
@@ -186,10 +186,38 @@ $(CHECKOV):
 	python3 -m venv .tools/checkov
 	.tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
-## images: the four container images (needs a Docker engine); IMAGE_PREFIX and TAG to name them
+## images: the four service images, reproducibly and without a container engine (release binaries with their paths
+## remapped, a root filesystem of the Debian packages in k8s/image/packages.lock, an OCI layout in IMAGE_DIR); TAG names them
 IMAGE_PREFIX ?= tradewatch
 TAG ?= dev
+IMAGE_DIR ?= var/images
+IMAGE_TARGET_DIR = $(TARGET_DIR)/image
+IMAGE_RUSTFLAGS = --remap-path-prefix=$(CURDIR)=/src --remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/local/cargo
 images:
+	RUSTFLAGS="$(IMAGE_RUSTFLAGS)" CARGO_TARGET_DIR="$(IMAGE_TARGET_DIR)" $(CARGO) build --release --locked \
+	  -p tariff-service -p dispute-service -p dialogue-service -p relations-service
+	rm -rf "$(IMAGE_DIR)" && mkdir -p "$(IMAGE_DIR)" .tools/debs
+	DEB_CACHE="$(abspath .tools/debs)" bash k8s/image/rootfs.sh "$(IMAGE_DIR)/rootfs"
+	python3 k8s/image/build.py --rootfs "$(IMAGE_DIR)/rootfs" --bin-dir "$(IMAGE_TARGET_DIR)/release" \
+	  --out "$(IMAGE_DIR)/oci" --tag "$(TAG)" --version "$(TAG)" --epoch "$$(git log -1 --format=%ct)" \
+	  --revision "$$(git rev-parse HEAD)"
+	@echo "OCI layout in $(IMAGE_DIR)/oci; push one with: skopeo copy oci:$(IMAGE_DIR)/oci:tariff-service:$(TAG) docker://REGISTRY/$(IMAGE_PREFIX)/tariff-service:$(TAG)"
+
+## images-test: run the images with podman under the manifests' security context against the host's PostgreSQL, and
+## check that the Dockerfile's build gives the same files (needs podman, skopeo, buildah, mmdebstrap: Debian packages)
+images-test: tools
+	@command -v podman >/dev/null && command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq podman buildah skopeo mmdebstrap runc uidmap)
+	@test -f "$(IMAGE_DIR)/oci/index.json" || $(MAKE) images
+	bash k8s/image/smoke.sh "$(IMAGE_DIR)/oci" "$(TAG)"
+	bash k8s/image/same-files.sh "$(IMAGE_DIR)" "$(TAG)"
+
+## images-lock: pin the newest Debian packages of the images' root filesystem in k8s/image/packages.lock
+images-lock:
+	bash k8s/image/lock.sh
+
+## images-docker: the same four images with a Docker engine, from the Dockerfile (IMAGE_PREFIX, TAG)
+images-docker:
 	for s in tariff dispute dialogue relations; do \
 		docker build --target $$s -t $(IMAGE_PREFIX)/$$s-service:$(TAG) . || exit 1; \
 	done
