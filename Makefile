@@ -191,7 +191,7 @@ $(CHECKOV):
 IMAGE_PREFIX ?= tradewatch
 TAG ?= dev
 IMAGE_DIR ?= var/images
-IMAGE_TARGET_DIR = $(TARGET_DIR)/image
+IMAGE_TARGET_DIR = $(CURDIR)/target/image
 IMAGE_RUSTFLAGS = --remap-path-prefix=$(CURDIR)=/src --remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/local/cargo
 images:
 	RUSTFLAGS="$(IMAGE_RUSTFLAGS)" CARGO_TARGET_DIR="$(IMAGE_TARGET_DIR)" $(CARGO) build --release --locked \

@@ -69,7 +69,9 @@ def rootfs_entries(root):
     """Every file, directory and link under root, as the image holds them."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        # A link to a directory is a link in the image, not a directory to walk.
+        filenames += [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
         rel = os.path.relpath(dirpath, root)
         if rel != ".":
             st = os.lstat(dirpath)
@@ -198,9 +200,9 @@ def main():
     with open(os.path.join(a.out, "digests.txt"), "w") as f:
         for binary, _, _, d in rows:
             f.write(f"{binary}@{d}\n")
-    print(f"{'image':<20} {'compressed':>11} {'unpacked':>10}  manifest digest")
+    print(f"{'image':<24} {'compressed':>11} {'unpacked':>10}  manifest digest")
     for binary, compressed, raw, d in rows:
-        print(f"{binary + ':' + a.tag:<20} {compressed / 1e6:>8.1f} MB {raw / 1e6:>7.1f} MB  {d}")
+        print(f"{binary + ':' + a.tag:<24} {compressed / 1e6:>8.1f} MB {raw / 1e6:>7.1f} MB  {d}")
     print(f"(one base layer, {len(base_blob) / 1e6:.1f} MB compressed, {base_digest}, shared by all four)")
     return 0
 

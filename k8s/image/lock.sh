@@ -6,6 +6,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 lock="$here/packages.lock"
+# The Dockerfile builds on debian:bookworm: pin what bookworm offers.
+. /etc/os-release
+[ "${VERSION_CODENAME:-}" = bookworm ] || { echo "images-lock: run it on Debian bookworm (this is ${PRETTY_NAME:-unknown})" >&2; exit 1; }
 apt-get update -qq
 tmp=$(mktemp)
 grep '^#' "$lock" > "$tmp"

@@ -13,21 +13,29 @@
 set -euo pipefail
 dest=$1
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${DEB_CACHE:-$(mktemp -d)}
+umask 022   # the modes of what this script writes, whoever runs it
+own_cache=
+if [ -z "${DEB_CACHE:-}" ]; then own_cache=$(mktemp -d); fi
+cache=${DEB_CACHE:-$own_cache}
+trap '[ -z "$own_cache" ] || rm -rf "$own_cache"' EXIT
 [ ! -e "$dest" ] || { echo "rootfs.sh: $dest exists" >&2; exit 1; }
 mkdir -p "$dest" "$cache"
-fetched=0
+updated=0
+fetch() {  # fetch NAME VERSION: the .deb into $cache/NAME
+  # (apt warns that root downloads unsandboxed into a folder _apt cannot write: the SHA-256 is the check.)
+  (cd "$cache/$1" && apt-get download -qq "$1=$2" </dev/null 2> >(grep -v unsandboxed >&2))
+}
 while read -r name version sha; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   mkdir -p "$cache/$name"
-  deb=$(ls "$cache/$name"/*.deb 2>/dev/null | head -1 || true)
+  deb=$(ls "$cache/$name/${name}_${version}_"*.deb 2>/dev/null | head -1 || true)
   if [ -z "$deb" ]; then
-    # (apt warns that root downloads unsandboxed into a folder _apt cannot write: the SHA-256 below is the check.)
-    (cd "$cache/$name" && { apt-get download -qq "$name=$version" 2>/dev/null ||
-      { [ "$fetched" = 1 ] || apt-get update -qq; apt-get download -qq "$name=$version" 2> >(grep -v unsandboxed >&2); }; }) ||
-      { echo "rootfs.sh: $name $version cannot be fetched (a newer Debian point release? refresh packages.lock)" >&2; exit 1; }
-    fetched=1
-    deb=$(ls "$cache/$name"/*.deb | head -1)
+    if ! fetch "$name" "$version" 2>/dev/null; then
+      [ "$updated" = 1 ] || { apt-get update -qq </dev/null; updated=1; }
+      fetch "$name" "$version" ||
+        { echo "rootfs.sh: $name $version cannot be fetched (a newer Debian point release? make images-lock)" >&2; exit 1; }
+    fi
+    deb=$(ls "$cache/$name/${name}_${version}_"*.deb | head -1)
   fi
   echo "$sha  $deb" | sha256sum --check --quiet --strict ||
     { echo "rootfs.sh: $deb does not match its SHA-256 in packages.lock" >&2; exit 1; }

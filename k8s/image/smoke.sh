@@ -32,6 +32,9 @@ k8s_flags=(--read-only --cap-drop=ALL --security-opt=no-new-privileges --user 65
 pwfile=$(mktemp)
 cleanup() {
   podman rm -f "$name" >/dev/null 2>&1 || true
+  for s in tariff dispute dialogue relations; do
+    podman rmi -f "localhost/tradewatch/$s-service:$tag" >/dev/null 2>&1 || true
+  done
   psql -q "$admin" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   rm -f "$pwfile"
 }
@@ -70,7 +73,7 @@ started=$(date +%s.%N)
 podman run -d --name "$name" "${run_flags[@]}" "${k8s_flags[@]}" "${env_flags[@]}" "$image" serve >/dev/null
 health() {
   grpcurl -plaintext -max-time 2 -d '{"service":"tradewatch.tariff.v1.TariffService"}' "127.0.0.1:$port" \
-    grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING
+    grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'
 }
 for _ in $(seq 1 150); do health && break; sleep 0.2; done
 health || { podman logs "$name" >&2; echo "images-test: not SERVING" >&2; exit 1; }

@@ -210,7 +210,10 @@ impl DatabaseSettings {
         if url.username().is_empty() {
             return Err(ConfigError("database.url: names no user, whose password database.password_file holds".into()));
         }
-        if url.set_password(Some(password)).is_err() {
+        // Percent-encoded whole: the driver decodes the URL's password, so a
+        // `%` in it must arrive as `%25`.
+        let encoded = percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC).to_string();
+        if url.set_password(Some(&encoded)).is_err() {
             return Err(ConfigError(format!("database.url: {:?} cannot take a password", redact_url(&self.url))));
         }
         self.url = url.into();
@@ -619,14 +622,14 @@ mod tests {
     fn the_password_comes_from_its_file_into_the_url() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("password");
-        std::fs::write(&file, "p@ss:w/rd%\n")?;
+        std::fs::write(&file, "p@ss:w/rd%41%\n")?;
         let path = file.display().to_string();
         let url = "postgres://tariff@db:5432/tariff?sslmode=verify-full&sslrootcert=/var/run/ca.crt";
         let s = load(&[("TRADEWATCH__DATABASE__URL", url), ("TRADEWATCH__DATABASE__PASSWORD_FILE", &path)])?;
         let parsed = url::Url::parse(&s.database.url)?;
         assert_eq!(parsed.username(), "tariff");
         let password = percent_encoding::percent_decode_str(parsed.password().unwrap_or_default()).decode_utf8()?;
-        assert_eq!(password, "p@ss:w/rd%");
+        assert_eq!(password, "p@ss:w/rd%41%");
         assert_eq!(parsed.host_str(), Some("db"));
         assert_eq!(parsed.query(), Some("sslmode=verify-full&sslrootcert=/var/run/ca.crt"));
         assert!(!format!("{:?}", s.database).contains("p%40ss"), "the password is never printed");

@@ -26,7 +26,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -85,16 +85,11 @@ const QUOTA_PER_SECOND: u64 = 30;
 pub async fn run(opts: Options) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&opts.var_dir)?;
     let databases = Databases::create(&opts.admin_url).await?;
-    let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = {
-        let interrupted = interrupted.clone();
         let signal = tradewatch_common::cli::shutdown_signal();
         tokio::select! {
             outcome = drill(&opts, &databases) => outcome,
-            () = signal => {
-                interrupted.store(true, Ordering::SeqCst);
-                Err(anyhow::anyhow!("interrupted: everything started is stopped"))
-            }
+            () = signal => Err(anyhow::anyhow!("interrupted: everything started is stopped")),
         }
     };
     // The replicas went with the drill (killed on drop); now their databases.
@@ -126,8 +121,14 @@ impl Databases {
                 .collect(),
         };
         for (_, name) in &me.names {
-            me.admin(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
-            me.admin(&format!("CREATE DATABASE \"{name}\"")).await?;
+            let create = async {
+                me.admin(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+                me.admin(&format!("CREATE DATABASE \"{name}\"")).await
+            };
+            if let Err(err) = create.await {
+                let _ = me.drop_all().await;
+                return Err(err);
+            }
         }
         Ok(me)
     }
@@ -339,18 +340,17 @@ enum Outcome<T> {
     Undecided,
 }
 
-/// A write or read whose outcome is unknown: the API says retry it.
-fn undecided(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::Cancelled
-            | Code::Unknown
-            | Code::Internal
-            | Code::ResourceExhausted
-    )
+/// A write or read whose outcome is unknown: the API says retry it. An
+/// INTERNAL or UNKNOWN that the service answered (with its ErrorInfo) is a
+/// refusal; one without is the transport's (a connection cut mid-call).
+fn undecided(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled | Code::ResourceExhausted => true,
+        Code::Unknown | Code::Internal => {
+            status.get_details_error_info().is_none_or(|info| info.domain != "tradewatch")
+        }
+        _ => false,
+    }
 }
 
 fn with_deadline<T>(message: T) -> tonic::Request<T> {
@@ -377,7 +377,7 @@ where
             }
             Err(status) => {
                 tally.count(op, status.code());
-                if !undecided(status.code()) {
+                if !undecided(&status) {
                     return Outcome::Refused(status);
                 }
                 if started.elapsed() > RETRY_FOR {
@@ -1268,7 +1268,17 @@ async fn drill(opts: &Options, databases: &Databases) -> anyhow::Result<Report> 
     let ledger = std::mem::take(&mut *shared.ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?);
     invariants.push(check.acknowledged(&ledger).await);
     invariants.push(check.quotas(&shared.quotas, &ledger).await);
-    invariants.extend(check.effects(&ledger, settle_by).await);
+    invariants.extend(check.effects(&ledger, Instant::now() + SETTLE_WITHIN).await);
+    invariants.push(Invariant {
+        name: "every write answered within its retry time",
+        checked: ledger.measures.len() + ledger.disputes.len() + ledger.commitments.len(),
+        violations: ledger
+            .undecided
+            .iter()
+            .map(|(op, n)| format!("{n} {op} still unanswered after {RETRY_FOR:?}"))
+            .chain(ledger.undecided_draws.iter().map(|(q, (n, _))| format!("{n} draws on {q} still unanswered")))
+            .collect(),
+    });
     invariants.push(Invariant {
         name: "no write refused that should not be; reads answer the record",
         checked: ledger.measures.len() + ledger.disputes.len() + ledger.commitments.len(),
@@ -1418,7 +1428,7 @@ where
     loop {
         match call().await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(status) if undecided(status.code()) && tries < 20 => {
+            Err(status) if undecided(&status) && tries < 20 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -1835,12 +1845,17 @@ mod tests {
 
     #[test]
     fn only_the_codes_the_api_names_as_unknown_outcomes_are_retried() {
-        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Aborted] {
-            assert!(undecided(code), "{code:?}");
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Aborted, Code::Internal, Code::Unknown] {
+            assert!(undecided(&Status::new(code, "the connection went")), "{code:?}");
         }
         for code in [Code::InvalidArgument, Code::FailedPrecondition, Code::NotFound, Code::AlreadyExists, Code::Ok] {
-            assert!(!undecided(code), "{code:?}");
+            assert!(!undecided(&Status::new(code, "")), "{code:?}");
         }
+        // An INTERNAL the service itself answered wrote nothing: not retried.
+        let info =
+            tonic_types::ErrorDetails::with_error_info("INTERNAL", "tradewatch", std::collections::HashMap::new());
+        let answered = Status::with_error_details(Code::Internal, "a bug", info);
+        assert!(!undecided(&answered));
     }
 
     fn change(token: &str, id: &str, at: i64) -> Seen {
