@@ -192,6 +192,8 @@ IMAGE_PREFIX ?= tradewatch
 TAG ?= dev
 IMAGE_DIR ?= var/images
 IMAGE_TARGET_DIR = $(CURDIR)/target/image
+# The name in podman's storage: IMAGE_PREFIX when it names a registry, localhost/IMAGE_PREFIX otherwise.
+IMAGE_LOCAL = $(if $(findstring .,$(firstword $(subst /, ,$(IMAGE_PREFIX)))),$(IMAGE_PREFIX),localhost/$(IMAGE_PREFIX))
 IMAGE_RUSTFLAGS = --remap-path-prefix=$(CURDIR)=/src --remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/local/cargo
 images:
 	RUSTFLAGS="$(IMAGE_RUSTFLAGS)" CARGO_TARGET_DIR="$(IMAGE_TARGET_DIR)" $(CARGO) build --release --locked \
@@ -201,6 +203,13 @@ images:
 	python3 k8s/image/build.py --rootfs "$(IMAGE_DIR)/rootfs" --bin-dir "$(IMAGE_TARGET_DIR)/release" \
 	  --out "$(IMAGE_DIR)/oci" --tag "$(TAG)" --version "$(TAG)" --epoch "$$(git log -1 --format=%ct)" \
 	  --revision "$$(git rev-parse HEAD)"
+	@if command -v skopeo >/dev/null && command -v podman >/dev/null; then \
+	  for s in tariff dispute dialogue relations; do \
+	    skopeo copy -q "oci:$(IMAGE_DIR)/oci:$$s-service:$(TAG)" "containers-storage:$(IMAGE_LOCAL)/$$s-service:$(TAG)" \
+	      2> >(grep -v 'level=info' >&2) || exit 1; \
+	  done; \
+	  echo "Loaded into podman's storage as $(IMAGE_LOCAL)/<service>-service:$(TAG)"; \
+	fi
 	@echo "OCI layout in $(IMAGE_DIR)/oci; push one with: skopeo copy oci:$(IMAGE_DIR)/oci:tariff-service:$(TAG) docker://REGISTRY/$(IMAGE_PREFIX)/tariff-service:$(TAG)"
 
 ## images-test: run the images with podman under the manifests' security context against the host's PostgreSQL, and

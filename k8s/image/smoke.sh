@@ -7,7 +7,8 @@
 # then `serve`, waits for gRPC health SERVING, creates a measure and
 # resolves a duty on it, checks what the process runs as, and stops it with
 # SIGTERM, which must end it (exit 0) within the grace period. Every image
-# answers --version. Cleans up its containers and its database.
+# answers --version. Cleans up its container and its database; the images
+# stay in podman's storage (localhost/tradewatch/<service>-service:TAG).
 #
 # Usage: smoke.sh OCI_DIR TAG   (PGURL: a server where it may create a database)
 set -euo pipefail
@@ -32,9 +33,6 @@ k8s_flags=(--read-only --cap-drop=ALL --security-opt=no-new-privileges --user 65
 pwfile=$(mktemp)
 cleanup() {
   podman rm -f "$name" >/dev/null 2>&1 || true
-  for s in tariff dispute dialogue relations; do
-    podman rmi -f "localhost/tradewatch/$s-service:$tag" >/dev/null 2>&1 || true
-  done
   psql -q "$admin" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   rm -f "$pwfile"
 }
