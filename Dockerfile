@@ -45,8 +45,12 @@ USER 65532:65532
 WORKDIR /home/nonroot
 
 # The binaries, built as `make images` builds them: --locked, with the
-# source and registry paths remapped, so the same commit gives the same bytes.
+# source and registry paths remapped and SOURCE_DATE_EPOCH set, so the same
+# commit gives the same bytes.
 FROM ${RUST_IMAGE} AS build
+# The commit's time (git log -1 --format=%ct): what the C compiler puts for
+# __DATE__ and __TIME__ (the bundled SQLite uses them), as `make images` does.
+ARG SOURCE_DATE_EPOCH=0
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -187,7 +187,7 @@ $(CHECKOV):
 	.tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 ## images: the four service images, reproducibly and without a container engine (release binaries with their paths
-## remapped, a root filesystem of the Debian packages in k8s/image/packages.lock, an OCI layout in IMAGE_DIR); TAG names them
+## remapped and the C compiler's __DATE__/__TIME__ the commit's (SOURCE_DATE_EPOCH), a root filesystem of the Debian packages in k8s/image/packages.lock, an OCI layout in IMAGE_DIR); TAG names them
 IMAGE_PREFIX ?= tradewatch
 TAG ?= dev
 IMAGE_DIR ?= var/images
@@ -196,7 +196,8 @@ IMAGE_TARGET_DIR = $(CURDIR)/target/image
 IMAGE_LOCAL = $(if $(findstring .,$(firstword $(subst /, ,$(IMAGE_PREFIX)))),$(IMAGE_PREFIX),localhost/$(IMAGE_PREFIX))
 IMAGE_RUSTFLAGS = --remap-path-prefix=$(CURDIR)=/src --remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/local/cargo
 images:
-	RUSTFLAGS="$(IMAGE_RUSTFLAGS)" CARGO_TARGET_DIR="$(IMAGE_TARGET_DIR)" $(CARGO) build --release --locked \
+	SOURCE_DATE_EPOCH="$$(git log -1 --format=%ct)" RUSTFLAGS="$(IMAGE_RUSTFLAGS)" CARGO_TARGET_DIR="$(IMAGE_TARGET_DIR)" \
+	  $(CARGO) build --release --locked \
 	  -p tariff-service -p dispute-service -p dialogue-service -p relations-service
 	rm -rf "$(IMAGE_DIR)" && mkdir -p "$(IMAGE_DIR)" .tools/debs
 	DEB_CACHE="$(abspath .tools/debs)" bash k8s/image/rootfs.sh "$(IMAGE_DIR)/rootfs"
