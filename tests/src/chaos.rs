@@ -510,16 +510,8 @@ impl Caller {
     }
 
     async fn resolve(&mut self) {
-        let request = tpb::ResolveDutyRequest {
-            importing_economy: "CAN".into(),
-            origin_economy: "CHN".into(),
-            hs_code: "8703.80.00".into(),
-            imported_on: "2025-06-02".into(),
-            customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000.00".into() }),
-            ..Default::default()
-        };
         let mut c = self.tariff.clone();
-        match c.resolve_duty(with_deadline(request)).await {
+        match c.resolve_duty(with_deadline(drill_shipment())).await {
             Ok(r) => {
                 self.shared.tally.count("ResolveDuty", Code::Ok);
                 let total = r.into_inner().total_duty.map(|m| m.amount).unwrap_or_default();
@@ -755,6 +747,19 @@ impl Caller {
         if let Some(commitment) = self.fulfil(effect, String::new(), dispute.id.clone()).await {
             self.ledger().settlements.push((commitment, dispute.id));
         }
+    }
+}
+
+/// The shipment the load resolves: a Chinese electric car into Canada, on
+/// the measures `setup` makes and nothing of the load touches.
+fn drill_shipment() -> tpb::ResolveDutyRequest {
+    tpb::ResolveDutyRequest {
+        importing_economy: "CAN".into(),
+        origin_economy: "CHN".into(),
+        hs_code: "8703.80.00".into(),
+        imported_on: "2025-06-02".into(),
+        customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000.00".into() }),
+        ..Default::default()
     }
 }
 
@@ -1395,17 +1400,7 @@ async fn setup(cluster: &Cluster, run: String, duration: Duration) -> anyhow::Re
         request_id: String::new(),
     })
     .await?;
-    let resolve = t
-        .resolve_duty(tpb::ResolveDutyRequest {
-            importing_economy: "CAN".into(),
-            origin_economy: "CHN".into(),
-            hs_code: "8703.80.00".into(),
-            imported_on: "2025-06-02".into(),
-            customs_value: Some(Money { currency_code: "CAD".into(), amount: "40000.00".into() }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let resolve = t.resolve_duty(drill_shipment()).await?.into_inner();
     let resolve_total = resolve.total_duty.map(|m| m.amount).unwrap_or_default();
     Ok(Shared { run, quotas, sessions, resolve_total, tally: Tally::default(), ledger: Mutex::new(Ledger::default()) })
 }
@@ -1456,26 +1451,6 @@ impl Checker {
         Ok(r.measure.unwrap_or_default())
     }
 
-    async fn dispute(&self, id: &str) -> Result<dpb::Dispute, Status> {
-        let r = patiently(|| {
-            let mut c = self.dispute.clone();
-            let id = id.to_owned();
-            async move { c.get_dispute(dpb::GetDisputeRequest { id }).await }
-        })
-        .await?;
-        Ok(r.dispute.unwrap_or_default())
-    }
-
-    async fn commitment(&self, id: &str) -> Result<gpb::Commitment, Status> {
-        let r = patiently(|| {
-            let mut c = self.dialogue.clone();
-            let id = id.to_owned();
-            async move { c.get_commitment(gpb::GetCommitmentRequest { id }).await }
-        })
-        .await?;
-        Ok(r.commitment.unwrap_or_default())
-    }
-
     async fn events(&self, dispute_id: &str) -> Result<Vec<dpb::DisputeEvent>, Status> {
         let (mut all, mut page_token) = (Vec::new(), String::new());
         loop {
@@ -1497,41 +1472,130 @@ impl Checker {
         }
     }
 
-    async fn acknowledged(&self, ledger: &Ledger) -> Invariant {
-        let mut violations = Vec::new();
-        for id in &ledger.measures {
-            if let Err(status) = self.measure(id).await {
-                violations.push(format!("measure {id}: {:?} {}", status.code(), status.message()));
+    /// The ids of `ids` that `batch` (a BatchGet of at most 100) says are
+    /// missing, or the error it answered a chunk with.
+    async fn missing<F, Fut>(ids: &[String], what: &str, mut batch: F) -> Vec<String>
+    where
+        F: FnMut(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<(), Status>>,
+    {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            match batch(chunk.to_vec()).await {
+                Ok(()) => {}
+                Err(status) if status.code() == Code::NotFound => {
+                    let missing = status
+                        .get_details_error_info()
+                        .and_then(|info| info.metadata.get("missing_ids").cloned())
+                        .unwrap_or_default();
+                    out.extend(
+                        missing.split(',').filter(|id| !id.is_empty()).map(|id| format!("{what} {id} is missing")),
+                    );
+                }
+                Err(status) => out.push(format!("{what}s {}…: {:?} {}", chunk[0], status.code(), status.message())),
             }
         }
-        for id in &ledger.disputes {
-            if let Err(status) = self.dispute(id).await {
-                violations.push(format!("dispute {id}: {:?} {}", status.code(), status.message()));
-            }
-        }
-        for id in &ledger.commitments {
-            if let Err(status) = self.commitment(id).await {
-                violations.push(format!("commitment {id}: {:?} {}", status.code(), status.message()));
-            }
-        }
-        // An acknowledged fulfilment is there too.
-        for (id, _) in ledger.suspensions.iter().chain(&ledger.settlements) {
-            match self.commitment(id).await {
-                Ok(c) if c.status() == gpb::CommitmentStatus::Fulfilled => {}
-                Ok(c) => violations.push(format!("commitment {id} is {:?}, its fulfilment acknowledged", c.status())),
-                Err(status) => violations.push(format!("commitment {id}: {:?}", status.code())),
-            }
-        }
-        for id in &ledger.sessions {
-            let found = patiently(|| {
+        out
+    }
+
+    /// Every commitment the dialogue service lists, by id.
+    async fn all_commitments(&self) -> Result<HashMap<String, gpb::Commitment>, Status> {
+        let (mut all, mut page_token) = (HashMap::new(), String::new());
+        loop {
+            let r = patiently(|| {
                 let mut c = self.dialogue.clone();
-                let id = id.clone();
-                async move { c.get_session(gpb::GetSessionRequest { id }).await }
+                let request = gpb::ListCommitmentsRequest {
+                    page_size: 100,
+                    page_token: page_token.clone(),
+                    ..Default::default()
+                };
+                async move { c.list_commitments(request).await }
             })
-            .await;
-            if let Err(status) = found {
-                violations.push(format!("session {id}: {:?} {}", status.code(), status.message()));
+            .await?;
+            all.extend(r.commitments.into_iter().map(|c| (c.id.clone(), c)));
+            if r.next_page_token.is_empty() {
+                return Ok(all);
             }
+            page_token = r.next_page_token;
+        }
+    }
+
+    /// Every session the dialogue service lists, by id.
+    async fn all_sessions(&self) -> Result<BTreeSet<String>, Status> {
+        let (mut all, mut page_token) = (BTreeSet::new(), String::new());
+        loop {
+            let r = patiently(|| {
+                let mut c = self.dialogue.clone();
+                let request =
+                    gpb::ListSessionsRequest { page_size: 100, page_token: page_token.clone(), ..Default::default() };
+                async move { c.list_sessions(request).await }
+            })
+            .await?;
+            all.extend(r.sessions.into_iter().map(|s| s.id));
+            if r.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            page_token = r.next_page_token;
+        }
+    }
+
+    async fn acknowledged(&self, ledger: &Ledger) -> Invariant {
+        let mut violations = Self::missing(&ledger.measures, "measure", |ids| {
+            let tariff = self.tariff.clone();
+            async move {
+                let batch = || {
+                    let (mut c, ids) = (tariff.clone(), ids.clone());
+                    async move { c.batch_get_measures(tpb::BatchGetMeasuresRequest { ids }).await }
+                };
+                patiently(batch).await.map(drop)
+            }
+        })
+        .await;
+        violations.extend(
+            Self::missing(&ledger.disputes, "dispute", |ids| {
+                let dispute = self.dispute.clone();
+                async move {
+                    let batch = || {
+                        let (mut c, ids) = (dispute.clone(), ids.clone());
+                        async move { c.batch_get_disputes(dpb::BatchGetDisputesRequest { ids }).await }
+                    };
+                    patiently(batch).await.map(drop)
+                }
+            })
+            .await,
+        );
+        match self.all_commitments().await {
+            Ok(listed) => {
+                for id in &ledger.commitments {
+                    if !listed.contains_key(id) {
+                        violations.push(format!("commitment {id} is missing"));
+                    }
+                }
+                // An acknowledged fulfilment is there too.
+                for (id, _) in ledger.suspensions.iter().chain(&ledger.settlements) {
+                    match listed.get(id) {
+                        Some(c) if c.status() == gpb::CommitmentStatus::Fulfilled => {}
+                        Some(c) => {
+                            violations
+                                .push(format!("commitment {id} is {:?}, its fulfilment acknowledged", c.status()));
+                        }
+                        None => violations.push(format!("commitment {id} is missing")),
+                    }
+                }
+            }
+            Err(status) => violations.push(format!("commitments: {:?} {}", status.code(), status.message())),
+        }
+        match self.all_sessions().await {
+            Ok(listed) => {
+                violations.extend(
+                    ledger
+                        .sessions
+                        .iter()
+                        .filter(|id| !listed.contains(*id))
+                        .map(|id| format!("session {id} is missing")),
+                );
+            }
+            Err(status) => violations.push(format!("sessions: {:?} {}", status.code(), status.message())),
         }
         let mut by_dispute: HashMap<&str, Vec<&str>> = HashMap::new();
         for (dispute, event) in &ledger.events {
@@ -1603,16 +1667,9 @@ impl Checker {
             ledger.suspensions.iter().chain(&ledger.settlements).map(|(c, _)| c.as_str()).collect();
         let mut pending: BTreeSet<&str> = commitments.iter().copied().collect();
         loop {
-            let mut still = BTreeSet::new();
-            for id in &pending {
-                match self.commitment(id).await {
-                    Ok(c) if c.effect_state() == gpb::EffectState::Applied => {}
-                    _ => {
-                        still.insert(*id);
-                    }
-                }
+            if let Ok(listed) = self.all_commitments().await {
+                pending.retain(|id| listed.get(*id).is_none_or(|c| c.effect_state() != gpb::EffectState::Applied));
             }
-            pending = still;
             if pending.is_empty() || Instant::now() > by {
                 break;
             }
