@@ -1488,6 +1488,9 @@ impl Checker {
                         .get_details_error_info()
                         .and_then(|info| info.metadata.get("missing_ids").cloned())
                         .unwrap_or_default();
+                    if missing.is_empty() {
+                        out.push(format!("{what}s {}…: NOT_FOUND without the missing ids", chunk[0]));
+                    }
                     out.extend(
                         missing.split(',').filter(|id| !id.is_empty()).map(|id| format!("{what} {id} is missing")),
                     );
