@@ -13,8 +13,8 @@ use std::{
 };
 
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
@@ -178,6 +178,18 @@ pub async fn migrate<M: MigratorTrait>(settings: &DatabaseSettings) -> Result<()
     M::up(&db, None).await?;
     tracing::info!(applied = M::migrations().len(), "schema up to date");
     db.close().await
+}
+
+/// Begins a transaction that only reads, every statement of it from one
+/// snapshot of the database and on one connection: REPEATABLE READ, READ
+/// ONLY on PostgreSQL; on SQLite a deferred transaction, whose first read
+/// fixes the snapshot (WAL). Dropped, it ends.
+pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await
+    } else {
+        db.begin().await
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at

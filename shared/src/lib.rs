@@ -17,6 +17,7 @@ pub mod etag;
 pub mod feed;
 pub mod guard;
 pub mod idempotency;
+pub mod memory;
 pub mod metrics;
 pub mod paging;
 pub mod patch;

@@ -21,7 +21,7 @@ use std::{
 use chrono::NaiveDate;
 use sea_orm::DatabaseConnection;
 use tradewatch_common::{
-    Error, Result,
+    Error, Result, db,
     feed::{self, Head},
     proto::tariff as pb,
     types::{Economy, HsCode},
@@ -285,36 +285,38 @@ impl Schedule {
     /// committed after `head` was read may be read or not; either way its
     /// change comes after `head`, and the next catch-up reads the measure again.
     async fn reload(&self, head: i64) -> Result<()> {
-        let read = |after: Option<Uuid>| {
-            let db = self.db.clone();
-            tokio::spawn(async move { schedule_page(&db, after, RELOAD_PAGE).await })
-        };
         let failed =
             |err: tokio::task::JoinError| Error::internal(anyhow::anyhow!("loading the schedule failed: {err}"));
+        // One snapshot on one connection: pages read on the pool's
+        // connections in turn would leave each connection's page cache full
+        // of the table, and could mix states of it.
+        let txn = db::begin_snapshot(&self.db).await?;
         let mut index = Index::default();
-        // The next page is read while this one is indexed.
-        let mut next = Some(read(None));
-        while let Some(reading) = next.take() {
-            let page = reading.await.map_err(failed)??;
-            let Some(last) = page.last().map(|m| m.id) else { break };
-            if page.len() as u64 == RELOAD_PAGE {
-                next = Some(read(Some(last)));
-            }
+        let mut page = schedule_page(&txn, None, RELOAD_PAGE).await?;
+        while let Some(last) = page.last().map(|m| m.id) {
+            let more = page.len() as u64 == RELOAD_PAGE;
             // Off the async threads: a large schedule takes a while to index.
-            index = tokio::task::spawn_blocking(move || {
+            let indexing = tokio::task::spawn_blocking(move || {
                 for m in &page {
                     index.insert(m);
                 }
                 index
-            })
-            .await
-            .map_err(failed)?;
+            });
+            // The next page is read while this one is indexed.
+            let reading =
+                async { if more { schedule_page(&txn, Some(last), RELOAD_PAGE).await } else { Ok(Vec::new()) } };
+            let (next, indexed) = tokio::join!(reading, indexing);
+            index = indexed.map_err(failed)?;
+            page = next?;
         }
+        txn.commit().await?;
         index.shrink();
         index.seq = Some(head);
         let old = std::mem::replace(&mut *self.write()?, index);
-        // Freed after the lock is released.
+        // Freed after the lock is released, and the reload's garbage with
+        // it given back at once.
         drop(old);
+        tradewatch_common::memory::release_freed();
         Ok(())
     }
 
