@@ -4,7 +4,8 @@ use relations_service::{SERVICE, app};
 use tradewatch_common::cli::{self, Command};
 
 /// A faster allocator than the system's for many small, short-lived
-/// allocations freed on another thread than made them (see BENCHMARKS.md).
+/// allocations freed on another thread than made them (see BENCHMARKS.md); it
+/// also serves `malloc` (the `override` feature), so SQLite's memory is in it too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
