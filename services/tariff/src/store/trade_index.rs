@@ -15,7 +15,7 @@ use std::{
 
 use sea_orm::DatabaseConnection;
 use tradewatch_common::{
-    Error, Result,
+    Error, Result, db,
     feed::{self, Head},
     proto::tariff as pb,
     types::{Economy, parse_decimal},
@@ -296,8 +296,10 @@ impl TradeIndex {
     async fn reload(&self, head: i64) -> Result<()> {
         let mut fresh = Flows::default();
         let mut after = None;
+        // One snapshot on one connection, as the schedule's reload.
+        let txn = db::begin_snapshot(&self.db).await?;
         loop {
-            let rows = flow_rows_after(&self.db, after, LOAD_PAGE).await?;
+            let rows = flow_rows_after(&txn, after, LOAD_PAGE).await?;
             let Some(last) = rows.last() else { break };
             after = Some(last.id);
             let full = rows.len() as u64 == LOAD_PAGE;
@@ -306,6 +308,7 @@ impl TradeIndex {
                 break;
             }
         }
+        txn.commit().await?;
         // Off the async threads: sorting a million entries takes a while.
         let mut fresh = tokio::task::spawn_blocking(move || {
             fresh.sort();
@@ -322,6 +325,7 @@ impl TradeIndex {
             fresh,
         );
         drop(old);
+        tradewatch_common::memory::release_freed();
         Ok(())
     }
 }
